@@ -1,0 +1,47 @@
+"""The evidence database: studies, claims and results on compression vs adversarial robustness.
+
+Typical use::
+
+    from evidence import init_database, query_results, ResultFilter
+    engine, _ = init_database()                    # CREV_DB or the default SQLite file
+    df = query_results(engine, ResultFilter(families=["quantization"]))
+"""
+
+from .api import InitResult, init_database, is_empty
+from .db import get_engine, resolve_url, session_scope, upgrade_schema
+from .errors import EvidenceError, NotFound, Problem, ValidationFailed
+from .export import FORMATS, export_results, to_interchange, write_template
+from .models import Claim, Job, JobCell, Result, Study, Submission
+from .queries import ResultFilter, count_results, distinct_values, list_claims, list_studies, query_results, stats
+from .review import approve, history, pending_submissions, propose_correction, reject, submission_diff, submission_rows, whoami
+from .rows import RESULT_COLUMNS, convert_result_row
+from .seed import load_seed, seed_loaded
+from .store import ImportReport, add_study, import_results, insert_results, read_study_file
+from .vocab import (
+    AdvTraining,
+    Attack,
+    CompressionFamily,
+    CompressionKind,
+    Direction,
+    Norm,
+    Provenance,
+    ReviewStatus,
+    SourceKind,
+    SubmissionKind,
+    ThreatModel,
+)
+
+__all__ = [
+    "InitResult", "init_database", "is_empty",
+    "get_engine", "resolve_url", "session_scope", "upgrade_schema",
+    "EvidenceError", "NotFound", "Problem", "ValidationFailed",
+    "FORMATS", "export_results", "to_interchange", "write_template",
+    "Claim", "Job", "JobCell", "Result", "Study", "Submission",
+    "ResultFilter", "count_results", "distinct_values", "list_claims", "list_studies", "query_results", "stats",
+    "approve", "history", "pending_submissions", "propose_correction", "reject", "submission_diff", "submission_rows", "whoami",
+    "RESULT_COLUMNS", "convert_result_row",
+    "load_seed", "seed_loaded",
+    "ImportReport", "add_study", "import_results", "insert_results", "read_study_file",
+    "AdvTraining", "Attack", "CompressionFamily", "CompressionKind", "Direction", "Norm", "Provenance",
+    "ReviewStatus", "SourceKind", "SubmissionKind", "ThreatModel",
+]

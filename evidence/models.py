@@ -1,0 +1,289 @@
+"""SQLModel data model: studies, claims, results, submissions and jobs.
+
+Model families follow SQLModel's tutorial: ``XBase`` (the fields a user supplies) →
+``X(XBase, table=True)`` (the stored row, with versioning and review columns) → ``XCreate`` (input)
+and ``XPublic`` (output).
+
+Versioning. A study, claim or result is an *entity* with a stable key (``study_id`` for studies,
+``uid`` for claims and results); every addition or correction is a new *row* (a version) that
+belongs to a :class:`Submission`. Rows are never deleted. Exactly one approved row of an entity is
+``current``; the default queries read only current rows, so pending and rejected submissions never
+count in an analysis.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Optional
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from .vocab import (
+    AdvTraining,
+    Attack,
+    CompressionFamily,
+    CompressionKind,
+    Direction,
+    Norm,
+    Provenance,
+    ReviewStatus,
+    SourceKind,
+    SubmissionKind,
+    ThreatModel,
+)
+
+__all__ = [
+    "Submission",
+    "StudyBase",
+    "Study",
+    "StudyCreate",
+    "StudyPublic",
+    "ClaimBase",
+    "Claim",
+    "ClaimCreate",
+    "ClaimPublic",
+    "ResultBase",
+    "Result",
+    "ResultCreate",
+    "ResultPublic",
+    "Job",
+    "JobCell",
+    "utcnow",
+]
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _enum(enum_cls, **kw):
+    """A portable enum column: VARCHAR holding the enum's value (no native PostgreSQL type)."""
+    return sa.Enum(
+        enum_cls,
+        native_enum=False,
+        create_constraint=False,
+        length=32,
+        values_callable=lambda e: [m.value for m in e],
+        validate_strings=True,
+    )
+
+
+class _Versioned(SQLModel):
+    """Review and version columns shared by every curated table."""
+
+    version: int = Field(default=1, ge=1)
+    submission_id: Optional[int] = Field(default=None, foreign_key="submission.id", index=True)
+    review_status: ReviewStatus = Field(default=ReviewStatus.pending, sa_type=_enum(ReviewStatus), index=True)
+    current: bool = Field(default=False, index=True)
+    created_by: str = Field(default="unknown", max_length=120)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Submission(SQLModel, table=True):
+    """One addition or change by a user: who, when, what, and the curator's decision."""
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    kind: SubmissionKind = Field(sa_type=_enum(SubmissionKind), index=True)
+    submitted_by: str = Field(max_length=120)
+    submitted_at: datetime = Field(default_factory=utcnow)
+    status: ReviewStatus = Field(default=ReviewStatus.pending, sa_type=_enum(ReviewStatus), index=True)
+    reviewed_by: Optional[str] = Field(default=None, max_length=120)
+    reviewed_at: Optional[datetime] = None
+    reason: Optional[str] = None
+    summary: str = Field(default="", sa_type=sa.Text)
+    source_file: Optional[str] = None
+    n_studies: int = 0
+    n_claims: int = 0
+    n_results: int = 0
+
+
+# --------------------------------------------------------------------------- studies
+
+
+class StudyBase(SQLModel):
+    study_id: str = Field(index=True, min_length=3, max_length=120, regex=r"^[a-z0-9][a-z0-9_\-]*$")
+    title: str = Field(min_length=1)
+    authors: str = ""
+    year: Optional[int] = Field(default=None, ge=1900, le=2100)
+    year_text: str = ""
+    venue: str = ""
+    identifier: str = ""
+    compression_kind: CompressionKind = Field(default=CompressionKind.other, sa_type=_enum(CompressionKind))
+    compression_kind_text: str = ""
+    main_claim: str = Field(default="", sa_type=sa.Text)
+    main_direction: Direction = Field(default=Direction.unknown, sa_type=_enum(Direction))
+    main_direction_text: str = ""
+    adversarial_training: AdvTraining = Field(default=AdvTraining.unknown, sa_type=_enum(AdvTraining))
+    adversarial_training_text: str = ""
+    datasets: str = ""
+    architectures: str = ""
+    attacks: str = ""
+    source_of_info: str = Field(default="", sa_type=sa.Text)
+    in_review_2023: Optional[bool] = None
+    review_membership_text: str = ""
+
+
+class Study(StudyBase, _Versioned, table=True):
+    __table_args__ = (sa.UniqueConstraint("study_id", "version", name="uq_study_version"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+
+
+class StudyCreate(StudyBase):
+    pass
+
+
+class StudyPublic(StudyBase):
+    id: int
+    version: int
+    review_status: ReviewStatus
+    current: bool
+    created_by: str
+    created_at: datetime
+
+
+# --------------------------------------------------------------------------- claims
+
+
+class ClaimBase(SQLModel):
+    study_id: str = Field(index=True, max_length=120)
+    question_id: str = Field(index=True, max_length=80)
+    question: str = ""
+    direction: Direction = Field(sa_type=_enum(Direction))
+    position: str = ""
+    study_main_claim: str = Field(default="", sa_type=sa.Text)
+    compression_family: Optional[CompressionFamily] = Field(default=None, sa_type=_enum(CompressionFamily))
+    adversarial_training: AdvTraining = Field(default=AdvTraining.unknown, sa_type=_enum(AdvTraining))
+    threat_model: ThreatModel = Field(default=ThreatModel.unknown, sa_type=_enum(ThreatModel))
+    conditions_note: str = ""
+
+
+class Claim(ClaimBase, _Versioned, table=True):
+    __table_args__ = (sa.UniqueConstraint("uid", "version", name="uq_claim_version"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    uid: str = Field(index=True, max_length=64)
+
+
+class ClaimCreate(ClaimBase):
+    pass
+
+
+class ClaimPublic(ClaimBase):
+    id: int
+    uid: str
+    version: int
+    review_status: ReviewStatus
+    current: bool
+
+
+# --------------------------------------------------------------------------- results
+
+
+class ResultBase(SQLModel):
+    study_id: str = Field(max_length=120)
+    dataset: str = Field(default="", max_length=120)
+    architecture: str = ""
+    compression_family: CompressionFamily = Field(sa_type=_enum(CompressionFamily))
+    compression_method: str = ""
+    compression_level_text: str = ""
+    sparsity: Optional[float] = Field(default=None, ge=0.0, lt=1.0)
+    bits: Optional[int] = Field(default=None, ge=1)
+    adversarial_training: AdvTraining = Field(default=AdvTraining.unknown, sa_type=_enum(AdvTraining))
+    adversarial_training_text: str = ""
+    attack: Attack = Field(default=Attack.other, sa_type=_enum(Attack))
+    attack_text: str = ""
+    norm: Norm = Field(default=Norm.unknown, sa_type=_enum(Norm))
+    norm_text: str = ""
+    epsilon: Optional[float] = Field(default=None, ge=0.0)
+    epsilon_text: str = ""
+    steps: Optional[int] = Field(default=None, ge=0)
+    steps_text: str = ""
+    threat_model: ThreatModel = Field(default=ThreatModel.unknown, sa_type=_enum(ThreatModel))
+    threat_model_text: str = ""
+    clean_acc_dense: Optional[float] = Field(default=None, ge=0.0, le=100.0)
+    robust_acc_dense: Optional[float] = Field(default=None, ge=0.0, le=100.0)
+    clean_acc_compressed: Optional[float] = Field(default=None, ge=0.0, le=100.0)
+    robust_acc_compressed: Optional[float] = Field(default=None, ge=0.0, le=100.0)
+    n_test: Optional[int] = Field(default=None, ge=1)
+    provenance: Provenance = Field(default=Provenance.verbatim, sa_type=_enum(Provenance))
+    url_or_path: str = Field(default="", sa_type=sa.Text)
+    source_location: str = Field(default="", sa_type=sa.Text)
+    notes: str = Field(default="", sa_type=sa.Text)
+    cluster: str = Field(default="", max_length=255)
+    source_kind: SourceKind = Field(default=SourceKind.literature, sa_type=_enum(SourceKind))
+    # Replication evidence: the claim it checks, its verdict, the run's provenance and checks (JSON).
+    claim_uid: Optional[str] = Field(default=None, max_length=64)
+    verdict: Optional[str] = Field(default=None, max_length=32)
+    quick: bool = False
+    gradient_masking: Optional[bool] = None
+    checks_json: str = Field(default="", sa_type=sa.Text)
+    replication_json: str = Field(default="", sa_type=sa.Text)
+    warnings: str = Field(default="", sa_type=sa.Text)
+
+
+class Result(ResultBase, _Versioned, table=True):
+    __table_args__ = (
+        sa.UniqueConstraint("uid", "version", name="uq_result_version"),
+        sa.Index("ix_result_filter", "current", "compression_family", "threat_model", "epsilon"),
+        sa.Index("ix_result_study", "current", "study_id"),
+        sa.Index("ix_result_dataset", "current", "dataset"),
+        sa.Index("ix_result_adv", "current", "adversarial_training"),
+        sa.Index("ix_result_sparsity", "current", "sparsity"),
+        sa.Index("ix_result_bits", "current", "bits"),
+    )
+    id: Optional[int] = Field(default=None, primary_key=True)
+    uid: str = Field(index=True, max_length=64)
+    fingerprint: str = Field(index=True, max_length=64)
+
+
+class ResultCreate(ResultBase):
+    pass
+
+
+class ResultPublic(ResultBase):
+    id: int
+    uid: str
+    version: int
+    review_status: ReviewStatus
+    current: bool
+
+
+# --------------------------------------------------------------------------- replication jobs
+
+
+class Job(SQLModel, table=True):
+    """A replication job: its spec, its state and its log (written by :mod:`replicate`)."""
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    name: str = ""
+    claim_id: str = Field(default="", index=True)
+    spec_json: str = Field(default="", sa_type=sa.Text)
+    spec_hash: str = Field(default="", index=True, max_length=64)
+    quick: bool = False
+    executor: str = "local"
+    status: str = Field(default="queued", index=True, max_length=24)
+    stage: str = ""
+    progress: float = 0.0
+    cells_total: int = 0
+    cells_done: int = 0
+    log: str = Field(default="", sa_type=sa.Text)
+    error: Optional[str] = Field(default=None, sa_type=sa.Text)
+    cancel_requested: bool = False
+    created_by: str = "unknown"
+    created_at: datetime = Field(default_factory=utcnow)
+    started_at: Optional[datetime] = None
+    finished_at: Optional[datetime] = None
+    timings_json: str = Field(default="", sa_type=sa.Text)
+    submission_id: Optional[int] = None
+
+
+class JobCell(SQLModel, table=True):
+    """One finished grid cell of a job, stored whole in one transaction (what makes resume safe)."""
+
+    __table_args__ = (sa.UniqueConstraint("job_key", "cell_key", name="uq_jobcell"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    job_key: str = Field(index=True, max_length=64)
+    cell_key: str = Field(max_length=255)
+    payload_json: str = Field(default="", sa_type=sa.Text)
+    seconds: float = 0.0
+    created_at: datetime = Field(default_factory=utcnow)

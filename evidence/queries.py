@@ -1,0 +1,183 @@
+"""Reading evidence out: filtered results, studies, claims and totals.
+
+By default only *current* rows are read: approved, latest versions. ``status="pending"`` reads the
+review queue's rows and ``status="all"`` every version, rejected ones included.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Literal, Sequence
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from .models import Claim, Result, Study, Submission
+from .vocab import AdvTraining, Attack, CompressionFamily, ReviewStatus, SourceKind, ThreatModel, coerce
+
+__all__ = ["ResultFilter", "query_results", "count_results", "list_studies", "list_claims", "stats", "distinct_values"]
+
+Status = Literal["approved", "pending", "all"]
+
+
+@dataclass
+class ResultFilter:
+    """Filters the app and the CLI share. Empty lists mean "any"; ranges are inclusive."""
+
+    study_ids: Sequence[str] = field(default_factory=list)
+    datasets: Sequence[str] = field(default_factory=list)
+    families: Sequence[CompressionFamily | str] = field(default_factory=list)
+    threat_models: Sequence[ThreatModel | str] = field(default_factory=list)
+    adversarial_training: Sequence[AdvTraining | str] = field(default_factory=list)
+    attacks: Sequence[Attack | str] = field(default_factory=list)
+    eps_min: float | None = None
+    eps_max: float | None = None
+    sparsity_min: float | None = None
+    sparsity_max: float | None = None
+    bits_min: int | None = None
+    bits_max: int | None = None
+    source_kinds: Sequence[SourceKind | str] = field(default_factory=list)
+    include_quick: bool = False
+    status: Status = "approved"
+
+    def __post_init__(self) -> None:
+        self.families = [coerce(CompressionFamily, f) for f in self.families]
+        self.threat_models = [coerce(ThreatModel, f) for f in self.threat_models]
+        self.adversarial_training = [coerce(AdvTraining, f) for f in self.adversarial_training]
+        self.attacks = [coerce(Attack, f) for f in self.attacks]
+        self.source_kinds = [coerce(SourceKind, f) for f in self.source_kinds]
+        if self.status not in ("approved", "pending", "all"):
+            raise ValueError(f"status must be approved, pending or all, not {self.status!r}")
+
+    def key(self) -> tuple:
+        """A hashable form (for caches)."""
+        return tuple(tuple(v) if isinstance(v, list) else v for v in (getattr(self, f.name) for f in fields(self)))
+
+    def where(self, t: sa.Table) -> list:
+        c = t.c
+        clauses = []
+        if self.status == "approved":
+            clauses.append(c.current.is_(True))
+        elif self.status == "pending":
+            clauses.append(c.review_status == ReviewStatus.pending.value)
+        for col, values in (
+            ("study_id", self.study_ids),
+            ("dataset", self.datasets),
+            ("compression_family", [v.value for v in self.families]),
+            ("threat_model", [v.value for v in self.threat_models]),
+            ("adversarial_training", [v.value for v in self.adversarial_training]),
+            ("attack", [v.value for v in self.attacks]),
+            ("source_kind", [v.value for v in self.source_kinds]),
+        ):
+            if values:
+                clauses.append(c[col].in_(list(values)))
+        for col, lo, hi in (
+            ("epsilon", self.eps_min, self.eps_max),
+            ("sparsity", self.sparsity_min, self.sparsity_max),
+            ("bits", self.bits_min, self.bits_max),
+        ):
+            if lo is not None:
+                clauses.append(c[col] >= lo)
+            if hi is not None:
+                clauses.append(c[col] <= hi)
+        if not self.include_quick:
+            clauses.append(c.quick.is_(False))
+        return clauses
+
+
+_ENUM_COLS = ("compression_family", "adversarial_training", "attack", "norm", "threat_model", "provenance", "source_kind", "review_status")
+
+
+def _frame(conn, stmt) -> pd.DataFrame:
+    res = conn.execute(stmt)
+    return pd.DataFrame(res.fetchall(), columns=list(res.keys()))
+
+
+def query_results(engine: Engine, filt: ResultFilter | None = None, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """Results matching ``filt`` as a frame (one row per result version), ordered by id."""
+    filt = filt or ResultFilter()
+    t = Result.__table__
+    cols = [t.c[c] for c in columns] if columns else [t]
+    stmt = sa.select(*cols).where(*filt.where(t)).order_by(t.c.id)
+    with engine.connect() as conn:
+        df = _frame(conn, stmt)
+    for c in _ENUM_COLS:
+        if c in df and len(df) and not isinstance(df[c].iloc[0], str):
+            df[c] = df[c].map(lambda v: getattr(v, "value", v))
+    for c in ("epsilon", "sparsity", *[x for x in df.columns if x.endswith(("_dense", "_compressed"))]):
+        if c in df:
+            df[c] = pd.to_numeric(df[c], errors="coerce").astype("float64")
+    for c in ("bits", "n_test", "steps"):
+        if c in df:
+            df[c] = pd.to_numeric(df[c], errors="coerce").astype("Int64")
+    return df
+
+
+def count_results(engine: Engine, filt: ResultFilter | None = None) -> int:
+    filt = filt or ResultFilter()
+    t = Result.__table__
+    with engine.connect() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(t).where(*filt.where(t))).scalar_one()
+
+
+def _status_clause(t, status: Status):
+    if status == "approved":
+        return [t.c.current.is_(True)]
+    if status == "pending":
+        return [t.c.review_status == ReviewStatus.pending.value]
+    return []
+
+
+def list_studies(engine: Engine, status: Status = "approved") -> pd.DataFrame:
+    t = Study.__table__
+    with engine.connect() as conn:
+        df = _frame(conn, sa.select(t).where(*_status_clause(t, status)).order_by(t.c.study_id, t.c.version))
+    for c in ("compression_kind", "main_direction", "adversarial_training", "review_status"):
+        if c in df:
+            df[c] = df[c].map(lambda v: getattr(v, "value", v))
+    return df
+
+
+def list_claims(engine: Engine, status: Status = "approved") -> pd.DataFrame:
+    t = Claim.__table__
+    with engine.connect() as conn:
+        df = _frame(conn, sa.select(t).where(*_status_clause(t, status)).order_by(t.c.question_id, t.c.study_id, t.c.id))
+    for c in ("direction", "compression_family", "adversarial_training", "threat_model", "review_status"):
+        if c in df:
+            df[c] = df[c].map(lambda v: getattr(v, "value", v))
+    return df
+
+
+def distinct_values(engine: Engine, column: str) -> list:
+    """Sorted distinct values of a result column among current rows (for filter widgets)."""
+    t = Result.__table__
+    with engine.connect() as conn:
+        vals = conn.execute(sa.select(t.c[column]).where(t.c.current.is_(True)).distinct()).scalars().all()
+    return sorted((getattr(v, "value", v) for v in vals if v is not None), key=str)
+
+
+def stats(engine: Engine) -> dict:
+    """Totals of current (approved) entries, and breakdowns by review status and by study."""
+    out: dict = {}
+    with engine.connect() as conn:
+        for name, table in (("studies", Study), ("claims", Claim), ("results", Result)):
+            t = table.__table__
+            out[name] = int(conn.execute(sa.select(sa.func.count()).select_from(t).where(t.c.current.is_(True))).scalar_one())
+        by_status: dict = {}
+        for name, table in (("studies", Study), ("claims", Claim), ("results", Result)):
+            t = table.__table__
+            rows = conn.execute(sa.select(t.c.review_status, sa.func.count()).group_by(t.c.review_status)).all()
+            by_status[name] = {getattr(s, "value", s): int(n) for s, n in rows}
+        out["by_review_status"] = by_status
+        r, c = Result.__table__, Claim.__table__
+        res_by = dict(conn.execute(sa.select(r.c.study_id, sa.func.count()).where(r.c.current.is_(True)).group_by(r.c.study_id)).all())
+        cl_by = dict(conn.execute(sa.select(c.c.study_id, sa.func.count()).where(c.c.current.is_(True)).group_by(c.c.study_id)).all())
+        s = Study.__table__
+        ids = conn.execute(sa.select(s.c.study_id).where(s.c.current.is_(True)).order_by(s.c.study_id)).scalars().all()
+        out["by_study"] = {i: {"results": int(res_by.get(i, 0)), "claims": int(cl_by.get(i, 0))} for i in ids}
+        sub = Submission.__table__
+        out["pending_submissions"] = int(
+            conn.execute(sa.select(sa.func.count()).select_from(sub).where(sub.c.status == ReviewStatus.pending.value)).scalar_one()
+        )
+    return out
