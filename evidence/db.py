@@ -19,7 +19,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-__all__ = ["default_url", "resolve_url", "get_engine", "session_scope", "upgrade_schema", "schema_revision"]
+__all__ = ["default_url", "resolve_url", "get_engine", "writer", "session_scope", "upgrade_schema", "schema_revision"]
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -51,13 +51,16 @@ def _sqlite_setup(engine: Engine) -> None:
         cur.execute("PRAGMA busy_timeout=60000")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA mmap_size=268435456")
+        cur.execute("PRAGMA cache_size=-65536")
         cur.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn):  # pragma: no cover - exercised through every test
-        # IMMEDIATE takes the write lock up front: concurrent writers wait on busy_timeout instead of
-        # failing with "database is locked" when a read transaction tries to upgrade to a write.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # A write transaction takes the write lock up front (IMMEDIATE): concurrent writers then wait
+        # on busy_timeout instead of failing with "database is locked" when a read transaction tries
+        # to upgrade to a write. Reads stay DEFERRED, so in WAL mode they never wait for a writer.
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("crev_write") else "BEGIN")
 
 
 @lru_cache(maxsize=16)
@@ -80,10 +83,15 @@ def get_engine(url: str | None = None) -> Engine:
     return _engine_for(resolve_url(url))
 
 
+def writer(engine: Engine) -> Engine:
+    """The same engine, marked so that its transactions take SQLite's write lock when they begin."""
+    return engine.execution_options(crev_write=True)
+
+
 @contextmanager
 def session_scope(engine: Engine) -> Iterator[Session]:
-    """A session that commits on success and rolls back everything on any error."""
-    session = Session(engine, expire_on_commit=False)
+    """A write session that commits on success and rolls back everything on any error."""
+    session = Session(writer(engine), expire_on_commit=False)
     try:
         yield session
         session.commit()
@@ -108,7 +116,7 @@ def upgrade_schema(engine: Engine) -> str:
     from alembic import command
 
     cfg = _alembic_config(engine)
-    with engine.begin() as conn:
+    with writer(engine).begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
     return schema_revision(engine) or ""

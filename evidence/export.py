@@ -6,6 +6,7 @@ import io
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from sqlalchemy.engine import Engine
 
@@ -29,11 +30,13 @@ _VERBATIM = {"verbatim": "yes", "derived": "no", "replication": "replication"}
 
 
 def _num(v) -> str:
-    if v is None or (isinstance(v, float) and pd.isna(v)) or v is pd.NA:
+    """A number as the shortest text that reads back to the same double; empty for missing."""
+    if v is None or v is pd.NA or (isinstance(v, (float, np.floating)) and np.isnan(v)):
         return ""
-    if isinstance(v, float) and v.is_integer():
-        return str(int(v)) if abs(v) < 1e15 else repr(v)
-    return repr(v) if isinstance(v, float) else str(v)
+    if isinstance(v, (float, np.floating)):
+        v = float(v)
+        return str(int(v)) if v.is_integer() and abs(v) < 1e15 else repr(v)
+    return str(int(v)) if isinstance(v, (int, np.integer)) else str(v)
 
 
 def to_interchange(df: pd.DataFrame) -> pd.DataFrame:
@@ -75,7 +78,7 @@ def export_results(engine: Engine, fmt: str = "csv", filt: ResultFilter | None =
 
 
 TEMPLATE_EXAMPLE = {
-    "study_id": "sehwag_2020_hydra",
+    "study_id": "your_study_id",
     "source_location": "Table 2 (CIFAR-10, VGG-16)",
     "dataset": "CIFAR-10",
     "architecture": "VGG-16",
@@ -94,7 +97,7 @@ TEMPLATE_EXAMPLE = {
     "n_test": "10000",
     "verbatim_check": "yes",
     "url_or_path": "https://arxiv.org/abs/2002.10509",
-    "notes": "EXAMPLE ROW - replace with your own numbers before importing",
+    "notes": "EXAMPLE ROW: illustrative values; replace every cell (the study id must exist) before importing",
 }
 
 _COLUMN_DOCS = {

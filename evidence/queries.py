@@ -86,12 +86,22 @@ class ResultFilter:
         return clauses
 
 
-_ENUM_COLS = ("compression_family", "adversarial_training", "attack", "norm", "threat_model", "provenance", "source_kind", "review_status")
-
-
 def _frame(conn, stmt) -> pd.DataFrame:
-    res = conn.execute(stmt)
-    return pd.DataFrame(res.fetchall(), columns=list(res.keys()))
+    """Run ``stmt`` through the DB-API cursor directly: SQLAlchemy's per-value result processing
+    (enum and datetime coercion) costs more than the query itself on large result sets."""
+    compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    params = compiled.construct_params()
+    if compiled.positiontup is not None:
+        params = tuple(params[name] for name in compiled.positiontup)
+    cur = conn.connection.driver_connection.cursor()
+    try:
+        cur.execute(str(compiled), params)
+        columns = [d[0] for d in cur.description]
+        rows = cur.fetchall()
+    finally:
+        cur.close()
+    # dtype=object skips per-column type inference; numeric columns are converted explicitly below.
+    return pd.DataFrame([tuple(r) for r in rows], columns=columns, dtype=object)
 
 
 def query_results(engine: Engine, filt: ResultFilter | None = None, columns: Sequence[str] | None = None) -> pd.DataFrame:
@@ -102,15 +112,27 @@ def query_results(engine: Engine, filt: ResultFilter | None = None, columns: Seq
     stmt = sa.select(*cols).where(*filt.where(t)).order_by(t.c.id)
     with engine.connect() as conn:
         df = _frame(conn, stmt)
-    for c in _ENUM_COLS:
-        if c in df and len(df) and not isinstance(df[c].iloc[0], str):
-            df[c] = df[c].map(lambda v: getattr(v, "value", v))
-    for c in ("epsilon", "sparsity", *[x for x in df.columns if x.endswith(("_dense", "_compressed"))]):
+    return _typed(df)
+
+
+_FLOAT_COLS = ("epsilon", "sparsity", "clean_acc_dense", "robust_acc_dense", "clean_acc_compressed", "robust_acc_compressed")
+_INT_COLS = ("bits", "n_test", "steps", "version", "id", "submission_id")
+_BOOL_COLS = ("current", "quick")
+
+
+def _typed(df: pd.DataFrame) -> pd.DataFrame:
+    """Numbers as numbers (nullable where the database allows null), flags as booleans."""
+    for c in _FLOAT_COLS:
         if c in df:
-            df[c] = pd.to_numeric(df[c], errors="coerce").astype("float64")
-    for c in ("bits", "n_test", "steps"):
+            df[c] = df[c].astype("float64")
+    for c in _INT_COLS:
         if c in df:
-            df[c] = pd.to_numeric(df[c], errors="coerce").astype("Int64")
+            df[c] = pd.array(df[c].to_numpy(), dtype="Int64")
+    for c in _BOOL_COLS:
+        if c in df:
+            df[c] = df[c].astype(bool)
+    if "gradient_masking" in df:
+        df["gradient_masking"] = df["gradient_masking"].map(lambda v: None if v is None else bool(v))
     return df
 
 

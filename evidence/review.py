@@ -193,11 +193,13 @@ def propose_correction(engine: Engine, entity: str, key: str, changes: dict, by:
         data = validate_entity(entity, data)
         last = session.execute(sa.select(sa.func.max(table.version)).where(getattr(table, key_col) == key)).scalar_one()
         sub = create_submission(session, SubmissionKind.correction, by, {"entity": entity, "key": key, "changes": changes, "reason": reason})
-        row = table(**data, version=last + 1, submission_id=sub.id, created_by=by)
+        extra = {key_col: key} if key_col not in data else {}
         if entity == "result":
-            from .rows import fingerprint
+            from .rows import fingerprint, result_warnings
 
-            row.fingerprint = fingerprint(data)
+            data["warnings"] = "; ".join(result_warnings(data))
+            extra["fingerprint"] = fingerprint(data)
+        row = table(**data, **extra, version=last + 1, submission_id=sub.id, created_by=by)
         session.add(row)
         setattr(sub, f"n_{entity}s" if entity != "study" else "n_studies", 1)
         session.add(sub)

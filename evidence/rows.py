@@ -33,6 +33,7 @@ __all__ = [
     "ConvertedRow",
     "convert_result_row",
     "fingerprint",
+    "result_warnings",
     "UNPARSED_FIELDS",
 ]
 
@@ -75,6 +76,18 @@ class ConvertedRow:
     record: dict
     warnings: list[str] = field(default_factory=list)
     unparsed: dict[str, str] = field(default_factory=dict)  # field -> text kept without a typed value
+
+
+def result_warnings(rec: dict) -> list[str]:
+    """Plausibility warnings: the row is written, flagged with these."""
+    warnings: list[str] = []
+    for kind in ("dense", "compressed"):
+        clean, robust = rec.get(f"clean_acc_{kind}"), rec.get(f"robust_acc_{kind}")
+        if clean is not None and robust is not None and robust > clean:
+            warnings.append(f"robust accuracy above clean accuracy ({kind} model: {robust:g} > {clean:g})")
+    if rec.get("norm") == Norm.linf and rec.get("epsilon") is not None and rec["epsilon"] > 0.5:
+        warnings.append(f"Linf epsilon {rec['epsilon']:g} is above 0.5 on the [0, 1] pixel scale")
+    return warnings
 
 
 def _text(row: dict, name: str) -> str:
@@ -179,13 +192,7 @@ def convert_result_row(row: dict, *, file: str, row_number: int) -> tuple[Conver
     if problems:
         return None, problems
 
-    warnings: list[str] = []
-    for kind in ("dense", "compressed"):
-        clean, robust = rec.get(f"clean_acc_{kind}"), rec.get(f"robust_acc_{kind}")
-        if clean is not None and robust is not None and robust > clean:
-            warnings.append(f"robust accuracy above clean accuracy ({kind} model: {robust:g} > {clean:g})")
-    if rec.get("norm") == Norm.linf and rec.get("epsilon") is not None and rec["epsilon"] > 0.5:
-        warnings.append(f"Linf epsilon {rec['epsilon']:g} is above 0.5 on the [0, 1] pixel scale")
+    warnings = result_warnings(rec)
     rec["warnings"] = "; ".join(warnings)
     cluster = _text(row, "cluster")
     rec["cluster"] = cluster or f"{rec['study_id']}:{rec['source_location'] or rec['url_or_path']}"[:255]

@@ -159,6 +159,8 @@ def claim_record(raw: dict) -> dict:
         "threat_model": ThreatModel.unknown,
         "conditions_note": "",
     }
+    if rec["direction"].value == "unknown" and direction_text.lower() not in ("", "unknown", "not seen"):
+        raise ValueError(f"direction {direction_text!r} is not up, down, neutral or mixed")
     implied = QUESTION_CONDITIONS.get(rec["question_id"], {})
     for name, value in implied.items():
         rec[name] = value
@@ -218,10 +220,11 @@ def add_study(engine: Engine, payload: dict, by: str | None = None, *, file: str
         except ValidationFailed as exc:
             problems.extend(Problem(p.file, i, f"claims.{p.column}", p.reason) for p in exc.problems)
         except ValueError as exc:
-            problems.append(Problem(file, i, "claims", str(exc)))
+            problems.append(Problem(file, i, "claims.direction", str(exc)))
+    sid = str(study_raw.get("study_id", "")).strip()
     with engine.connect() as conn:
-        if study and study["study_id"] in known_study_ids(conn):
-            problems.append(Problem(file, None, "study.study_id", f"study {study['study_id']!r} already exists; submit a correction instead"))
+        if sid in known_study_ids(conn):
+            problems.append(Problem(file, None, "study.study_id", f"study {sid!r} already exists; submit a correction instead"))
     if problems:
         raise ValidationFailed(problems)
     with session_scope(engine) as session:
@@ -297,13 +300,13 @@ def convert_rows(name: str, rows: list[dict], conn, report: ImportReport) -> lis
     for i, row in enumerate(rows, start=1):
         report.rows_read += 1
         converted, row_problems = convert_result_row(row, file=name, row_number=i)
+        sid = str(row.get("study_id") or "").strip()
+        if sid and sid not in studies:
+            row_problems.insert(0, Problem(name, i, "study_id", f"unknown study id {sid!r} (add the study first)"))
         if row_problems:
             problems.extend(row_problems)
             continue
         rec = converted.record
-        if rec["study_id"] not in studies:
-            problems.append(Problem(name, i, "study_id", f"unknown study id {rec['study_id']!r} (add the study first)"))
-            continue
         if rec["fingerprint"] in seen:
             problems.append(Problem(name, i, None, f"duplicate of row {seen[rec['fingerprint']]} in this file (same study, setting and numbers)"))
             continue

@@ -1,0 +1,156 @@
+"""``crev evidence``: create, fill, review and export the evidence database."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .api import init_database
+from .db import get_engine, upgrade_schema
+from .errors import EvidenceError, ValidationFailed
+from .export import FORMATS, export_results, write_template
+from .queries import ResultFilter, stats
+from .review import approve, history, pending_submissions, reject, submission_diff
+from .store import add_study, import_results, read_study_file
+
+__all__ = ["app", "fail", "DbOption", "ByOption"]
+
+app = typer.Typer(help="The evidence database: studies, claims, results, review.", no_args_is_help=True)
+
+DbOption = typer.Option(None, "--db", help="Database URL (default: $CREV_DB, else the SQLite file in the user data dir).")
+ByOption = typer.Option(None, "--by", help="Who acts (default: $CREV_USER, else the login name).")
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print an error for a user and exit non-zero (no traceback)."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _engine(db: Optional[str]):
+    engine = get_engine(db)
+    upgrade_schema(engine)
+    return engine
+
+
+def _run(fn):
+    try:
+        return fn()
+    except ValidationFailed as exc:
+        typer.echo(f"error: {len(exc.problems)} problem(s), nothing was written", err=True)
+        for p in exc.problems:
+            typer.echo(f"  {p}", err=True)
+        raise typer.Exit(2)
+    except (EvidenceError, ValueError, FileNotFoundError) as exc:
+        fail(str(exc))
+
+
+@app.command()
+def init(db: Optional[str] = DbOption, no_seed: bool = typer.Option(False, help="Do not load the seed.")):
+    """Create or migrate the schema and load the seed if the database is empty (safe to run again)."""
+    _, result = _run(lambda: init_database(db, load=not no_seed))
+    typer.echo(result.to_text())
+
+
+@app.command("stats")
+def stats_cmd(db: Optional[str] = DbOption, as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")):
+    """Totals of approved studies, claims and results, by review status and by study."""
+    s = _run(lambda: stats(_engine(db)))
+    if as_json:
+        typer.echo(json.dumps(s, indent=1))
+        return
+    typer.echo(f"studies {s['studies']}, claims {s['claims']}, results {s['results']} (approved, current)")
+    typer.echo(f"pending submissions: {s['pending_submissions']}")
+    for sid, v in s["by_study"].items():
+        if v["results"] or v["claims"]:
+            typer.echo(f"  {sid}: {v['results']} results, {v['claims']} claims")
+
+
+@app.command("add-study")
+def add_study_cmd(file: Path, db: Optional[str] = DbOption, by: Optional[str] = ByOption):
+    """Submit a study with its claims from a JSON or TOML file (pending review)."""
+    def go():
+        sub = add_study(_engine(db), read_study_file(file), by, file=str(file))
+        typer.echo(f"submission {sub.id}: study and {sub.n_claims} claim(s) pending review")
+    _run(go)
+
+
+@app.command("import")
+def import_cmd(file: Path, db: Optional[str] = DbOption, by: Optional[str] = ByOption, as_json: bool = typer.Option(False, "--json")):
+    """Import results from a CSV with the seed's columns, all or nothing (pending review)."""
+    report = _run(lambda: import_results(_engine(db), file, by))
+    typer.echo(json.dumps(report.to_dict(), indent=1) if as_json else report.to_text())
+
+
+@app.command()
+def template(out: Path = typer.Argument(Path("results-template.csv"))):
+    """Write an empty import template with one documented example row."""
+    path = write_template(out)
+    typer.echo(f"wrote {path} and {path.with_suffix('.columns.txt')}")
+
+
+@app.command()
+def export(
+    fmt: str = typer.Option("csv", "--format", help=f"One of {', '.join(FORMATS)}."),
+    out: Optional[Path] = typer.Option(None, "--out", help="File to write (default: standard output)."),
+    study: list[str] = typer.Option([], "--study"),
+    family: list[str] = typer.Option([], "--family"),
+    full: bool = typer.Option(False, "--full", help="Every stored column (not importable)."),
+    db: Optional[str] = DbOption,
+):
+    """Export approved results (importable columns by default)."""
+    data = _run(lambda: export_results(_engine(db), fmt, ResultFilter(study_ids=study, families=family), full=full))
+    if out:
+        out.write_bytes(data)
+        typer.echo(f"wrote {out}", err=True)
+    elif fmt == "parquet":
+        fail("parquet is binary: give --out FILE")
+    else:
+        sys.stdout.write(data.decode())
+
+
+@app.command()
+def review(db: Optional[str] = DbOption, all_: bool = typer.Option(False, "--all", help="All submissions, not only pending.")):
+    """List the submissions waiting for review (with --all: every submission)."""
+    df = _run(lambda: pending_submissions(_engine(db), None if all_ else "pending"))
+    if df.empty:
+        typer.echo("no pending submissions" if not all_ else "no submissions")
+        return
+    typer.echo(df.to_string(index=False))
+
+
+@app.command()
+def diff(submission_id: int, db: Optional[str] = DbOption):
+    """What a submission changes against the current versions."""
+    df = _run(lambda: submission_diff(_engine(db), submission_id))
+    typer.echo(df.to_string(index=False) if len(df) else "no changes")
+
+
+@app.command("approve")
+def approve_cmd(submission_id: int, db: Optional[str] = DbOption, by: Optional[str] = ByOption):
+    """Approve a pending submission: its entries count in analyses from now on."""
+    sub = _run(lambda: approve(_engine(db), submission_id, by))
+    typer.echo(f"submission {sub.id} approved by {sub.reviewed_by}")
+
+
+@app.command("reject")
+def reject_cmd(
+    submission_id: int,
+    reason: str = typer.Option(..., "--reason", help="Why (kept with the submission)."),
+    db: Optional[str] = DbOption,
+    by: Optional[str] = ByOption,
+):
+    """Reject a pending submission with a reason (it stays visible)."""
+    sub = _run(lambda: reject(_engine(db), submission_id, reason, by))
+    typer.echo(f"submission {sub.id} rejected by {sub.reviewed_by}: {sub.reason}")
+
+
+@app.command("history")
+def history_cmd(entry_id: str, db: Optional[str] = DbOption):
+    """Every version of a study (slug), claim or result (uid), with its review."""
+    df = _run(lambda: history(_engine(db), entry_id))
+    typer.echo(df.to_string(index=False))

@@ -1,0 +1,112 @@
+"""CSV import: every validation error names file, row, column and reason, and writes nothing."""
+
+import sqlalchemy as sa
+import pytest
+
+from evidence import ResultFilter, ValidationFailed, count_results, import_results, query_results
+from evidence.models import Result, Submission
+from tests.helpers import result_row, write_rows
+
+
+def _snapshot(engine):
+    with engine.connect() as conn:
+        return (
+            conn.execute(sa.select(sa.func.count()).select_from(Result.__table__)).scalar_one(),
+            conn.execute(sa.select(sa.func.count()).select_from(Submission.__table__)).scalar_one(),
+        )
+
+
+@pytest.mark.parametrize(
+    "overrides, column, reason",
+    [
+        ({"robust_acc_compressed": "101"}, "robust_acc_compressed", "accuracy 101 is outside [0, 100]"),
+        ({"clean_acc_dense": "-1"}, "clean_acc_dense", "accuracy -1 is outside [0, 100]"),
+        ({"clean_acc_dense": "high"}, "clean_acc_dense", "clean_acc_dense 'high' is not a number"),
+        ({"epsilon": "eight"}, "epsilon", "epsilon 'eight' is not a number or a fraction"),
+        ({"epsilon": "-8/255"}, "epsilon", "epsilon '-8/255' is negative"),
+        ({"compression_level": "1.2"}, "compression_level", "sparsity '1.2' is outside [0, 1)"),
+        ({"compression_level": "0-bit"}, "compression_level", "bit width '0-bit' is below 1"),
+        ({"study_id": "nobody_2099_nothing"}, "study_id", "unknown study id 'nobody_2099_nothing'"),
+        ({"dataset": ""}, "dataset", "required field is missing"),
+        ({"url_or_path": ""}, "url_or_path", "required field is missing"),
+    ],
+)
+def test_bad_row_is_reported_and_nothing_written(seeded, tmp_path, overrides, column, reason):
+    before = _snapshot(seeded)
+    path = write_rows(tmp_path / "in.csv", [result_row(source_location="ok row"), result_row(**overrides)])
+    with pytest.raises(ValidationFailed) as err:
+        import_results(seeded, path, by="tester")
+    problems = err.value.problems
+    assert any(p.row == 2 and p.column == column and reason in p.reason and p.file == str(path) for p in problems), problems
+    assert f"row 2, column {column}: " in str(err.value)
+    assert _snapshot(seeded) == before
+
+
+def test_duplicate_of_existing_result_is_rejected(seeded, tmp_path):
+    seed_row = query_results(seeded, ResultFilter(study_ids=["sehwag_2020_hydra"])).iloc[0]
+    from evidence import to_interchange
+
+    dup = to_interchange(seed_row.to_frame().T).iloc[0].to_dict()
+    before = _snapshot(seeded)
+    path = write_rows(tmp_path / "dup.csv", [dup])
+    with pytest.raises(ValidationFailed, match="row 1: duplicate of an existing result"):
+        import_results(seeded, path, by="tester")
+    assert _snapshot(seeded) == before
+
+
+def test_duplicate_within_file_is_rejected(seeded, tmp_path):
+    path = write_rows(tmp_path / "dup2.csv", [result_row(), result_row()])
+    with pytest.raises(ValidationFailed, match="row 2: duplicate of row 1 in this file"):
+        import_results(seeded, path)
+
+
+def test_wrong_columns_and_not_csv(seeded, tmp_path):
+    before = _snapshot(seeded)
+    bad = tmp_path / "cols.csv"
+    bad.write_text("study_id,accuracy\nx,1\n")
+    with pytest.raises(ValidationFailed) as err:
+        import_results(seeded, bad)
+    reasons = {(p.column, p.reason) for p in err.value.problems}
+    assert ("dataset", "required column is missing") in reasons
+    assert ("accuracy", "unknown column (see `crev evidence template`)") in reasons
+    xlsx = tmp_path / "data.xlsx"
+    xlsx.write_bytes(b"PK\x03\x04\x00\x00binary")
+    with pytest.raises(ValidationFailed, match="not a CSV file"):
+        import_results(seeded, xlsx)
+    binary = tmp_path / "bin.csv"
+    binary.write_bytes(b"\xff\xfe\x00\x01")
+    with pytest.raises(ValidationFailed, match="not a CSV file"):
+        import_results(seeded, binary)
+    assert _snapshot(seeded) == before
+
+
+def test_every_problem_of_every_row_is_listed(seeded, tmp_path):
+    path = write_rows(tmp_path / "many.csv", [result_row(epsilon="x"), result_row(clean_acc_dense="200", n_test="0")])
+    with pytest.raises(ValidationFailed) as err:
+        import_results(seeded, path)
+    where = {(p.row, p.column) for p in err.value.problems}
+    assert where == {(1, "epsilon"), (2, "clean_acc_dense"), (2, "n_test")}
+
+
+def test_warnings_are_written_and_flagged(seeded, tmp_path):
+    path = write_rows(
+        tmp_path / "warn.csv",
+        [result_row(robust_acc_compressed="85", source_location="w1"), result_row(epsilon="0.6", source_location="w2")],
+    )
+    report = import_results(seeded, path, by="tester")
+    assert len(report.warnings) == 2
+    df = query_results(seeded, ResultFilter(status="pending"))
+    assert len(df) == 2
+    assert "robust accuracy above clean accuracy (compressed model: 85 > 81)" in set(df["warnings"])
+    assert "Linf epsilon 0.6 is above 0.5 on the [0, 1] pixel scale" in set(df["warnings"])
+
+
+def test_import_is_pending_until_approved(seeded, tmp_path):
+    from evidence import approve
+
+    base = count_results(seeded)
+    report = import_results(seeded, write_rows(tmp_path / "ok.csv", [result_row()]), by="alice")
+    assert count_results(seeded) == base
+    assert count_results(seeded, ResultFilter(status="pending")) == 1
+    approve(seeded, report.submission_id, by="curator")
+    assert count_results(seeded) == base + 1
