@@ -1,0 +1,207 @@
+"""Publication bias and sensitivity: Egger's test, Begg's rank test, trim-and-fill, leave-one-out
+and influence diagnostics.
+
+References
+----------
+- Egger M, Davey Smith G, Schneider M, Minder C (1997). Bias in meta-analysis detected by a simple,
+  graphical test. BMJ 315:629-634; metafor ``regtest`` (predictor = standard error; model "rma"
+  adds it as a moderator of the fitted model, model "lm" is the weighted regression).
+- Begg CB, Mazumdar M (1994). Operating characteristics of a rank correlation test for publication
+  bias. Biometrics 50:1088-1101; metafor ``ranktest``.
+- Duval S, Tweedie R (2000). Trim and fill. Biometrics 56:455-463; metafor ``trimfill`` (L0).
+- Viechtbauer W, Cheung MW-L (2010). Outlier and influence diagnostics for meta-analysis. Res Synth
+  Methods 1:112-125; metafor ``leave1out`` and ``influence``.
+- Peters JL et al. (2008). Contour-enhanced meta-analysis funnel plots. J Clin Epidemiol 61:991-996.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .multilevel import rma_mv
+from .results import MetaResult
+from .uni import check_inputs, rma_uni
+
+__all__ = ["EggerResult", "egger_test", "RankTestResult", "rank_test", "TrimFillResult", "trim_and_fill", "leave_one_out", "influence", "funnel_data"]
+
+
+@dataclass(frozen=True)
+class EggerResult:
+    """Egger's regression test: the slope on the standard error and the limit estimate (se → 0)."""
+
+    model: str
+    method: str
+    stat: float
+    pval: float
+    df: int | None
+    limit_estimate: float
+    limit_ci_low: float
+    limit_ci_high: float
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame([self.__dict__])
+
+    def summary(self) -> str:
+        kind = "t" if self.df else "z"
+        return (f"Egger's regression test ({self.model}, {self.method}): {kind} = {self.stat:.4f}, p = {self.pval:.4g}; "
+                f"limit estimate {self.limit_estimate:.4f} [{self.limit_ci_low:.4f}, {self.limit_ci_high:.4f}]")
+
+
+def egger_test(yi, vi, *, method: str = "REML", model: str = "rma") -> EggerResult:
+    """``regtest(fit, model = model, predictor = "sei")``. ``model="lm"`` is the classical weighted
+    regression of Egger et al. (1997): a common-effect model with the Knapp-Hartung scale factor."""
+    y, v, _, _ = check_inputs(yi, vi, min_k=3)
+    X = np.column_stack([np.ones_like(y), np.sqrt(v)])
+    if model == "lm":
+        fit = rma_uni(y, v, X, ["intrcpt", "sei"], method="FE", knha=True)
+        method = "lm"
+    elif model == "rma":
+        fit = rma_uni(y, v, X, ["intrcpt", "sei"], method=method)
+    else:
+        raise ValueError("model must be 'rma' or 'lm'")
+    slope, icpt = fit.coef("sei"), fit.coef("intrcpt")
+    return EggerResult(model, method, slope.stat, slope.pval, slope.df, icpt.estimate, icpt.ci_low, icpt.ci_high)
+
+
+@dataclass(frozen=True)
+class RankTestResult:
+    tau: float
+    pval: float
+
+
+def rank_test(yi, vi) -> RankTestResult:
+    """Begg's rank correlation between standardised effects and their variances (``ranktest``)."""
+    y, v, _, _ = check_inputs(yi, vi, min_k=3)
+    fe = rma_uni(y, v, method="FE")
+    vb = fe.coefficients[0].se ** 2
+    ystar = (y - fe.estimate) / np.sqrt(v - vb)
+    res = stats.kendalltau(ystar, v, method="exact" if len(y) < 50 else "auto")
+    return RankTestResult(float(res.statistic), float(res.pvalue))
+
+
+@dataclass
+class TrimFillResult:
+    """Trim-and-fill (L0): the number of filled effects, their side, and the refit with them."""
+
+    k0: int
+    se_k0: float
+    side: str
+    filled_yi: np.ndarray
+    filled_vi: np.ndarray
+    fit: MetaResult
+    original: MetaResult
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame({"yi": self.filled_yi, "vi": self.filled_vi})
+
+    def summary(self) -> str:
+        return (f"trim-and-fill (L0): {self.k0} effect(s) filled on the {self.side} side (SE {self.se_k0:.3f}); "
+                f"estimate {self.original.estimate:.4f} -> {self.fit.estimate:.4f} "
+                f"[{self.fit.coefficients[0].ci_low:.4f}, {self.fit.coefficients[0].ci_high:.4f}]")
+
+
+def trim_and_fill(yi, vi, *, method: str = "REML", side: str | None = None, maxiter: int = 100) -> TrimFillResult:
+    """Duval & Tweedie's trim-and-fill with the L0 estimator, as metafor's ``trimfill``."""
+    y0, v0, _, _ = check_inputs(yi, vi, min_k=3)
+    k = len(y0)
+    original = rma_uni(y0, v0, method=method)
+    if side is None:
+        reg = rma_uni(y0, v0, np.column_stack([np.ones(k), np.sqrt(v0)]), ["intrcpt", "sei"], method=method)
+        side = "right" if reg.coefficients[1].estimate < 0 else "left"
+    if side not in ("left", "right"):
+        raise ValueError("side must be 'left' or 'right'")
+    y = -y0 if side == "right" else y0.copy()
+    order = np.argsort(y, kind="stable")
+    y, v = y[order], v0[order]
+    k0, k0_prev, it, se_k0, beta = 0, -1, 0, 0.0, 0.0
+    while k0 != k0_prev:
+        k0_prev = k0
+        it += 1
+        if it > maxiter:
+            raise RuntimeError("trim-and-fill did not converge")
+        beta = rma_uni(y[: k - k0], v[: k - k0], method=method).estimate
+        yc = y - beta
+        ranks = stats.rankdata(np.abs(yc), method="ordinal")
+        signed = np.sign(yc) * ranks
+        Sr = float(np.sum(signed[signed > 0]))
+        k0f = (4 * Sr - k * (k + 1)) / (2 * k - 1)
+        var_sr = (k * (k + 1) * (2 * k + 1) + 10 * k0f ** 3 + 27 * k0f ** 2 + 17 * k0f - 18 * k * k0f ** 2 - 18 * k * k0f + 6 * k ** 2 * k0f) / 24
+        se_k0 = max(0.0, 4 * np.sqrt(max(var_sr, 0.0)) / (2 * k - 1))
+        k0 = int(round(max(0.0, k0f)))
+    if k0 > 0:
+        fill = 2 * beta - y[k - k0:]
+        fill_v = v[k - k0:]
+        if side == "right":
+            fill = -fill
+        fit = rma_uni(np.concatenate([y0, fill]), np.concatenate([v0, fill_v]), method=method)
+    else:
+        fill, fill_v, fit = np.array([]), np.array([]), original
+    return TrimFillResult(k0, float(se_k0), side, fill, fill_v, fit, original)
+
+
+def leave_one_out(yi, vi, *, method: str = "REML", study=None, cluster=None, labels=None) -> pd.DataFrame:
+    """Refit leaving out one effect at a time (``leave1out``), or, for the multilevel model
+    (``study`` given), one study at a time."""
+    y = np.asarray(yi, float)
+    v = np.asarray(vi, float)
+    rows = []
+    if study is None:
+        labels = [str(i + 1) for i in range(len(y))] if labels is None else list(labels)
+        for i in range(len(y)):
+            keep = np.arange(len(y)) != i
+            f = rma_uni(y[keep], v[keep], method=method)
+            c = f.coefficients[0]
+            rows.append({"left_out": labels[i], "estimate": c.estimate, "se": c.se, "zval": c.stat, "pval": c.pval, "ci_low": c.ci_low,
+                         "ci_high": c.ci_high, "Q": f.q, "Qp": f.q_pval, "tau2": f.tau2, "I2": f.i2, "H2": f.h2})
+        return pd.DataFrame(rows)
+    study = np.asarray(pd.Series(study).astype(str))
+    cl = None if cluster is None else np.asarray(pd.Series(cluster).astype(str))
+    for s in pd.unique(study):
+        keep = study != s
+        if len(pd.unique(study[keep])) < 2:
+            continue
+        f = rma_mv(y[keep], v[keep], study[keep], None if cl is None else cl[keep], method=method)
+        c = f.coefficients[0]
+        rows.append({"left_out": s, "estimate": c.estimate, "se": c.se, "zval": c.stat, "pval": c.pval, "ci_low": c.ci_low,
+                     "ci_high": c.ci_high, "Q": f.q, "Qp": f.q_pval, **{f"sigma2_{k}": val for k, val in f.sigma2.items()}})
+    return pd.DataFrame(rows)
+
+
+def influence(yi, vi, *, method: str = "REML", labels=None) -> pd.DataFrame:
+    """Influence diagnostics of an intercept-only random-effects model: externally standardised
+    residuals, Cook's distances, hat values and the change in tau² when each effect is left out."""
+    y, v, _, _ = check_inputs(yi, vi, min_k=3)
+    k = len(y)
+    full = rma_uni(y, v, method=method)
+    w = 1.0 / (v + full.tau2)
+    hat = w / w.sum()
+    vb = full.coefficients[0].se ** 2
+    rows = []
+    for i in range(k):
+        keep = np.arange(k) != i
+        f = rma_uni(y[keep], v[keep], method=method)
+        b_i, se_i = f.estimate, f.coefficients[0].se
+        rstudent = (y[i] - b_i) / np.sqrt(v[i] + f.tau2 + se_i ** 2)
+        cooks = (full.estimate - b_i) ** 2 / vb
+        rows.append({"label": labels[i] if labels is not None else str(i + 1), "rstudent": rstudent, "cooks_distance": cooks, "hat": hat[i],
+                     "weight_pct": 100 * hat[i], "tau2_deleted": f.tau2, "estimate_deleted": b_i})
+    df = pd.DataFrame(rows)
+    df["influential"] = (df["cooks_distance"] > stats.chi2.ppf(0.5, 1)) | (df["rstudent"].abs() > stats.norm.isf(0.025 / k))
+    return df
+
+
+@dataclass
+class FunnelData:
+    yi: np.ndarray
+    sei: np.ndarray
+    estimate: float
+    labels: list = field(default_factory=list)
+    contours: tuple = (0.10, 0.05, 0.01)
+
+
+def funnel_data(yi, vi, estimate: float, labels=None) -> FunnelData:
+    return FunnelData(np.asarray(yi, float), np.sqrt(np.asarray(vi, float)), float(estimate), list(labels) if labels is not None else [])
