@@ -1,0 +1,283 @@
+"""``crev meta``: meta-analysis over the evidence database or over any effect table (CSV)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+import typer
+
+from evidence import EvidenceError, ResultFilter, get_engine, upgrade_schema
+
+from .analysis import AnalysisSpec, dose_response, per_study, rigour_sensitivity, run_analysis
+from .bias import egger_test, rank_test, trim_and_fill
+from .contradictions import contradiction_report
+from .data import load_snapshot
+from .design import design_matrix
+from .effects import EffectSettings, compute_effects
+from .multilevel import rma_mv
+from .plots import bubble_figure, dose_figure, forest_figure, funnel_figure, save_figure
+from .reeval import reevaluation_gaps
+from .robust import robust
+from .uni import METHODS, MetaInputError, rma_uni
+from .votes import vote_count
+
+__all__ = ["app"]
+
+app = typer.Typer(help="Meta-analysis: pooled effects, heterogeneity, moderators, bias, contradictions.", no_args_is_help=True)
+
+
+def _fail(msg: str) -> None:
+    typer.echo(f"error: {msg}", err=True)
+    raise typer.Exit(2)
+
+
+def _assume_n(text: str):
+    if text in ("none", ""):
+        return None
+    if text == "dataset":
+        return "dataset"
+    try:
+        return int(text)
+    except ValueError:
+        _fail(f"--assume-n must be none, dataset or a whole number, not {text!r}")
+
+
+class _Opts:
+    """The options every database command shares (filters and effect settings)."""
+
+    def __init__(self, db, study, dataset, family, threat, adv, attack, eps_min, eps_max, sparsity_min, sparsity_max, bits_min, bits_max,
+                 effect, assume_n, correlation):
+        try:
+            self.filt = ResultFilter(study_ids=study, datasets=dataset, families=family, threat_models=threat, adversarial_training=adv,
+                                     attacks=attack, eps_min=eps_min, eps_max=eps_max, sparsity_min=sparsity_min, sparsity_max=sparsity_max,
+                                     bits_min=bits_min, bits_max=bits_max)
+            self.settings = EffectSettings(measure=effect, correlation=correlation, assume_n=_assume_n(assume_n))
+        except ValueError as exc:
+            _fail(str(exc))
+        self.engine = get_engine(db)
+        upgrade_schema(self.engine)
+
+    def snapshot(self):
+        return load_snapshot(self.engine, self.filt)
+
+    def table(self):
+        t = compute_effects(self.snapshot().results, self.settings)
+        if len(t) < 2:
+            _fail(f"{len(t)} effect(s) after filtering ({len(t.excluded)} rows excluded: "
+                  + ("; ".join(f"{r} ×{n}" for r, n in t.excluded['reason'].value_counts().items()) or "none") + ")")
+        return t
+
+
+def _db_options(fn):
+    """Decorator adding the shared filter and effect options to a command."""
+    import functools
+    import inspect
+
+    extra = [
+        ("db", Optional[str], typer.Option(None, "--db", help="Database URL (default: $CREV_DB or the SQLite file).")),
+        ("study", list[str], typer.Option([], "--study", help="Study id (repeatable).")),
+        ("dataset", list[str], typer.Option([], "--dataset")),
+        ("family", list[str], typer.Option([], "--family", help="unstructured_pruning, structured_pruning, quantization, ...")),
+        ("threat", list[str], typer.Option([], "--threat", help="white_box, transfer, black_box_query, certified")),
+        ("adv", list[str], typer.Option([], "--adv", help="Adversarial training: yes, no, both, unknown")),
+        ("attack", list[str], typer.Option([], "--attack")),
+        ("eps_min", Optional[float], typer.Option(None, "--eps-min")),
+        ("eps_max", Optional[float], typer.Option(None, "--eps-max")),
+        ("sparsity_min", Optional[float], typer.Option(None, "--sparsity-min")),
+        ("sparsity_max", Optional[float], typer.Option(None, "--sparsity-max")),
+        ("bits_min", Optional[int], typer.Option(None, "--bits-min")),
+        ("bits_max", Optional[int], typer.Option(None, "--bits-max")),
+        ("effect", str, typer.Option("delta_robust", "--effect", help="delta_robust, log_odds_ratio or delta_retention")),
+        ("assume_n", str, typer.Option("none", "--assume-n", help="n_test where missing: none (exclude), dataset, or a number (flagged)")),
+        ("correlation", float, typer.Option(0.0, "--correlation", help="Correlation of dense and compressed accuracies (default 0, conservative)")),
+    ]
+    sig = inspect.signature(fn)
+    params = [p for p in sig.parameters.values() if p.name != "opts"]
+    params += [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=d, annotation=a) for n, a, d in extra]
+
+    @functools.wraps(fn)
+    def wrapper(**kw):
+        shared = {n: kw.pop(n) for n, _, _ in extra}
+        try:
+            return fn(opts=_Opts(**shared), **kw)
+        except (MetaInputError, EvidenceError, ValueError) as exc:
+            _fail(str(exc))
+
+    wrapper.__signature__ = sig.replace(parameters=params)
+    return wrapper
+
+
+def _read_table(path: Path, cols: list[str]) -> pd.DataFrame:
+    if not path.exists():
+        _fail(f"{path}: no such file")
+    try:
+        df = pd.read_csv(path)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        _fail(f"{path}: not a readable CSV file ({exc})")
+    missing = [c for c in cols if c and c not in df.columns]
+    if missing:
+        _fail(f"{path}: missing column(s) {', '.join(missing)} (have {', '.join(df.columns)})")
+    return df
+
+
+def _run_input(input_: Path, yi: str, vi: str, study, cluster, mods, method, knha, robust_col, robust_kind, as_json):
+    df = _read_table(input_, [yi, vi, study, cluster, robust_col])
+    y = pd.to_numeric(df[yi], errors="coerce")
+    if y.isna().any():
+        bad = int(y.isna().idxmax()) + 1
+        _fail(f"{input_}: column {yi} is not numeric (row {bad}: {df[yi].iloc[bad - 1]!r})")
+    v = pd.to_numeric(df[vi], errors="coerce")
+    if v.isna().any() or (v <= 0).any():
+        bad = int((v.isna() | (v <= 0)).idxmax()) + 1
+        _fail(f"{input_}: column {vi} must be positive numbers (row {bad}: {df[vi].iloc[bad - 1]!r})")
+    if len(df) < 2:
+        _fail(f"{input_}: need at least 2 effects, have {len(df)}")
+    design = design_matrix(df, mods)
+    if design.dropped_reason:
+        _fail(f"{input_}: {design.dropped_reason} in {int((~design.rows).sum())} row(s)")
+    if study:
+        if method.upper() not in ("REML", "ML"):
+            _fail("the multilevel model (--study) is fitted by REML or ML")
+        fit = rma_mv(y, v, df[study], df[cluster] if cluster else None, design.X, design.names, method=method, test="t" if knha else "z")
+    else:
+        if cluster:
+            _fail("--cluster needs --study (the model is random = ~ 1 | study/cluster)")
+        fit = rma_uni(y, v, design.X, design.names, method=method, knha=knha)
+    if robust_col:
+        fit = robust(fit, y, v, design.X, df[robust_col], kind=robust_kind)
+    typer.echo(fit.to_json() if as_json else fit.summary())
+
+
+@app.command()
+@_db_options
+def run(
+    input_: Optional[Path] = typer.Option(None, "--input", help="Fit an effect table (CSV) instead of the database."),
+    yi: str = typer.Option("yi", "--yi"),
+    vi: str = typer.Option("vi", "--vi"),
+    cluster: Optional[str] = typer.Option(None, "--cluster", help="With --input: the cluster column (needs --study COL). Database: inner level column (default cluster; 'none' for two levels)."),
+    mods: Optional[str] = typer.Option(None, "--mods", help='Moderators, e.g. "family + sparsity + sparsity^2".'),
+    method: str = typer.Option("REML", "--method", help=f"One of {', '.join(METHODS)}."),
+    model: str = typer.Option("multilevel", "--model", help="Database: multilevel (default), random, common."),
+    knha: bool = typer.Option(False, "--knha", help="Knapp-Hartung adjustment (t tests)."),
+    robust_col: Optional[str] = typer.Option(None, "--robust", help="Cluster-robust inference over this column."),
+    robust_kind: str = typer.Option("CR2", "--robust-kind", help="CR2 (clubSandwich, default), CR1 or CR0."),
+    as_json: bool = typer.Option(False, "--json"),
+    effects_out: Optional[Path] = typer.Option(None, "--effects-out", help="Also write the effect table (CSV, metafor-ready)."),
+    opts=None,
+):
+    """Fit a model: over the database (filters as options) or over --input FILE.csv."""
+    if input_ is not None:
+        # with --input, --study names the study column of the file
+        study = opts.filt.study_ids[0] if opts.filt.study_ids else None
+        _run_input(input_, yi, vi, study, cluster, mods, method, knha, robust_col, robust_kind, as_json)
+        return
+    table = opts.table()
+    df = table.effects
+    if cluster not in (None, "cluster"):
+        if cluster == "none":
+            df = df.assign(cluster=df["study"])
+        elif cluster not in df:
+            _fail(f"no column {cluster!r} in the effects")
+        else:
+            df = df.assign(cluster=df[cluster].astype(str))
+        table.effects = df
+    an = run_analysis(table, AnalysisSpec(model=model, method=method, mods=mods, knha=knha, robust=robust_kind if robust_col else None,
+                                          robust_cluster=robust_col or "study"))
+    if effects_out:
+        table.to_csv(effects_out)
+    typer.echo(json.dumps(an.to_dict(), indent=1) if as_json else an.summary() + "\n\n" + table.summary())
+
+
+@app.command()
+@_db_options
+def contradictions(as_json: bool = typer.Option(False, "--json"), markdown: bool = typer.Option(False, "--markdown"),
+                   out: Optional[Path] = typer.Option(None, "--out"), opts=None):
+    """Every pair of contradicting claims, the tested explanations, and what stays unexplained."""
+    snap = opts.snapshot()
+    rep = contradiction_report(compute_effects(snap.results, opts.settings), snap.studies, snap.claims)
+    text = rep.to_json() if as_json else rep.to_markdown() if markdown else rep.summary() + "\n" + rep.to_frame().to_string(index=False)
+    if out:
+        out.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {out}", err=True)
+    else:
+        typer.echo(text)
+
+
+@app.command()
+@_db_options
+def plot(kind: str = typer.Argument(..., help="forest, funnel, bubble or dose"), out: Path = typer.Option(..., "--out", help="FILE.png, .svg, .pdf or .html"),
+         x: str = typer.Option("sparsity", "--x", help="Moderator for bubble and dose plots."), method: str = typer.Option("REML", "--method"),
+         opts=None):
+    """Draw a plot of the filtered evidence to a file (headless)."""
+    table = opts.table()
+    unit = "log odds ratio" if opts.settings.measure.value == "log_odds_ratio" else "percentage points"
+    spec = AnalysisSpec(method=method)
+    if kind == "forest":
+        fig = forest_figure(per_study(table, spec), run_analysis(table, spec).fit, unit=unit)
+    elif kind == "funnel":
+        an = run_analysis(table, spec)
+        eg = egger_test(table.effects["yi"], table.effects["vi"], method="FE", model="lm") if len(table) >= 3 else None
+        fig = funnel_figure(table.effects["yi"], table.effects["vi"], an.fit.estimate, egger=eg, unit=unit)
+    elif kind == "bubble":
+        fig = bubble_figure(run_analysis(table, AnalysisSpec(method=method, mods=x)), x, unit=unit)
+    elif kind == "dose":
+        fig = dose_figure(dose_response(table, x, spec), unit=unit)
+    else:
+        _fail("plot kind must be forest, funnel, bubble or dose")
+    save_figure(fig, out)
+    typer.echo(f"wrote {out}")
+
+
+@app.command()
+@_db_options
+def bias(method: str = typer.Option("REML", "--method"), opts=None):
+    """Egger's test, Begg's rank test and trim-and-fill on the filtered effects (one effect per row;
+    dependent effects make these tests anti-conservative, which the output says)."""
+    t = opts.table()
+    y, v = t.effects["yi"], t.effects["vi"]
+    typer.echo(egger_test(y, v, method=method).summary())
+    typer.echo(egger_test(y, v, model="lm").summary())
+    rt = rank_test(y, v)
+    typer.echo(f"Begg's rank test: Kendall tau = {rt.tau:.4f}, p = {rt.pval:.4g}")
+    typer.echo(trim_and_fill(y, v, method=method).summary())
+    if t.effects["study"].duplicated().any():
+        typer.echo("note: several effects per study: these tests assume independent effects and are anti-conservative here")
+
+
+@app.command()
+@_db_options
+def sensitivity(opts=None):
+    """The default analysis with and without the high-risk results (evaluation rigour)."""
+    typer.echo(rigour_sensitivity(opts.table()).summary())
+
+
+@app.command()
+@_db_options
+def votes(opts=None):
+    """Vote counting of claimed directions with a sign test (weaker evidence, shown apart)."""
+    snap = opts.snapshot()
+    typer.echo(vote_count(snap.studies, snap.claims).summary())
+
+
+@app.command()
+@_db_options
+def reeval(opts=None):
+    """How much reported robust accuracy exceeds independent AutoAttack re-evaluations."""
+    g = reevaluation_gaps(opts.snapshot().results)
+    typer.echo(g.summary())
+    if len(g.pairs):
+        typer.echo(g.pairs[["method", "dataset", "architecture", "sparsity", "original_study", "reported", "reevaluated", "gap"]].to_string(index=False))
+
+
+@app.command()
+@_db_options
+def effects(out: Path = typer.Option(..., "--out", help="CSV file (yi, vi, study, cluster, moderators)."), opts=None):
+    """Write the effect table, ready for metafor, and list the excluded rows with their reasons."""
+    t = compute_effects(opts.snapshot().results, opts.settings)
+    t.to_csv(out)
+    typer.echo(t.summary())
+    typer.echo(f"wrote {out}")

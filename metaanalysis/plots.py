@@ -1,0 +1,177 @@
+"""Plots: forest, contour-enhanced funnel, bubble (meta-regression) and dose-response.
+
+Each figure is built once, as a Plotly figure (interactive in the app), from numbers the analysis
+functions computed; :func:`save_figure` writes it headless: ``.html`` through Plotly, ``.png``,
+``.svg`` and ``.pdf`` through a small Matplotlib renderer of the same traces (no browser needed).
+The plots hold no statistics of their own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from scipy import stats
+
+from .analysis import Analysis, DoseResponse
+from .bias import EggerResult
+from .results import MetaResult
+
+__all__ = ["forest_figure", "funnel_figure", "bubble_figure", "dose_figure", "save_figure"]
+
+_ZERO = dict(type="line", line=dict(color="grey", dash="dot", width=1))
+_POOLED = dict(type="line", line=dict(color="firebrick", dash="dash", width=1))
+
+
+def forest_figure(rows: pd.DataFrame, pooled: MetaResult | None, *, label: str = "study", unit: str = "percentage points",
+                  title: str = "Forest plot") -> go.Figure:
+    """Rows (``label``, estimate, ci_low, ci_high, k) with the pooled diamond and its prediction interval."""
+    rows = rows.reset_index(drop=True)
+    n = len(rows)
+    ypos = np.arange(n, 0, -1) + 1
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(
+        x=rows["estimate"], y=ypos, mode="markers", name="estimate (95% CI)",
+        marker=dict(symbol="square", size=8 + 8 * np.sqrt(rows.get("k", pd.Series(1, index=rows.index)) / max(rows.get("k", pd.Series(1)).max(), 1)), color="black"),
+        error_x=dict(type="data", symmetric=False, array=rows["ci_high"] - rows["estimate"], arrayminus=rows["estimate"] - rows["ci_low"], color="black"),
+        text=[f"{r[label]} (k = {r.get('k', 1)})" for _, r in rows.iterrows()], hoverinfo="text+x",
+    ))
+    ticks, labels = list(ypos), [f"{r[label]} (k={r.get('k', 1)})" for _, r in rows.iterrows()]
+    shapes = [dict(_ZERO, x0=0, x1=0, y0=0, y1=n + 2)]
+    if pooled is not None:
+        c = pooled.coefficients[0]
+        fig.add_trace(go.Scatter(x=[c.ci_low, c.estimate, c.ci_high, c.estimate, c.ci_low], y=[1, 1.35, 1, 0.65, 1], fill="toself", mode="lines",
+                                 line=dict(color="firebrick"), fillcolor="firebrick", name=f"pooled {c.estimate:.2f} [{c.ci_low:.2f}, {c.ci_high:.2f}]"))
+        if pooled.pi_low is not None:
+            fig.add_trace(go.Scatter(x=[pooled.pi_low, pooled.pi_high], y=[0.5, 0.5], mode="lines", line=dict(color="firebrick", width=2, dash="dot"),
+                                     name=f"95% prediction interval [{pooled.pi_low:.2f}, {pooled.pi_high:.2f}]"))
+        shapes.append(dict(_POOLED, x0=c.estimate, x1=c.estimate, y0=0, y1=n + 2))
+        ticks.append(1)
+        labels.append(f"pooled ({pooled.model}, {pooled.method})")
+    fig.update_layout(title=title, xaxis_title=f"effect ({unit})", yaxis=dict(tickvals=ticks, ticktext=labels, range=[0, n + 2]),
+                      shapes=shapes, height=max(350, 28 * n + 160), legend=dict(orientation="h", y=-0.15), margin=dict(l=10, r=10))
+    return fig
+
+
+def funnel_figure(yi, vi, estimate: float, *, egger: EggerResult | None = None, unit: str = "percentage points",
+                  title: str = "Contour-enhanced funnel plot") -> go.Figure:
+    """Effects against their standard errors, shaded where they would be significant at 10/5/1 %
+    around zero (Peters et al. 2008), with the pooled estimate."""
+    y = np.asarray(yi, float)
+    se = np.sqrt(np.asarray(vi, float))
+    top = float(se.max()) * 1.05 if len(se) else 1.0
+    grid = np.array([0.0, top])
+    fig = go.Figure()
+    for p, color in ((0.10, "rgb(235,235,235)"), (0.05, "rgb(200,200,200)"), (0.01, "rgb(160,160,160)")):
+        z = stats.norm.isf(p / 2)
+        fig.add_trace(go.Scatter(x=[0, z * top, -z * top, 0], y=[0, top, top, 0], fill="toself", mode="lines", line=dict(width=0),
+                                 fillcolor=color, name=f"p > {p:g} (white: p < 0.10)" if p == 0.10 else f"p > {p:g}", hoverinfo="skip"))
+    fig.add_trace(go.Scatter(x=y, y=se, mode="markers", name="effects", marker=dict(color="black", size=5, opacity=0.6)))
+    fig.add_trace(go.Scatter(x=[estimate - 1.96 * grid[1], estimate, estimate + 1.96 * grid[1]], y=[top, 0, top], mode="lines",
+                             line=dict(color="firebrick", dash="dash"), name=f"pooled {estimate:.2f} ± 1.96 SE"))
+    sub = f"Egger's test: {'t' if egger and egger.df else 'z'} = {egger.stat:.2f}, p = {egger.pval:.3g}" if egger else ""
+    fig.update_layout(title=title + (f"<br><sup>{sub}</sup>" if sub else ""), xaxis_title=f"effect ({unit})", yaxis_title="standard error",
+                      yaxis=dict(autorange="reversed"), shapes=[dict(_ZERO, x0=0, x1=0, y0=0, y1=top)], legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+def bubble_figure(an: Analysis, x: str, *, unit: str = "percentage points", title: str | None = None) -> go.Figure:
+    """Effects against a continuous moderator, bubble size ∝ precision, with the fitted line."""
+    df = an.effects
+    fit = an.fit
+    xs = df[x].astype(float)
+    size = 1 / np.sqrt(df["vi"].to_numpy())
+    size = 4 + 20 * size / size.max()
+    fig = go.Figure(go.Scatter(x=xs, y=df["yi"], mode="markers", marker=dict(size=size, opacity=0.4, color="steelblue"), name="effects (size ∝ 1/SE)"))
+    names = [c.name for c in fit.coefficients]
+    if x in names:
+        grid = np.linspace(float(xs.min()), float(xs.max()), 50)
+        b0, b1 = fit.coefficients[0].estimate, fit.coef(x).estimate
+        yfit = b0 + b1 * grid
+        if f"{x}^2" in names:
+            yfit = yfit + fit.coef(f"{x}^2").estimate * grid ** 2
+        fig.add_trace(go.Scatter(x=grid, y=yfit, mode="lines", line=dict(color="firebrick"), name=f"meta-regression (slope {b1:.3g}, p = {fit.coef(x).pval:.3g})"))
+    fig.update_layout(title=title or f"Bubble plot: effect against {x}", xaxis_title=x, yaxis_title=f"effect ({unit})",
+                      shapes=[dict(_ZERO, x0=float(xs.min()), x1=float(xs.max()), y0=0, y1=0)], legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+def dose_figure(dr: DoseResponse, *, unit: str = "percentage points", title: str | None = None) -> go.Figure:
+    """Effect against sparsity (or any level) with the quadratic fit, its CI band and the zero line."""
+    g = dr.grid
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=np.concatenate([g[dr.x], g[dr.x][::-1]]), y=np.concatenate([g["ci_high"], g["ci_low"][::-1]]), fill="toself",
+                             mode="lines", line=dict(width=0), fillcolor="rgba(178,34,34,0.2)", name="95% CI of the fit"))
+    fig.add_trace(go.Scatter(x=dr.points[dr.x], y=dr.points["yi"], mode="markers", marker=dict(size=4, opacity=0.35, color="steelblue"), name="effects"))
+    fig.add_trace(go.Scatter(x=g[dr.x], y=g["fitted"], mode="lines", line=dict(color="firebrick", width=2), name="linear + quadratic fit"))
+    fig.update_layout(title=title or f"Dose-response: effect against {dr.x}<br><sup>{dr.verdict}</sup>", xaxis_title=dr.x, yaxis_title=f"effect ({unit})",
+                      shapes=[dict(_ZERO, x0=float(g[dr.x].min()), x1=float(g[dr.x].max()), y0=0, y1=0)], legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+def _mpl_color(c, default="black"):
+    if c is None:
+        return default
+    c = str(c)
+    if c.startswith("rgba("):
+        r, g, b, a = [float(v) for v in c[5:-1].split(",")]
+        return (r / 255, g / 255, b / 255, a)
+    if c.startswith("rgb("):
+        r, g, b = [float(v) for v in c[4:-1].split(",")]
+        return (r / 255, g / 255, b / 255)
+    return c
+
+
+def save_figure(fig: go.Figure, path: str | Path) -> Path:
+    """Write ``fig`` to ``.html`` (interactive) or ``.png`` / ``.svg`` / ``.pdf`` (static, headless)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".html":
+        fig.write_html(path, include_plotlyjs="cdn")
+        return path
+    if suffix not in (".png", ".svg", ".pdf"):
+        raise ValueError("the output must end in .png, .svg, .pdf or .html")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lay = fig.layout
+    height = (lay.height or 500) / 100
+    f, ax = plt.subplots(figsize=(9, max(4.5, height)))
+    for tr in fig.data:
+        x = np.asarray(tr.x, dtype=float) if tr.x is not None else np.array([])
+        y = np.asarray(tr.y, dtype=float) if tr.y is not None else np.array([])
+        label = (tr.name or "").replace("<br>", " ")
+        if tr.fill == "toself":
+            ax.fill(x, y, color=_mpl_color(tr.fillcolor, "lightgrey"), label=label, linewidth=0)
+            continue
+        mode = tr.mode or "markers"
+        if tr.error_x is not None and tr.error_x.array is not None:
+            ax.errorbar(x, y, xerr=[np.asarray(tr.error_x.arrayminus, float), np.asarray(tr.error_x.array, float)], fmt="s", color="black",
+                        markersize=4, capsize=2, label=label)
+            continue
+        if "lines" in mode:
+            dash = {"dash": "--", "dot": ":"}.get(tr.line.dash, "-") if tr.line else "-"
+            ax.plot(x, y, linestyle=dash, color=_mpl_color(tr.line.color if tr.line else None), label=label)
+        if "markers" in mode:
+            ax.scatter(x, y, s=12, alpha=tr.marker.opacity or 0.8, color=_mpl_color(tr.marker.color if tr.marker else None, "steelblue"), label=label)
+    for sh in lay.shapes or []:
+        ax.plot([sh.x0, sh.x1], [sh.y0, sh.y1], linestyle=":" if (sh.line and sh.line.dash == "dot") else "--",
+                color=_mpl_color(sh.line.color if sh.line else None, "grey"), linewidth=1)
+    if lay.yaxis and lay.yaxis.tickvals is not None:
+        ax.set_yticks(list(lay.yaxis.tickvals))
+        ax.set_yticklabels(list(lay.yaxis.ticktext), fontsize=7)
+    if lay.yaxis and lay.yaxis.autorange == "reversed":
+        ax.invert_yaxis()
+    title = (lay.title.text or "").replace("<br><sup>", "\n").replace("</sup>", "")
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(lay.xaxis.title.text or "")
+    ax.set_ylabel(lay.yaxis.title.text or "")
+    ax.legend(fontsize=7, loc="best")
+    f.tight_layout()
+    f.savefig(path)
+    plt.close(f)
+    return path
