@@ -1,0 +1,185 @@
+"""Effect sizes, exclusions, rigour scores and analyses on the seed database."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from crev_cli import app
+from evidence import ResultFilter, list_claims, list_studies, query_results
+from metaanalysis import (
+    AnalysisSpec, EffectSettings, MetaInputError, compute_effects, contradiction_report, dose_response, reevaluation_gaps,
+    rigour_scores, rigour_sensitivity, run_analysis, subgroups, vote_count,
+)
+
+runner = CliRunner()
+
+
+def _row(**kw):
+    base = dict(uid="u", study_id="s", cluster="c", dataset="CIFAR-10", robust_acc_dense=40.0, robust_acc_compressed=30.0,
+                clean_acc_dense=90.0, clean_acc_compressed=85.0, n_test=1000, attack="pgd", steps=10, epsilon=8 / 255,
+                provenance="verbatim", threat_model="white_box", compression_family="unstructured_pruning", gradient_masking=None)
+    base.update(kw)
+    return base
+
+
+def test_delta_robust_value_and_binomial_variance():
+    t = compute_effects(pd.DataFrame([_row()]))
+    e = t.effects.iloc[0]
+    assert e["yi"] == pytest.approx(-10.0)
+    assert e["vi"] == pytest.approx(1e4 * (0.4 * 0.6 / 1000 + 0.3 * 0.7 / 1000))
+    t2 = compute_effects(pd.DataFrame([_row()]), EffectSettings(correlation=0.5))
+    v1, v2 = 0.4 * 0.6 / 1000, 0.3 * 0.7 / 1000
+    assert t2.effects["vi"].iloc[0] == pytest.approx(1e4 * (v1 + v2 - 2 * 0.5 * math.sqrt(v1 * v2)))
+    assert "correlation of dense and compressed accuracies assumed 0 (conservative default)" in t.notes
+
+
+def test_log_odds_ratio_adds_half_only_with_a_zero_cell():
+    t = compute_effects(pd.DataFrame([_row(), _row(uid="z", robust_acc_compressed=0.0)]), EffectSettings(measure="log_odds_ratio"))
+    a, b, c, d = 300, 700, 400, 600
+    assert t.effects["yi"].iloc[0] == pytest.approx(math.log(a * d / (b * c)))
+    assert t.effects["vi"].iloc[0] == pytest.approx(1 / a + 1 / b + 1 / c + 1 / d)
+    a, b, c, d = 0.5, 1000.5, 400.5, 600.5
+    assert t.effects["yi"].iloc[1] == pytest.approx(math.log(a * d / (b * c)))
+    assert list(t.effects["variance_corrected"]) == [False, True]
+
+
+def test_delta_retention_delta_method_variance():
+    t = compute_effects(pd.DataFrame([_row()]), EffectSettings(measure="delta_retention"))
+    Rd, Rc = 40 / 90, 30 / 85
+    assert t.effects["yi"].iloc[0] == pytest.approx(100 * (Rc - Rd))
+    assert t.effects["vi"].iloc[0] == pytest.approx(1e4 * (Rd * (1 - Rd) / (1000 * 0.9) + Rc * (1 - Rc) / (1000 * 0.85)))
+
+
+def test_rows_that_cannot_give_an_effect_are_listed_with_reasons():
+    rows = [_row(), _row(uid="a", robust_acc_dense=None), _row(uid="b", n_test=None), _row(uid="c", clean_acc_dense=None)]
+    t = compute_effects(pd.DataFrame(rows), EffectSettings(measure="delta_retention"))
+    assert len(t.effects) == 1
+    reasons = dict(zip(t.excluded["uid"], t.excluded["reason"]))
+    assert reasons["a"] == "dense (uncompressed) robust accuracy not reported"
+    assert reasons["b"].startswith("n_test not reported")
+    assert reasons["c"] == "clean accuracy not reported (retention needs it)"
+
+
+def test_assumed_n_is_flagged_on_every_effect_that_uses_it():
+    t = compute_effects(pd.DataFrame([_row(), _row(uid="b", n_test=None)]), EffectSettings(assume_n="dataset"))
+    assert list(t.effects["n_assumed"]) == [False, True]
+    assert t.effects["n_test"].iloc[1] == 10000
+    assert any("ASSUMED" in n for n in t.notes)
+
+
+def test_rigour_components_are_each_visible():
+    df = pd.DataFrame([_row(), _row(attack="fgsm", steps=None, epsilon=None, n_test=None, provenance="derived", threat_model="transfer",
+                                    robust_acc_compressed=95.0)])
+    r = rigour_scores(df)
+    assert list(r.loc[0, ["attack_strength", "epsilon_stated", "n_test_known", "verbatim", "not_transfer_only", "robust_below_clean"]]) == [1, 1, 1, 1, 1, 1]
+    assert list(r.loc[1, ["attack_strength", "epsilon_stated", "n_test_known", "verbatim", "not_transfer_only", "robust_below_clean"]]) == [0, 0, 0, 0, 0, 0]
+    assert list(r["rigour_score"]) == [6, 0]
+    assert list(r["high_risk"]) == [False, True]
+
+
+def test_seed_default_analysis_is_three_level(seeded):
+    t = compute_effects(query_results(seeded), EffectSettings(assume_n="dataset"))
+    an = run_analysis(t)
+    assert an.fit.model == "rma.mv" and list(an.fit.sigma2) == ["study", "study/cluster"]
+    assert an.fit.n_levels["study"] == t.effects["study"].nunique()
+    assert an.fit.coefficients[0].se > 1.0  # the dependence widens the interval: not thousands of independent rows
+
+
+def test_seed_without_assumed_n_drops_studies_and_says_why(seeded):
+    t = compute_effects(query_results(seeded))
+    assert set(t.effects["study"]) == {"merkle_2022_pruningfaceadversaries"}
+    reasons = t.excluded.groupby("reason").size().to_dict()
+    assert reasons == {"n_test not reported (set an assumed n_test to include it)": 300 + 48 + 12,
+                       "dense (uncompressed) robust accuracy not reported": 36 + 154 + 1}
+    assert len(t.effects) + len(t.excluded) == 8349
+    an = run_analysis(t)
+    assert "a single study" in " ".join(an.notes)
+
+
+def test_moderator_missing_rows_are_reported(seeded):
+    t = compute_effects(query_results(seeded), EffectSettings(assume_n="dataset"))
+    an = run_analysis(t, AnalysisSpec(mods="epsilon"))
+    assert any("moderator missing (epsilon)" in n for n in an.notes)
+    assert (an.excluded["reason"] == "moderator missing (epsilon)").sum() == int(t.effects["epsilon"].isna().sum())
+
+
+def test_subgroups_dose_response_sensitivity_on_seed(seeded):
+    t = compute_effects(query_results(seeded, ResultFilter(study_ids=["merkle_2022_pruningfaceadversaries"])))
+    sg = subgroups(t, "family")
+    assert set(sg.groups["group"]) == {"structured_pruning", "unstructured_pruning"}
+    assert sg.between.qm_df[0] == 1
+    dr = dose_response(t, "sparsity")
+    assert len(dr.grid) == 60 and dr.fit.coef("sparsity^2").se > 0
+    s = rigour_sensitivity(t)
+    assert s.to_frame()["analysis"].tolist() == ["all effects", "without high-risk effects"]
+
+
+def test_contradiction_report_on_seed(seeded):
+    res = query_results(seeded)
+    rep = contradiction_report(compute_effects(res, EffectSettings(assume_n="dataset")), list_studies(seeded), list_claims(seeded))
+    pairs = {(p.study_a, p.study_b): p for p in rep.pairs}
+    p = pairs[("jordao_2021_pruning", "wang_2018_prunedrobustness")]
+    assert p.kind == "opposite" and p.question_id == "pruning_without_at"
+    assert p.estimate_a is None and p.estimate_b is None
+    labels = [e["candidate"] for e in p.explanations]
+    assert labels == ["adversarial training", "attack strength (epsilon)", "sparsity level (non-monotone)", "threat model",
+                      "compression family", "evaluation rigour"]
+    tests = {t.label: t for t in rep.tests["pruning_without_at"]}
+    assert not tests["adversarial training"].testable  # every pruning-without-AT result has AT = no
+    assert tests["attack strength (epsilon)"].testable and tests["attack strength (epsilon)"].pval < 0.05
+    d = json.loads(rep.to_json())
+    assert d["n_pairs"] == len(rep.pairs) and d["n_unexplained"] == sum(x.unexplained for x in rep.pairs)
+    assert "# Contradiction report" in rep.to_markdown()
+
+
+def test_reevaluation_gap_pairs_hydra_with_autoattack(seeded):
+    g = reevaluation_gaps(query_results(seeded))
+    assert len(g.pairs) >= 2
+    assert set(g.pairs["method"]) == {"HYDRA"}
+    assert (g.pairs["original_study"] == "sehwag_2020_hydra").all()
+    assert g.pooled.estimate > 0  # reported robustness exceeds the independent re-evaluation
+
+
+def test_votes_count_every_study(seeded):
+    v = vote_count(list_studies(seeded), list_claims(seeded))
+    row = v.table.iloc[0]
+    assert row["n"] == 40 and row["up"] + row["down"] + row["neutral"] + row["mixed"] + row["unknown"] == 40
+    assert "weaker evidence" in v.caveat.lower()
+
+
+def test_cli_input_errors_are_one_line_exit_2(tmp_path):
+    p = tmp_path / "t.csv"
+    p.write_text("yi,vi\n0.1,0.01\nabc,0.02\n")
+    r = runner.invoke(app, ["meta", "run", "--input", str(p), "--json"])
+    assert r.exit_code == 2 and "column yi is not numeric (row 2: 'abc')" in r.stderr
+    p.write_text("yi,vi\n0.1,0.01\n0.2,0\n")
+    r = runner.invoke(app, ["meta", "run", "--input", str(p)])
+    assert r.exit_code == 2 and "must be positive" in r.stderr
+    p.write_text("yi,vi\n0.1,0.01\n")
+    r = runner.invoke(app, ["meta", "run", "--input", str(p)])
+    assert r.exit_code == 2 and "need at least 2 effects" in r.stderr
+    r = runner.invoke(app, ["meta", "run", "--input", str(p), "--vi", "w"])
+    assert r.exit_code == 2 and "missing column(s) w" in r.stderr
+
+
+def test_cli_over_database_and_plots(seeded_url, tmp_path):
+    r = runner.invoke(app, ["meta", "run", "--db", seeded_url, "--assume-n", "dataset", "--json"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    assert d["model"] == "rma.mv" and len(d["sigma2"]) == 2 and d["n_studies"] == 4
+    for kind in ("forest", "funnel", "bubble", "dose"):
+        out = tmp_path / f"{kind}.png"
+        r = runner.invoke(app, ["meta", "plot", kind, "--out", str(out), "--db", seeded_url, "--study", "merkle_2022_pruningfaceadversaries"])
+        assert r.exit_code == 0, r.output
+        assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
+    svg = tmp_path / "f.svg"
+    assert runner.invoke(app, ["meta", "plot", "forest", "--out", str(svg), "--db", seeded_url, "--assume-n", "dataset"]).exit_code == 0
+    assert "<svg" in svg.read_text()
+    r = runner.invoke(app, ["meta", "contradictions", "--db", seeded_url, "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["n_pairs"] > 0
+    r = runner.invoke(app, ["meta", "run", "--db", seeded_url, "--family", "binarization"])
+    assert r.exit_code == 2 and "0 effect(s) after filtering" in r.stderr
