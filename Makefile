@@ -15,7 +15,7 @@ $(BIN)/python:
 # torchattacks goes in last with --no-deps (its metadata drags in torchvision and a CUDA torch).
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[test]"
+	$(BIN)/pip install -q -e ".[test]" --config-settings editable_mode=compat
 	$(BIN)/pip install -q --no-deps torchattacks==3.5.1
 	touch $(STAMP)
 

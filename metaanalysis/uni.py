@@ -53,7 +53,7 @@ def check_inputs(yi, vi, X=None, names=None, min_k: int = 2):
     if not np.all(np.isfinite(vi)) or np.any(vi <= 0):
         raise MetaInputError("vi must be positive and finite for every effect")
     if X is None:
-        X = np.ones((len(yi), 1))
+        X = np.broadcast_to(1.0, (len(yi), 1))  # a read-only column of ones: the intercept-only fast path
         names = ["intrcpt"]
     X = np.asarray(X, dtype=float)
     if X.ndim == 1:
@@ -64,7 +64,7 @@ def check_inputs(yi, vi, X=None, names=None, min_k: int = 2):
         raise MetaInputError("moderators hold missing or non-finite values")
     if names is None:
         names = [f"x{i}" for i in range(X.shape[1])]
-    if np.linalg.matrix_rank(X) < X.shape[1]:
+    if X.shape[1] > 1 and np.linalg.matrix_rank(X) < X.shape[1]:
         raise MetaInputError("the moderators are collinear (the model matrix is not of full rank)")
     if len(yi) <= X.shape[1]:
         raise MetaInputError(f"{X.shape[1]} coefficients need more than {X.shape[1]} effects")
@@ -73,6 +73,10 @@ def check_inputs(yi, vi, X=None, names=None, min_k: int = 2):
 
 def _wls(X: np.ndarray, y: np.ndarray, w: np.ndarray):
     """Weighted least squares: coefficients, (X'WX)^-1 and residuals."""
+    if X.shape[1] == 1 and X[0, 0] == 1.0 and X.strides[0] == 0:  # intercept only (broadcast ones)
+        sw = float(w.sum())
+        b = float(w @ y) / sw
+        return np.array([b]), np.array([[1.0 / sw]]), y - b
     Xw = X * w[:, None]
     xtwx = X.T @ Xw
     M = np.linalg.inv(xtwx)
