@@ -1,0 +1,148 @@
+"""Running a job: locally (one process, a progress bar per stage) or on Dask distributed.
+
+Stages: train (or load) the dense model of every seed, evaluate the grid's cells (skipping cells a
+previous run of the same spec finished), then assemble the results, decide the verdicts and write
+everything in one transaction. Cancellation is checked between cells (and between attacks inside a
+cell); a cancelled or crashed job writes no results, and its finished cells stay for a rerun.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from dataclasses import dataclass, field
+
+from sqlalchemy.engine import Engine
+from tqdm import tqdm
+
+from evidence.models import utcnow
+
+from .cells import Cell, dense_model, plan, run_cell, split_for
+from .jobs import assemble, cancel_requested, create_job, finished_cells, store_cell, update_job, verdicts, write_results
+from .spec import JobSpec
+
+__all__ = ["RunOutcome", "run_job", "JobCancelled"]
+
+
+class JobCancelled(Exception):
+    """The job was cancelled; finished cells are kept, no results were written."""
+
+
+@dataclass
+class RunOutcome:
+    job_id: int
+    status: str
+    submission_id: int | None
+    verdicts: list[dict] = field(default_factory=list)
+    n_results: int = 0
+    timings: dict = field(default_factory=dict)
+    cells_run: int = 0
+    cells_skipped: int = 0
+
+    def to_dict(self) -> dict:
+        return self.__dict__.copy()
+
+
+def _run_local(spec_json, todo, on_done, is_cancelled, show):
+    bar = tqdm(total=len(todo), desc="grid cells", unit="cell", disable=not show)
+    for cell in todo:
+        if is_cancelled():
+            raise JobCancelled()
+        try:
+            payload = run_cell(spec_json, cell, cancelled=is_cancelled)
+        except InterruptedError:
+            raise JobCancelled() from None
+        on_done(payload)
+        bar.update(1)
+    bar.close()
+
+
+def _run_dask(spec_json, todo, on_done, is_cancelled, show, scheduler, workers):
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    cluster = None
+    if scheduler:
+        client = Client(scheduler)
+    else:
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        client = Client(cluster)
+    try:
+        futures = [client.submit(run_cell, spec_json, c, key=f"cell-{c.key}-{time.time_ns()}", pure=False) for c in todo]
+        bar = tqdm(total=len(todo), desc=f"grid cells (dask, {len(client.scheduler_info()['workers'])} workers)", unit="cell", disable=not show)
+        for fut in as_completed(futures):
+            if is_cancelled():
+                for f in futures:
+                    f.cancel()
+                raise JobCancelled()
+            on_done(fut.result())
+            bar.update(1)
+        bar.close()
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def run_job(engine: Engine, spec: JobSpec, *, executor: str = "local", scheduler: str | None = None, workers: int = 2,
+            by: str = "unknown", show_progress: bool = True, job_id: int | None = None) -> RunOutcome:
+    """Run ``spec`` to the end; returns what it wrote. Re-running a spec skips its finished cells."""
+    if executor not in ("local", "dask"):
+        raise ValueError("executor must be local or dask")
+    job = create_job(engine, spec, executor=executor, by=by) if job_id is None else None
+    job_id = job.id if job else job_id
+    spec_json, h = spec.model_dump_json(), spec.spec_hash()
+    cells = plan(spec)
+    done = finished_cells(engine, h)
+    todo = [c for c in cells if c.key not in done]
+    timings: dict = {}
+    update_job(engine, job_id, cells_total=len(cells), cells_done=len(cells) - len(todo), stage="train dense models",
+               log_line=f"{len(cells)} cells, {len(done)} already finished by an earlier run of this spec")
+    is_cancelled = lambda: cancel_requested(engine, job_id)  # noqa: E731
+    try:
+        t0 = time.perf_counter()
+        split = split_for(spec)
+        for seed in spec.seeds:
+            if is_cancelled():
+                raise JobCancelled()
+            bar = tqdm(total=spec.train.epochs, desc=f"dense model, seed {seed}", unit="epoch", disable=not show_progress, leave=False)
+            _, info = dense_model(spec, seed, split, progress=lambda e, n: bar.update(1))
+            bar.close()
+            update_job(engine, job_id, log_line=f"dense model seed {seed}: cache {info['cache']} ({info['weights_hash']})")
+        timings["dense_s"] = time.perf_counter() - t0
+        update_job(engine, job_id, stage="grid cells")
+        t1 = time.perf_counter()
+        counter = {"n": len(cells) - len(todo)}
+
+        def on_done(payload):
+            store_cell(engine, h, payload)
+            done[payload["cell"]] = payload
+            counter["n"] += 1
+            update_job(engine, job_id, cells_done=counter["n"], progress=counter["n"] / len(cells),
+                       log_line=f"cell {payload['cell']} done in {payload['seconds']:.1f}s"
+                       + (" (possible gradient masking)" if payload.get("possible_gradient_masking") else ""))
+
+        if executor == "local":
+            _run_local(spec_json, todo, on_done, is_cancelled, show_progress)
+        else:
+            _run_dask(spec_json, todo, on_done, is_cancelled, show_progress, scheduler, workers)
+        timings["cells_s"] = time.perf_counter() - t1
+        update_job(engine, job_id, stage="write results")
+        records = assemble(spec, done)
+        vlist = verdicts(engine, spec, records)
+        timings["total_s"] = time.perf_counter() - t0
+        update_job(engine, job_id, timings_json=json.dumps(timings))
+        sub = write_results(engine, job_id, spec, records, vlist, by)
+        update_job(engine, job_id, log_line=f"wrote {len(records)} results as submission {sub} (pending review)")
+        return RunOutcome(job_id, "done", sub, vlist, len(records), timings, len(todo), len(cells) - len(todo))
+    except JobCancelled:
+        update_job(engine, job_id, status="cancelled", finished_at=utcnow(), stage="cancelled", log_line="cancelled; finished cells kept, no results written")
+        return RunOutcome(job_id, "cancelled", None, [], 0, timings, counter_value(done, cells), 0)
+    except BaseException as exc:
+        update_job(engine, job_id, status="failed", finished_at=utcnow(), error=f"{type(exc).__name__}: {exc}",
+                   log_line="failed:\n" + traceback.format_exc(limit=5))
+        raise
+
+
+def counter_value(done: dict, cells: list[Cell]) -> int:
+    return sum(1 for c in cells if c.key in done)

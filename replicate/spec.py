@@ -1,0 +1,167 @@
+"""Job specs: what a replication runs, read from TOML or YAML and validated with clear errors.
+
+A spec names the dataset, the model, the training, the compression grid, the attacks with their
+epsilons, the seeds, and the claim it checks. ``quick()`` derives the reduced grid of the same claim
+(fewer epochs, images and levels) whose results are marked quick and never count toward a verdict.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import pydantic
+from pydantic import BaseModel, Field, field_validator
+
+__all__ = ["DataSpec", "TrainSpec", "CompressionSpec", "AttackGrid", "ClaimRef", "JobSpec", "SpecError", "load_spec", "catalogue", "get_claim_spec"]
+
+
+class SpecError(ValueError):
+    """A spec that does not validate: the message names the file, field and reason."""
+
+
+class _Strict(BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+
+
+class DataSpec(_Strict):
+    name: str = "digits"
+    test_fraction: float = Field(0.25, gt=0, lt=1)
+    split_seed: int = 0
+    n_train: int | None = Field(None, ge=10)
+    n_test: int | None = Field(None, ge=10)
+
+
+class TrainSpec(_Strict):
+    epochs: int = Field(10, ge=1, le=500)
+    lr: float = Field(1e-3, gt=0)
+    batch_size: int = Field(64, ge=1)
+    adversarial: bool = False
+    adv_eps: float = Field(0.1, ge=0, le=1)
+    adv_steps: int = Field(7, ge=1)
+
+
+class CompressionSpec(_Strict):
+    kind: Literal["prune", "quantize", "int8"]
+    method: str = "global_l1"  # pruning method
+    levels: list[float] = Field(default_factory=list)  # sparsities for prune; bit widths for quantize
+    iterations: int = Field(1, ge=1, le=20)
+    finetune: Literal["none", "standard", "adversarial"] = "none"
+    finetune_epochs: int = Field(0, ge=0, le=100)
+    act_bits: int | None = Field(None, ge=1, le=16)
+    qat_epochs: int = Field(0, ge=0, le=100)
+
+    @field_validator("levels")
+    @classmethod
+    def _levels(cls, v, info):
+        kind = info.data.get("kind")
+        for x in v:
+            if kind == "prune" and not 0 <= x < 1:
+                raise ValueError(f"sparsity {x} is outside [0, 1)")
+            if kind == "quantize" and (x < 1 or x != int(x)):
+                raise ValueError(f"bit width {x} is not a whole number >= 1")
+        return v
+
+
+class AttackGrid(_Strict):
+    name: Literal["fgsm", "pgd", "pgdl2", "cw", "autoattack", "autoattack_fast", "autoattack_reference", "square", "transfer"]
+    eps: list[float] = Field(default_factory=list)
+    steps: int = Field(10, ge=1, le=1000)
+    restarts: int = Field(1, ge=1, le=20)
+    queries: int = Field(1000, ge=10)
+
+    @field_validator("eps")
+    @classmethod
+    def _eps(cls, v, info):
+        l2 = info.data.get("name") in ("pgdl2", "cw")
+        for e in v:
+            if e < 0 or (not l2 and e > 1):
+                raise ValueError(f"epsilon {e} is outside [0, 1] (Linf on the pixel scale)" if not l2 else f"epsilon {e} is negative")
+        return v
+
+
+class ClaimRef(_Strict):
+    question_id: str
+    study: str  # the claim's study (its direction is tested)
+    direction: Literal["up", "down", "neutral", "mixed"]
+    statement: str = ""
+    compare: list[str] = Field(default_factory=list)  # other studies whose claims on the question this run also speaks to
+
+
+class JobSpec(_Strict):
+    id: str = Field(pattern=r"^[a-z0-9_\-]+$")
+    title: str = ""
+    claim: ClaimRef
+    data: DataSpec = DataSpec()
+    model: Literal["mlp", "lenet", "resnet"] = "lenet"
+    train: TrainSpec = TrainSpec()
+    compression: list[CompressionSpec] = Field(min_length=1)
+    attacks: list[AttackGrid] = Field(min_length=1)
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    checks: bool = True
+    quick_mode: bool = False
+    neutral_margin: float = Field(2.0, gt=0, description="|effect| below this (percentage points) counts as no change")
+
+    def spec_hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
+
+    def quick(self) -> "JobSpec":
+        """The reduced grid: 3 epochs, 1,000/200 images, the extreme levels, one seed, the first two epsilons."""
+        comp = [c.model_copy(update={"levels": sorted({c.levels[0], c.levels[-1]}) if c.levels else c.levels,
+                                     "finetune_epochs": min(c.finetune_epochs, 1), "qat_epochs": min(c.qat_epochs, 1)}) for c in self.compression]
+        atk = [a.model_copy(update={"eps": a.eps[:2], "steps": min(a.steps, 5), "queries": min(a.queries, 200)}) for a in self.attacks]
+        return self.model_copy(update={
+            "train": self.train.model_copy(update={"epochs": min(self.train.epochs, 3), "adv_steps": min(self.train.adv_steps, 3),
+                                                   "batch_size": min(self.train.batch_size, 64)}),
+            "data": self.data.model_copy(update={"n_train": min(self.data.n_train or 1000, 1000), "n_test": min(self.data.n_test or 200, 200)}),
+            "compression": comp, "attacks": atk, "seeds": self.seeds[:1], "quick_mode": True,
+        })
+
+
+def _parse(text: str, name: str) -> dict:
+    try:
+        if name.endswith((".yaml", ".yml")):
+            import yaml
+
+            return yaml.safe_load(text) or {}
+        return tomllib.loads(text)
+    except Exception as exc:  # both parsers raise their own error types
+        raise SpecError(f"{name}: not valid {'YAML' if name.endswith(('.yaml', '.yml')) else 'TOML'}: {exc}") from None
+
+
+def load_spec(source: str | Path | dict, *, name: str | None = None) -> JobSpec:
+    """Read and validate a spec (file path, or an already parsed mapping)."""
+    if isinstance(source, dict):
+        data, name = source, name or "spec"
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise SpecError(f"{path}: no such spec file")
+        data, name = _parse(path.read_text(encoding="utf-8"), str(path)), str(path)
+    try:
+        return JobSpec.model_validate(data)
+    except pydantic.ValidationError as exc:
+        lines = [f"{name}: field {'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        raise SpecError("\n".join(lines)) from None
+
+
+def catalogue() -> dict[str, JobSpec]:
+    """The built-in specs, one per contradiction of the seed, by id."""
+    folder = resources.files("replicate") / "catalogue"
+    specs = {}
+    for entry in sorted(folder.iterdir(), key=lambda p: p.name):
+        if entry.name.endswith(".toml"):
+            spec = load_spec(_parse(entry.read_text(encoding="utf-8"), entry.name), name=entry.name)
+            specs[spec.id] = spec
+    return specs
+
+
+def get_claim_spec(claim_id: str) -> JobSpec:
+    specs = catalogue()
+    if claim_id not in specs:
+        raise SpecError(f"no catalogue claim {claim_id!r}; known: {', '.join(specs)} (or give a spec file)")
+    return specs[claim_id]
