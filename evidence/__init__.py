@@ -10,9 +10,9 @@ Typical use::
 from .api import InitResult, init_database, is_empty
 from .db import get_engine, resolve_url, session_scope, upgrade_schema
 from .errors import EvidenceError, NotFound, Problem, ValidationFailed
-from .export import FORMATS, export_results, to_interchange, write_template
+from .export import FORMATS, export_results, template_csv, to_interchange, write_template
 from .models import Claim, Job, JobCell, Result, Study, Submission
-from .queries import ResultFilter, count_results, distinct_values, list_claims, list_studies, query_results, stats
+from .queries import ResultFilter, data_version, count_results, distinct_values, list_claims, list_studies, query_results, stats
 from .review import approve, history, pending_submissions, propose_correction, reject, submission_diff, submission_rows, whoami
 from .rows import RESULT_COLUMNS, convert_result_row
 from .seed import load_seed, seed_loaded
@@ -35,9 +35,9 @@ __all__ = [
     "InitResult", "init_database", "is_empty",
     "get_engine", "resolve_url", "session_scope", "upgrade_schema",
     "EvidenceError", "NotFound", "Problem", "ValidationFailed",
-    "FORMATS", "export_results", "to_interchange", "write_template",
+    "FORMATS", "export_results", "template_csv", "to_interchange", "write_template",
     "Claim", "Job", "JobCell", "Result", "Study", "Submission",
-    "ResultFilter", "count_results", "distinct_values", "list_claims", "list_studies", "query_results", "stats",
+    "ResultFilter", "data_version", "count_results", "distinct_values", "list_claims", "list_studies", "query_results", "stats",
     "approve", "history", "pending_submissions", "propose_correction", "reject", "submission_diff", "submission_rows", "whoami",
     "RESULT_COLUMNS", "convert_result_row",
     "load_seed", "seed_loaded",

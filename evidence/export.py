@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 from .queries import ResultFilter, query_results
 from .rows import RESULT_COLUMNS
 
-__all__ = ["to_interchange", "export_results", "write_template", "TEMPLATE_EXAMPLE", "FORMATS"]
+__all__ = ["to_interchange", "export_results", "write_template", "template_csv", "TEMPLATE_EXAMPLE", "FORMATS"]
 
 FORMATS = ("csv", "json", "parquet")
 
@@ -113,6 +113,11 @@ _COLUMN_DOCS = {
     "verbatim_check": "yes = copied from the source, no = derived (computed) from it",
     "url_or_path": "where the number comes from (URL, DOI or repository path)",
 }
+
+
+def template_csv() -> bytes:
+    """The import template as CSV bytes: the header and one documented example row."""
+    return pd.DataFrame([TEMPLATE_EXAMPLE], columns=list(RESULT_COLUMNS)).to_csv(index=False).encode()
 
 
 def write_template(path: str | Path) -> Path:

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 from .models import Claim, Result, Study, Submission
 from .vocab import AdvTraining, Attack, CompressionFamily, ReviewStatus, SourceKind, ThreatModel, coerce
 
-__all__ = ["ResultFilter", "query_results", "count_results", "list_studies", "list_claims", "stats", "distinct_values"]
+__all__ = ["data_version", "ResultFilter", "query_results", "count_results", "list_studies", "list_claims", "stats", "distinct_values"]
 
 Status = Literal["approved", "pending", "all"]
 
@@ -198,8 +198,24 @@ def stats(engine: Engine) -> dict:
         s = Study.__table__
         ids = conn.execute(sa.select(s.c.study_id).where(s.c.current.is_(True)).order_by(s.c.study_id)).scalars().all()
         out["by_study"] = {i: {"results": int(res_by.get(i, 0)), "claims": int(cl_by.get(i, 0))} for i in ids}
+        for key, col in (("by_family", r.c.compression_family), ("by_threat_model", r.c.threat_model)):
+            rows = conn.execute(sa.select(col, sa.func.count()).where(r.c.current.is_(True)).group_by(col)).all()
+            out[key] = {getattr(k, "value", k): int(n) for k, n in rows}
         sub = Submission.__table__
         out["pending_submissions"] = int(
             conn.execute(sa.select(sa.func.count()).select_from(sub).where(sub.c.status == ReviewStatus.pending.value)).scalar_one()
         )
     return out
+
+
+def data_version(engine: Engine) -> tuple:
+    """A cheap token that changes whenever evidence is added, reviewed or a job makes progress
+    (the app keys its caches on it)."""
+    from .models import Job, JobCell
+
+    sub, job = Submission.__table__, Job.__table__
+    with engine.connect() as conn:
+        a = conn.execute(sa.select(sa.func.max(sub.c.id), sa.func.count(sub.c.reviewed_at))).one()
+        b = conn.execute(sa.select(sa.func.max(job.c.id), sa.func.sum(job.c.cells_done))).one()
+        c = conn.execute(sa.select(sa.func.count()).select_from(JobCell.__table__)).scalar_one()
+    return (a[0], a[1], b[0], b[1], c)

@@ -21,6 +21,7 @@ from .data import EvidenceSnapshot, load_effects, load_snapshot
 from .design import design_matrix
 from .effects import STANDARD_TEST_SIZES, EffectMeasure, EffectSettings, EffectTable, compute_effects
 from .multilevel import rma_mv
+from .overview import evidence_map, headline
 from .reeval import ReevaluationGaps, reevaluation_gaps
 from .results import Coefficient, MetaResult
 from .rigour import RIGOUR_COMPONENTS, rigour_scores
@@ -36,6 +37,6 @@ __all__ = [
     "EvidenceSnapshot", "load_effects", "load_snapshot",
     "design_matrix",
     "STANDARD_TEST_SIZES", "EffectMeasure", "EffectSettings", "EffectTable", "compute_effects",
-    "rma_mv", "ReevaluationGaps", "reevaluation_gaps", "Coefficient", "MetaResult", "RIGOUR_COMPONENTS", "rigour_scores", "robust",
+    "rma_mv", "evidence_map", "headline", "ReevaluationGaps", "reevaluation_gaps", "Coefficient", "MetaResult", "RIGOUR_COMPONENTS", "rigour_scores", "robust",
     "METHODS", "MetaInputError", "TauCI", "q_profile_ci", "rma_uni", "VOTE_CAVEAT", "VoteCount", "vote_count",
 ]

@@ -19,7 +19,7 @@ from .analysis import Analysis, DoseResponse
 from .bias import EggerResult
 from .results import MetaResult
 
-__all__ = ["forest_figure", "funnel_figure", "bubble_figure", "dose_figure", "save_figure"]
+__all__ = ["forest_figure", "funnel_figure", "bubble_figure", "dose_figure", "change_by_study_figure", "evidence_map_figure", "save_figure"]
 
 _ZERO = dict(type="line", line=dict(color="grey", dash="dot", width=1))
 _POOLED = dict(type="line", line=dict(color="firebrick", dash="dash", width=1))
@@ -108,6 +108,40 @@ def dose_figure(dr: DoseResponse, *, unit: str = "percentage points", title: str
     fig.add_trace(go.Scatter(x=g[dr.x], y=g["fitted"], mode="lines", line=dict(color="firebrick", width=2), name="linear + quadratic fit"))
     fig.update_layout(title=title or f"Dose-response: effect against {dr.x}<br><sup>{dr.verdict}</sup>", xaxis_title=dr.x, yaxis_title=f"effect ({unit})",
                       shapes=[dict(_ZERO, x0=float(g[dr.x].min()), x1=float(g[dr.x].max()), y0=0, y1=0)], legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+def change_by_study_figure(effects: pd.DataFrame, x: str, *, unit: str = "percentage points") -> go.Figure:
+    """Effect (robust-accuracy change) against sparsity or bit width, one colour per study."""
+    df = effects[effects[x].notna()]
+    fig = go.Figure()
+    for study, g in df.groupby("study"):
+        fig.add_trace(go.Scatter(x=g[x].astype(float), y=g["yi"], mode="markers", name=str(study), marker=dict(size=6, opacity=0.5),
+                                 text=g.get("dataset"), hovertemplate=f"{study}<br>{x}=%{{x}}<br>change=%{{y:.2f}}<extra>%{{text}}</extra>"))
+    lo, hi = (float(df[x].min()), float(df[x].max())) if len(df) else (0.0, 1.0)
+    label = {"sparsity": "sparsity (share of weights removed)", "bits": "bit width (bits)"}.get(x, x)
+    fig.update_layout(title=f"Robust-accuracy change against {label}", xaxis_title=label, yaxis_title=f"compressed - dense robust accuracy ({unit})",
+                      shapes=[dict(_ZERO, x0=lo, x1=hi, y0=0, y1=0)], legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def evidence_map_figure(m: pd.DataFrame) -> go.Figure:
+    """Compression family × (adversarial training, threat model): colour = pooled effect, text = results / studies."""
+    m = m.copy()
+    m["col"] = m["adversarial_training"].astype(str).radd("AT ") + " / " + m["threat_model"].astype(str)
+    fams = sorted(m["compression_family"].unique())
+    cols = sorted(m["col"].unique())
+    z = np.full((len(fams), len(cols)), np.nan)
+    text = [["" for _ in cols] for _ in fams]
+    for _, r in m.iterrows():
+        i, j = fams.index(r["compression_family"]), cols.index(r["col"])
+        z[i, j] = r["pooled"]
+        text[i][j] = f"{r['results']} results<br>{r['studies']} stud{'y' if r['studies'] == 1 else 'ies'}<br>{r['direction']}"
+    lim = float(np.nanmax(np.abs(z))) if np.isfinite(z).any() else 1.0
+    fig = go.Figure(go.Heatmap(z=z, x=cols, y=fams, text=text, texttemplate="%{text}", colorscale="RdBu", zmid=0, zmin=-lim, zmax=lim,
+                               colorbar=dict(title="pooled change<br>(pp)"), hoverongaps=False))
+    fig.update_layout(title="Evidence map: compression family × adversarial training / threat model", xaxis_title="adversarial training / threat model",
+                      yaxis_title="compression family", height=120 + 70 * len(fams))
     return fig
 
 

@@ -18,7 +18,8 @@ from .cells import Cell, plan, run_cell  # noqa: E402
 from .checks import CHECKS, Check, CheckOutcome, Measurements, run_checks  # noqa: E402
 from .compression import COMPRESSORS, Compressed, Compressor, Int8PTQ, Pruner, Quantizer, build_compressor, distinct_weight_values, measured_sparsity  # noqa: E402
 from .datasets import DATASETS, DatasetError, Split, load_split, register_dataset  # noqa: E402
-from .jobs import REPLICATION_STUDY, job_table, request_cancel  # noqa: E402
+from .jobs import REPLICATION_STUDY, get_job, job_results, job_table, request_cancel  # noqa: E402
+from .launch import job_verdicts, launch_background  # noqa: E402
 from .models import MODELS, build_model  # noqa: E402
 from .runner import JobCancelled, RunOutcome, run_job  # noqa: E402
 from .spec import JobSpec, SpecError, catalogue, get_claim_spec, load_spec  # noqa: E402
@@ -29,7 +30,7 @@ __all__ = [
     "require_torchattacks", "ATTACKS", "AttackSpec", "craft", "evaluate_attack", "input_gradient_stats", "Cell", "plan", "run_cell",
     "CHECKS", "Check", "CheckOutcome", "Measurements", "run_checks", "COMPRESSORS", "Compressed", "Compressor", "Int8PTQ", "Pruner",
     "Quantizer", "build_compressor", "distinct_weight_values", "measured_sparsity", "DATASETS", "DatasetError", "Split", "load_split",
-    "register_dataset", "REPLICATION_STUDY", "job_table", "request_cancel", "MODELS", "build_model", "JobCancelled", "RunOutcome",
+    "register_dataset", "REPLICATION_STUDY", "get_job", "job_results", "job_table", "request_cancel", "job_verdicts", "launch_background", "MODELS", "build_model", "JobCancelled", "RunOutcome",
     "run_job", "JobSpec", "SpecError", "catalogue", "get_claim_spec", "load_spec", "TrainConfig", "accuracy", "fit", "train_model",
     "Verdict", "decide",
 ]

@@ -56,15 +56,17 @@ def run(
     as_json: bool = typer.Option(False, "--json"),
     db: Optional[str] = DbOption,
     by: Optional[str] = typer.Option(None, "--by"),
+    job_id: Optional[int] = typer.Option(None, "--job-id", hidden=True, help="Run under an existing job record (the app launches jobs so)."),
 ):
     """Run a job to the end (a rerun of the same spec skips its finished cells)."""
     try:
-        spec = load_spec(target) if Path(target).suffix in (".toml", ".yaml", ".yml") else get_claim_spec(target)
+        spec = load_spec(target) if Path(target).suffix in (".toml", ".yaml", ".yml", ".json") else get_claim_spec(target)
         if dataset:
             spec = spec.model_copy(update={"data": spec.data.model_copy(update={"name": dataset, "n_test": None if dataset == "digits" else spec.data.n_test})})
         if quick:
             spec = spec.quick()
-        out = run_job(_engine(db), spec, executor=executor, scheduler=scheduler, workers=workers, by=whoami(by), show_progress=not as_json)
+        out = run_job(_engine(db), spec, executor=executor, scheduler=scheduler, workers=workers, by=whoami(by), show_progress=not as_json,
+                      job_id=job_id)
     except (SpecError, DatasetError, ValueError) as exc:
         _fail(str(exc))
     if as_json:

@@ -27,7 +27,7 @@ from evidence.vocab import ReviewStatus, SubmissionKind
 from .spec import JobSpec
 from .verdict import decide
 
-__all__ = ["REPLICATION_STUDY", "create_job", "finished_cells", "store_cell", "update_job", "cancel_requested", "request_cancel",
+__all__ = ["job_results", "REPLICATION_STUDY", "create_job", "finished_cells", "store_cell", "update_job", "cancel_requested", "request_cancel",
            "job_table", "get_job", "assemble", "verdicts", "write_results", "CODE_VERSION"]
 
 REPLICATION_STUDY = "crev_replications"
@@ -211,3 +211,14 @@ def write_results(engine: Engine, job_id: int, spec: JobSpec, records: list[dict
         job.status, job.finished_at, job.submission_id, job.progress, job.stage = "done", utcnow(), sub.id, 1.0, "done"
         s.add(job)
         return sub.id
+
+
+def job_results(engine: Engine, job_id: int) -> pd.DataFrame:
+    """The result rows a job wrote (any review status), empty before it finishes."""
+    from evidence import ResultFilter, query_results
+
+    job = get_job(engine, job_id)
+    if job.submission_id is None:
+        return pd.DataFrame()
+    df = query_results(engine, ResultFilter(status="all", study_ids=[REPLICATION_STUDY], include_quick=True))
+    return df[df["submission_id"] == job.submission_id].reset_index(drop=True)

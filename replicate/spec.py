@@ -124,13 +124,15 @@ class JobSpec(_Strict):
 
 def _parse(text: str, name: str) -> dict:
     try:
+        if name.endswith(".json"):
+            return json.loads(text)
         if name.endswith((".yaml", ".yml")):
             import yaml
 
             return yaml.safe_load(text) or {}
         return tomllib.loads(text)
     except Exception as exc:  # both parsers raise their own error types
-        raise SpecError(f"{name}: not valid {'YAML' if name.endswith(('.yaml', '.yml')) else 'TOML'}: {exc}") from None
+        raise SpecError(f"{name}: not valid {'YAML' if name.endswith(('.yaml', '.yml')) else 'JSON' if name.endswith('.json') else 'TOML'}: {exc}") from None
 
 
 def load_spec(source: str | Path | dict, *, name: str | None = None) -> JobSpec:

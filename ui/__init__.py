@@ -1,0 +1,1 @@
+"""The Streamlit app's pages and their shared state (only the app imports streamlit)."""
