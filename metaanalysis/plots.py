@@ -51,7 +51,7 @@ def forest_figure(rows: pd.DataFrame, pooled: MetaResult | None, *, label: str =
         ticks.append(1)
         labels.append(f"pooled ({pooled.model}, {pooled.method})")
     fig.update_layout(title=title, xaxis_title=f"effect ({unit})", yaxis=dict(tickvals=ticks, ticktext=labels, range=[0, n + 2]),
-                      shapes=shapes, height=max(350, 28 * n + 160), legend=dict(orientation="h", y=-0.15), margin=dict(l=10, r=10))
+                      shapes=shapes, height=max(350, 28 * n + 160), legend=dict(orientation="h", y=1.0, yanchor="bottom"), margin=dict(l=10, r=10))
     return fig
 
 
@@ -73,7 +73,7 @@ def funnel_figure(yi, vi, estimate: float, *, egger: EggerResult | None = None, 
                              line=dict(color="firebrick", dash="dash"), name=f"pooled {estimate:.2f} ± 1.96 SE"))
     sub = f"Egger's test: {'t' if egger and egger.df else 'z'} = {egger.stat:.2f}, p = {egger.pval:.3g}" if egger else ""
     fig.update_layout(title=title + (f"<br><sup>{sub}</sup>" if sub else ""), xaxis_title=f"effect ({unit})", yaxis_title="standard error",
-                      yaxis=dict(autorange="reversed"), shapes=[dict(_ZERO, x0=0, x1=0, y0=0, y1=top)], legend=dict(orientation="h", y=-0.2))
+                      yaxis=dict(autorange="reversed"), shapes=[dict(_ZERO, x0=0, x1=0, y0=0, y1=top)], legend=dict(orientation="h", y=1.0, yanchor="bottom"))
     return fig
 
 
@@ -94,7 +94,7 @@ def bubble_figure(an: Analysis, x: str, *, unit: str = "percentage points", titl
             yfit = yfit + fit.coef(f"{x}^2").estimate * grid ** 2
         fig.add_trace(go.Scatter(x=grid, y=yfit, mode="lines", line=dict(color="firebrick"), name=f"meta-regression (slope {b1:.3g}, p = {fit.coef(x).pval:.3g})"))
     fig.update_layout(title=title or f"Bubble plot: effect against {x}", xaxis_title=x, yaxis_title=f"effect ({unit})",
-                      shapes=[dict(_ZERO, x0=float(xs.min()), x1=float(xs.max()), y0=0, y1=0)], legend=dict(orientation="h", y=-0.2))
+                      shapes=[dict(_ZERO, x0=float(xs.min()), x1=float(xs.max()), y0=0, y1=0)], legend=dict(orientation="h", y=1.0, yanchor="bottom"))
     return fig
 
 
@@ -107,7 +107,7 @@ def dose_figure(dr: DoseResponse, *, unit: str = "percentage points", title: str
     fig.add_trace(go.Scatter(x=dr.points[dr.x], y=dr.points["yi"], mode="markers", marker=dict(size=4, opacity=0.35, color="steelblue"), name="effects"))
     fig.add_trace(go.Scatter(x=g[dr.x], y=g["fitted"], mode="lines", line=dict(color="firebrick", width=2), name="linear + quadratic fit"))
     fig.update_layout(title=title or f"Dose-response: effect against {dr.x}<br><sup>{dr.verdict}</sup>", xaxis_title=dr.x, yaxis_title=f"effect ({unit})",
-                      shapes=[dict(_ZERO, x0=float(g[dr.x].min()), x1=float(g[dr.x].max()), y0=0, y1=0)], legend=dict(orientation="h", y=-0.2))
+                      shapes=[dict(_ZERO, x0=float(g[dr.x].min()), x1=float(g[dr.x].max()), y0=0, y1=0)], legend=dict(orientation="h", y=1.0, yanchor="bottom"))
     return fig
 
 
@@ -121,7 +121,7 @@ def change_by_study_figure(effects: pd.DataFrame, x: str, *, unit: str = "percen
     lo, hi = (float(df[x].min()), float(df[x].max())) if len(df) else (0.0, 1.0)
     label = {"sparsity": "sparsity (share of weights removed)", "bits": "bit width (bits)"}.get(x, x)
     fig.update_layout(title=f"Robust-accuracy change against {label}", xaxis_title=label, yaxis_title=f"compressed - dense robust accuracy ({unit})",
-                      shapes=[dict(_ZERO, x0=lo, x1=hi, y0=0, y1=0)], legend=dict(orientation="h", y=-0.25))
+                      shapes=[dict(_ZERO, x0=lo, x1=hi, y0=0, y1=0)], legend=dict(orientation="h", y=1.0, yanchor="bottom"))
     return fig
 
 

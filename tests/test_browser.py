@@ -1,0 +1,163 @@
+"""End to end in a real browser: `streamlit run app.py` on a free port against a temporary
+database, driven by Selenium with Debian's Chromium; screenshots of each page are saved under
+test-artifacts/screenshots/."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHOTS = ROOT / "test-artifacts" / "screenshots"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DRIVER = shutil.which("chromedriver")
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver; .ci/run installs them)"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    d = tmp_path_factory.mktemp("browser")
+    url = f"sqlite:///{d / 'e2e.db'}"
+    env = {**os.environ, "CREV_DB": url, "CREV_CACHE": str(d / "cache"), "CREV_CURATOR_SECRET": "e2e-secret"}
+    subprocess.run([sys.executable, "-m", "crev_cli", "evidence", "init"], env=env, check=True, capture_output=True, cwd=ROOT)
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port), "--server.address",
+                             "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+                            env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(base + "/_stcore/health", timeout=2).status == 200:
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("streamlit did not start within 90 s")
+    yield base, url
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def driver():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
+              "--disable-background-networking", "--disable-component-update", "--disable-sync", "--window-size=1400,1000"):
+        opts.add_argument(a)
+    drv = webdriver.Chrome(service=Service(DRIVER), options=opts)
+    drv.set_page_load_timeout(60)
+    yield drv
+    drv.quit()
+
+
+def _wait_text(drv, text, timeout=60):
+    from selenium.webdriver.common.by import By
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        body = drv.find_element(By.TAG_NAME, "body").text
+        if text in body:
+            return body
+        time.sleep(0.5)
+    raise AssertionError(f"{text!r} did not appear; page shows: {drv.find_element(By.TAG_NAME, 'body').text[:800]}")
+
+
+def _shot(drv, name):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    drv.save_screenshot(str(SHOTS / f"{name}.png"))
+
+
+PAGES = [("overview", "", "Compression vs adversarial robustness"), ("explore", "explore", "Explore the evidence"),
+         ("add", "add", "Add evidence"), ("review", "review", "Review queue"), ("meta", "meta", "Meta-analysis"),
+         ("contradictions", "contradictions", "Contradictions"), ("replications", "replications", "Replications")]
+
+
+def test_overview_numbers(server, driver):
+    base, _ = server
+    driver.get(base)
+    body = _wait_text(driver, "Coded claims")
+    _wait_text(driver, "8349")
+    assert "Studies" in body and "40" in body and "43" in body
+    _shot(driver, "overview")
+
+
+def test_every_page_renders_and_is_captured(server, driver):
+    base, _ = server
+    for name, path, heading in PAGES:
+        driver.get(f"{base}/{path}")
+        body = _wait_text(driver, heading)
+        time.sleep(1.5)
+        assert "Traceback" not in body
+        _shot(driver, name)
+    assert len(list(SHOTS.glob("*.png"))) >= 7
+
+
+def test_meta_analysis_plot_is_drawn(server, driver):
+    from selenium.webdriver.common.by import By
+
+    base, _ = server
+    driver.get(f"{base}/meta")
+    _wait_text(driver, "Pooled effect")
+    deadline = time.time() + 60
+    while time.time() < deadline and not driver.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .main-svg"):
+        time.sleep(0.5)
+    plots = driver.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .main-svg")
+    assert plots, "no Plotly plot on the meta-analysis page"
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", plots[0])
+    time.sleep(1)
+    assert driver.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .point, .js-plotly-plot path.point, .js-plotly-plot .scatterlayer")
+    _shot(driver, "meta-forest")
+
+
+def test_submit_a_study_through_the_form(server, driver):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    import evidence as ev
+
+    base, url = server
+    driver.get(f"{base}/add")
+    _wait_text(driver, "A study and its claims")
+
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(driver, 60)
+
+    def field(label):
+        return wait.until(EC.element_to_be_clickable((By.XPATH, f"//input[@aria-label=\"{label}\"]")))
+
+    for label, value in (("Study id (slug, e.g. doe_2026_pruningrobustness)", "e2e_2026_browserstudy"), ("Title", "Submitted from a browser"),
+                         ("Year (as written, e.g. 2024 or '2022 (arXiv Aug 2021)')", "2026")):
+        el = field(label)
+        el.click()
+        el.send_keys(value)
+        el.send_keys(Keys.TAB)
+        time.sleep(0.3)
+    wait.until(EC.element_to_be_clickable((By.XPATH, "//button[contains(., 'Submit the study for review')]"))).click()
+    _wait_text(driver, "are in the review queue")
+    _shot(driver, "add-submitted")
+    pending = ev.pending_submissions(ev.get_engine(url))
+    assert "add_study" in set(pending["kind"])
