@@ -27,8 +27,8 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from .results import Coefficient, MetaResult
-from .uni import MetaInputError, _crit, _omnibus, _pvalue, _trace_P, _wls, check_inputs
+from .results import MetaResult
+from .uni import MetaInputError, _coefficients, _omnibus, _qe, _trace_P, check_inputs
 
 __all__ = ["rma_mv", "Levels", "encode_levels"]
 
@@ -165,16 +165,9 @@ def rma_mv(yi, vi, study, cluster=None, X=None, names=None, *, method: str = "RE
     s1, s2 = theta * scale
     df = k - p if test == "t" else None
     vb = M
-    se = np.sqrt(np.diag(vb))
-    stat = beta / se
-    pval = _pvalue(stat, df)
-    crit = _crit(df, level)
-    coefs = [Coefficient(n, float(beta[i]), float(se[i]), float(stat[i]), float(pval[i]), float(beta[i] - crit * se[i]), float(beta[i] + crit * se[i]), df)
-             for i, n in enumerate(names)]
-    w0 = 1.0 / v
-    _, M0, r0 = _wls(X, y, w0)
-    QE = float(np.sum(w0 * r0 * r0))
-    vt = (k - p) / _trace_P(X, w0, M0)
+    coefs, se, crit = _coefficients(names, beta, vb, df, level)
+    QE, M0 = _qe(X, y, v)
+    vt = (k - p) / _trace_P(X, 1.0 / v, M0)
     sigma2 = {"study": float(s1)}
     n_levels = {"study": lv.n_study}
     if cluster is not None:

@@ -48,8 +48,12 @@ def headline(table: EffectTable, spec: AnalysisSpec | None = None) -> dict:
         return {"ok": False, "text": str(exc), "k": len(table)}
     c = an.fit.coefficients[0]
     word = "lower" if c.ci_high < 0 else "higher" if c.ci_low > 0 else "not clearly different"
+    n_st = int(an.effects["study"].nunique())
+    levels = len(an.fit.sigma2)
+    model = ("three-level model (effects within clusters within studies)" if levels == 2 and "study" in an.fit.sigma2
+             else "multilevel model over one study's clusters" if "cluster" in an.fit.sigma2
+             else "two-level model (effects within studies)" if an.fit.model == "rma.mv" else f"{an.fit.method} random-effects model")
     return {"ok": True, "estimate": c.estimate, "ci_low": c.ci_low, "ci_high": c.ci_high, "pi_low": an.fit.pi_low, "pi_high": an.fit.pi_high,
-            "pval": c.pval, "k": an.fit.k, "n_studies": int(an.effects["study"].nunique()), "model": an.fit.model, "notes": an.notes,
+            "pval": c.pval, "k": an.fit.k, "n_studies": n_st, "model": an.fit.model, "notes": an.notes,
             "text": (f"Compressed models' robust accuracy is {word} than their dense counterparts': {c.estimate:+.2f} pp "
-                     f"(95% CI {c.ci_low:+.2f} to {c.ci_high:+.2f}; {an.fit.k} effects from {an.effects['study'].nunique()} studies, "
-                     f"{'three-level' if an.fit.model == 'rma.mv' else 'random-effects'} model)")}
+                     f"(95% CI {c.ci_low:+.2f} to {c.ci_high:+.2f}; {an.fit.k} effects from {n_st} stud{'y' if n_st == 1 else 'ies'}, {model})")}

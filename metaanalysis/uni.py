@@ -195,22 +195,15 @@ def rma_uni(yi, vi, X=None, names=None, *, method: str = "REML", knha: bool = Fa
         s2w = float(np.sum(w * r * r)) / (k - p)
         vb = vb * s2w
         df = k - p
-    se = np.sqrt(np.diag(vb))
-    zval = b / se
-    pval = _pvalue(zval, df)
-    crit = _crit(df, level)
-    coefs = [Coefficient(n, float(b[i]), float(se[i]), float(zval[i]), float(pval[i]), float(b[i] - crit * se[i]), float(b[i] + crit * se[i]), df)
-             for i, n in enumerate(names)]
+    coefs, se, crit = _coefficients(names, b, vb, df, level)
     # heterogeneity (always from the common-effect weights)
-    w0 = 1.0 / v
-    _, M0, r0 = _wls(X, y, w0)
-    QE = float(np.sum(w0 * r0 * r0))
+    QE, M0 = _qe(X, y, v)
     QEp = float(stats.chi2.sf(QE, k - p))
     if method in ("FE", "EE"):
         I2 = max(0.0, 100 * (QE - (k - p)) / QE) if QE > 0 else 0.0
         H2 = QE / (k - p)
     else:
-        vt = (k - p) / _trace_P(X, w0, M0)
+        vt = (k - p) / _trace_P(X, 1.0 / v, M0)
         I2 = 100 * t2 / (vt + t2)
         H2 = t2 / vt + 1
     res = MetaResult(
@@ -226,6 +219,24 @@ def rma_uni(yi, vi, X=None, names=None, *, method: str = "REML", knha: bool = Fa
         t2_0 = tau2_estimate(y, v, np.ones((k, 1)), method)
         res.r2 = max(0.0, 100 * (t2_0 - t2) / t2_0) if t2_0 > 0 else 0.0
     return res
+
+
+def _coefficients(names, b, vb, df, level):
+    """Wald tests and intervals of every coefficient (z, or t with ``df``); also the SEs and critical value."""
+    se = np.sqrt(np.diag(vb))
+    stat = b / se
+    pval = _pvalue(stat, df)
+    crit = _crit(df, level)
+    coefs = [Coefficient(n, float(b[i]), float(se[i]), float(stat[i]), float(pval[i]), float(b[i] - crit * se[i]), float(b[i] + crit * se[i]), df)
+             for i, n in enumerate(names)]
+    return coefs, se, crit
+
+
+def _qe(X, y, v):
+    """The residual heterogeneity statistic QE (common-effect weights) and that fit's (X'WX)^-1."""
+    w0 = 1.0 / v
+    _, M0, r0 = _wls(X, y, w0)
+    return float(np.sum(w0 * r0 * r0)), M0
 
 
 def _omnibus(res: MetaResult, b, vb, names, df, k, p) -> None:

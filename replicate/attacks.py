@@ -16,7 +16,7 @@ from torch import nn
 
 from ._deps import require_torchattacks
 
-__all__ = ["AttackSpec", "ATTACKS", "craft", "evaluate_attack", "input_gradient_stats"]
+__all__ = ["AttackSpec", "ATTACKS", "craft", "correct", "evaluate_attack", "input_gradient_stats"]
 
 ATTACKS = ("fgsm", "pgd", "pgdl2", "cw", "autoattack", "autoattack_fast", "autoattack_reference", "square", "transfer")
 _ENUM = {"fgsm": "fgsm", "pgd": "pgd", "pgdl2": "pgd", "cw": "cw", "autoattack": "autoattack", "autoattack_fast": "autoattack",
@@ -104,11 +104,14 @@ def craft(model: nn.Module, spec: AttackSpec, x: torch.Tensor, y: torch.Tensor, 
 
 
 @torch.no_grad()
-def _acc(model, x, y, batch=512) -> float:
-    correct = 0
-    for i in range(0, len(y), batch):
-        correct += (model(x[i: i + batch]).argmax(1) == y[i: i + batch]).sum().item()
-    return 100.0 * correct / len(y)
+def correct(model, x, y, batch=512) -> torch.Tensor:
+    """Per-image correctness (bool) of ``model`` on ``x``."""
+    model.eval()
+    return torch.cat([model(x[i: i + batch]).argmax(1) == y[i: i + batch] for i in range(0, len(y), batch)])
+
+
+def _acc(model, x, y) -> float:
+    return 100.0 * float(correct(model, x, y).float().mean())
 
 
 def evaluate_attack(target: nn.Module, spec: AttackSpec, x, y, *, n_classes: int, seed: int = 0, attacked: nn.Module | None = None,

@@ -35,11 +35,11 @@ def test_overview_shows_the_seed_totals_and_reacts_to_filters(at):
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Studies"] == "40" and metrics["Coded claims"] == "43" and metrics["Results"] == "8349"
     before = _text(at)
-    assert "effects" in before
-    at.sidebar.selectbox(key="f_assume_n").select("dataset (standard test-set size, flagged)").run()
+    assert "4 studies" in before and "three-level model" in before  # default: the dataset's test-set size, flagged
+    at.sidebar.selectbox(key="f_assume_n").select("none (exclude the row)").run()
     assert not at.exception
     after = _text(at)
-    assert after != before and "4 studies" in after
+    assert after != before and "from 1 study," in after
 
 
 def test_explore_filters_the_table(at):
@@ -99,7 +99,6 @@ def test_review_page_approves_with_the_secret(seeded_url, monkeypatch, tmp_path)
 
 
 def test_meta_analysis_page_fits_and_changes_with_the_model(at):
-    at.sidebar.selectbox(key="f_assume_n").select("dataset (standard test-set size, flagged)").run()
     _page(at, "ui/meta.py")
     labels = {m.label: m.value for m in at.metric}
     assert "Pooled effect" in labels

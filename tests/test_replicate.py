@@ -272,7 +272,7 @@ def test_local_cluster_gives_the_same_numbers_as_local(tmp_path, monkeypatch):
     eb = get_engine(f"sqlite:///{tmp_path / 'b.db'}")
     for e in (ea, eb):
         init_database(str(e.url))
-    a = run_job(ea, spec, show_progress=False)
+    a = run_job(ea, spec, show_progress=False, threads=1)  # the same thread count as each Dask worker
     b = run_job(eb, spec, executor="dask", workers=2, show_progress=False)
     cols = ["source_location", "clean_acc_dense", "robust_acc_dense", "clean_acc_compressed", "robust_acc_compressed", "sparsity"]
     da = query_results(ea, ResultFilter(status="all", study_ids=["crev_replications"]))[cols].sort_values("source_location").reset_index(drop=True)

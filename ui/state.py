@@ -99,8 +99,9 @@ def sidebar() -> None:
              help="Analyses count approved entries; pending and rejected ones are shown for review.")
     sb.header("Effect sizes")
     sb.selectbox("Effect", [m.value for m in ma.EffectMeasure], key="f_effect")
-    sb.selectbox("Missing n_test", ["none (exclude the row)", "dataset (standard test-set size, flagged)"], key="f_assume_n",
-                 help="A variance needs a sample size. An assumed n_test is flagged on every effect that uses it.")
+    sb.selectbox("Missing n_test", ["dataset (standard test-set size, flagged)", "none (exclude the row)"], key="f_assume_n",
+                 help="A variance needs a sample size. Three seed studies do not state n_test: by default the dataset's standard "
+                      "test-set size is assumed for them, and every effect that uses it is flagged. Choose 'none' to exclude them.")
 
 
 def current_filter() -> ev.ResultFilter:
@@ -128,7 +129,7 @@ def results(f: ev.ResultFilter | None = None) -> pd.DataFrame:
 
 def effect_settings() -> ma.EffectSettings:
     s = st.session_state
-    assume = "dataset" if str(s.get("f_assume_n", "none")).startswith("dataset") else None
+    assume = "dataset" if str(s.get("f_assume_n", "dataset")).startswith("dataset") else None
     return ma.EffectSettings(measure=s.get("f_effect", "delta_robust"), assume_n=assume)
 
 
