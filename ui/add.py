@@ -27,7 +27,7 @@ with st.form("add_study"):
     source = st.text_input("Where this information comes from")
     st.markdown("Claims on the disputed questions (one row each):")
     claims = st.data_editor(pd.DataFrame({"question_id": pd.Series(dtype=str), "direction": pd.Series(dtype=str), "position": pd.Series(dtype=str)}),
-                            num_rows="dynamic", key="claims_editor", use_container_width=True)
+                            num_rows="dynamic", key="claims_editor", width="stretch")
     submitted = st.form_submit_button("Submit the study for review")
 if submitted:
     payload = {"study": {"study_id": sid.strip(), "title": title, "authors": authors, "year": year, "venue": venue, "identifier": identifier,

@@ -24,7 +24,7 @@ for n in rep.effect_notes:
     st.caption(n)
 questions = sorted({p.question_id for p in rep.pairs})
 q = st.selectbox("Question", questions, key="contra_q")
-st.dataframe(rep.tests_frame().query("question == @q").drop(columns=["question"]), hide_index=True, use_container_width=True)
+st.dataframe(rep.tests_frame().query("question == @q").drop(columns=["question"]), hide_index=True, width="stretch")
 kinds = st.multiselect("Kinds", ["opposite", "direction vs no change"], default=["opposite", "direction vs no change"], key="contra_kinds")
 for p in [p for p in rep.pairs if p.question_id == q and p.kind in kinds]:
     with st.expander(f"{p.study_a} ({p.direction_a}) vs {p.study_b} ({p.direction_b}) — {p.verdict}"):
@@ -35,6 +35,6 @@ for p in [p for p in rep.pairs if p.question_id == q and p.kind in kinds]:
                       else "no numbers in the database")
         if p.differences:
             st.table({"condition": list(p.differences), p.study_a: [v[0] for v in p.differences.values()], p.study_b: [v[1] for v in p.differences.values()]})
-        st.dataframe(p.explanations, hide_index=True, use_container_width=True)
+        st.dataframe(p.explanations, hide_index=True, width="stretch")
 st.download_button("Report (Markdown)", rep.to_markdown(), "crev-contradictions.md", "text/markdown")
 st.download_button("Report (JSON)", rep.to_json(), "crev-contradictions.json", "application/json")

@@ -20,7 +20,7 @@ pages = max(1, (len(view) + size - 1) // size)
 page = st.number_input(f"Page (of {pages})", 1, pages, 1)
 st.caption(f"{len(view)} results; 'derived' numbers were computed from the source, not copied; "
            "'gradient_masking' marks replication results whose rigour checks failed.")
-st.dataframe(view.iloc[(page - 1) * size: page * size], hide_index=True, use_container_width=True,
+st.dataframe(view.iloc[(page - 1) * size: page * size], hide_index=True, width="stretch",
              column_config={"url_or_path": st.column_config.LinkColumn("source", display_text="source"),
                             "gradient_masking": st.column_config.CheckboxColumn("possible gradient masking")})
 st.download_button("Download the filtered rows (CSV)", ev.to_interchange(res).to_csv(index=False).encode(), "crev-results.csv", "text/csv")
@@ -34,7 +34,7 @@ else:
     for tab, x in zip(tabs, ("sparsity", "bits")):
         with tab:
             if table.effects[x].notna().any():
-                st.plotly_chart(change_by_study_figure(table.effects, x, unit=state.unit()), use_container_width=True)
+                st.plotly_chart(change_by_study_figure(table.effects, x, unit=state.unit()), width="stretch")
             else:
                 st.info(f"No effect under the filters states a {x}.")
 
@@ -45,7 +45,7 @@ row = studies.set_index("study_id").loc[sid]
 st.markdown(f"**{row['title']}** — {row['authors']} ({row['year_text']}), {row['venue']}. {row['identifier']}")
 st.markdown(f"Main claim ({row['main_direction']}): {row['main_claim']}")
 cl = state.claims()
-st.dataframe(cl[cl["study_id"] == sid][["question_id", "direction", "position", "conditions_note"]], hide_index=True, use_container_width=True)
-st.dataframe(res[res["study_id"] == sid][SHOW], hide_index=True, use_container_width=True)
+st.dataframe(cl[cl["study_id"] == sid][["question_id", "direction", "position", "conditions_note"]], hide_index=True, width="stretch")
+st.dataframe(res[res["study_id"] == sid][SHOW], hide_index=True, width="stretch")
 with st.expander("History of this study's entry"):
     st.dataframe(ev.history(state.engine(), sid), hide_index=True)

@@ -13,7 +13,7 @@ st.title("Meta-analysis")
 table = state.effects()
 with st.expander(f"{len(table)} effects; {len(table.excluded)} results excluded — why", expanded=False):
     st.text(table.summary())
-    st.dataframe(table.excluded, hide_index=True, use_container_width=True)
+    st.dataframe(table.excluded, hide_index=True, width="stretch")
 if len(table) < 2:
     st.info("Too few effects to pool. Widen the filters, or allow an assumed n_test in the sidebar.")
     st.stop()
@@ -54,16 +54,16 @@ st.caption(" | ".join([f"Q({f.q_df}) = {f.q:.1f}, p = {f.q_pval:.3g}"] + [f"σ²
 for n in an.notes:
     st.caption(f"note: {n}")
 if not f.intercept_only:
-    st.dataframe(f.to_frame(), use_container_width=True)
+    st.dataframe(f.to_frame(), width="stretch")
     st.caption(f"QM = {f.qm:.2f} (df {f.qm_df[0]}), p = {f.qm_pval:.3g}" + (f"; R² = {f.r2:.1f}%" if f.r2 is not None else ""))
 
 tabs = st.tabs(["Forest", "Funnel & Egger", "Bubble", "Dose-response", "Rigour sensitivity", "Downloads"])
 with tabs[0]:
     base = ma.AnalysisSpec(model=model, method=method)
-    st.plotly_chart(forest_figure(ma.per_study(table, base), ma.run_analysis(table, base).fit, unit=state.unit()), use_container_width=True)
+    st.plotly_chart(forest_figure(ma.per_study(table, base), ma.run_analysis(table, base).fit, unit=state.unit()), width="stretch")
 with tabs[1]:
     eg = ma.egger_test(table.effects["yi"], table.effects["vi"], model="lm")
-    st.plotly_chart(funnel_figure(table.effects["yi"], table.effects["vi"], c0.estimate, egger=eg, unit=state.unit()), use_container_width=True)
+    st.plotly_chart(funnel_figure(table.effects["yi"], table.effects["vi"], c0.estimate, egger=eg, unit=state.unit()), width="stretch")
     st.caption(eg.summary() + ". With several effects per study the test treats them as independent (anti-conservative).")
 with tabs[2]:
     cont = [x for x in ("sparsity", "bits", "epsilon") if table.effects[x].notna().sum() >= 3 and table.effects[x].nunique() > 1]
@@ -72,7 +72,7 @@ with tabs[2]:
     else:
         x = st.selectbox("Moderator", cont, key="bubble_x")
         try:
-            st.plotly_chart(bubble_figure(ma.run_analysis(table, ma.AnalysisSpec(model=model, method=method, mods=x)), x, unit=state.unit()), use_container_width=True)
+            st.plotly_chart(bubble_figure(ma.run_analysis(table, ma.AnalysisSpec(model=model, method=method, mods=x)), x, unit=state.unit()), width="stretch")
         except ma.MetaInputError as exc:
             st.info(f"Cannot fit the meta-regression on {x}: {exc}")
 with tabs[3]:
@@ -81,13 +81,13 @@ with tabs[3]:
     else:
         try:
             dr = ma.dose_response(table, "sparsity", ma.AnalysisSpec(model=model, method=method))
-            st.plotly_chart(dose_figure(dr, unit=state.unit()), use_container_width=True)
+            st.plotly_chart(dose_figure(dr, unit=state.unit()), width="stretch")
             st.markdown(f"**{dr.verdict}**")
         except ma.MetaInputError as exc:
             st.info(f"Cannot fit the dose-response model: {exc}")
 with tabs[4]:
     sens = ma.rigour_sensitivity(table, ma.AnalysisSpec(model=model, method=method))
-    st.dataframe(sens.to_frame(), hide_index=True, use_container_width=True)
+    st.dataframe(sens.to_frame(), hide_index=True, width="stretch")
     st.caption(f"{sens.n_high_risk} high-risk effects (weak or unknown attack, epsilon not stated, robust above clean, or possible gradient masking). {sens.note}")
 with tabs[5]:
     st.download_button("Model results (JSON)", json.dumps(an.to_dict(), indent=1), "crev-meta.json", "application/json")

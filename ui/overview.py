@@ -38,4 +38,4 @@ st.subheader("Evidence map")
 if res.empty:
     st.info("No results match the filters. Clear some filters in the sidebar.")
 else:
-    st.plotly_chart(evidence_map_figure(ma.evidence_map(res, table)), use_container_width=True)
+    st.plotly_chart(evidence_map_figure(ma.evidence_map(res, table)), width="stretch")

@@ -39,7 +39,7 @@ if jobs.empty:
 def progress():
     j = rp.job_table(state.engine())
     st.dataframe(j[["id", "claim_id", "status", "stage", "cells_done", "cells_total", "quick", "created_by", "created_at"]], hide_index=True,
-                 use_container_width=True)
+                 width="stretch")
     running = j[j["status"] == "running"]
     for _, r in running.iterrows():
         st.progress(float(r["progress"] or 0.0), text=f"job {r['id']}: {r['stage']} ({r['cells_done']}/{r['cells_total']} cells)")
@@ -56,11 +56,11 @@ verdicts = rp.job_verdicts(state.engine(), int(jid))
 if verdicts:
     st.subheader("Compared with the claims")
     st.dataframe([{k: v[k] for k in ("study", "direction", "verdict", "estimate", "ci_low", "ci_high", "n_seeds", "reason")} for v in verdicts],
-                 hide_index=True, use_container_width=True)
+                 hide_index=True, width="stretch")
 res = rp.job_results(state.engine(), int(jid))
 if len(res):
     st.dataframe(res[["compression_level_text", "attack", "epsilon", "clean_acc_dense", "robust_acc_dense", "clean_acc_compressed",
-                      "robust_acc_compressed", "gradient_masking", "review_status", "quick"]], hide_index=True, use_container_width=True)
+                      "robust_acc_compressed", "gradient_masking", "review_status", "quick"]], hide_index=True, width="stretch")
     st.caption("These rows appear in Explore once approved (set the sidebar's review status to 'pending' or 'all' to see them now).")
 with st.expander("Log"):
     st.code(job.log or "(empty)")

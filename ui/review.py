@@ -22,11 +22,11 @@ else:
 if pending.empty:
     st.info("No submissions wait for review. New ones arrive from 'Add evidence', `crev evidence import` and replication jobs.")
     st.stop()
-st.dataframe(pending, hide_index=True, use_container_width=True)
+st.dataframe(pending, hide_index=True, width="stretch")
 sub_id = st.selectbox("Submission", pending["id"].tolist(), key="review_sub")
 diff = ev.submission_diff(state.engine(), int(sub_id))
 st.caption("Changes against the current approved version (new entries list every field).")
-st.dataframe(diff.astype(str), hide_index=True, use_container_width=True)
+st.dataframe(diff.astype(str), hide_index=True, width="stretch")
 if curator:
     c = st.columns(2)
     if c[0].button("Approve", type="primary", key="approve_btn"):
