@@ -101,7 +101,7 @@ def _frame(conn, stmt) -> pd.DataFrame:
     finally:
         cur.close()
     # dtype=object skips per-column type inference; numeric columns are converted explicitly below.
-    return pd.DataFrame([tuple(r) for r in rows], columns=columns, dtype=object)
+    return pd.DataFrame(rows, columns=columns, dtype=object)
 
 
 def query_results(engine: Engine, filt: ResultFilter | None = None, columns: Sequence[str] | None = None) -> pd.DataFrame:
@@ -127,12 +127,12 @@ def _typed(df: pd.DataFrame) -> pd.DataFrame:
             df[c] = df[c].astype("float64")
     for c in _INT_COLS:
         if c in df:
-            df[c] = pd.array(df[c].to_numpy(), dtype="Int64")
+            df[c] = df[c].astype("float64").astype("Int64")
     for c in _BOOL_COLS:
         if c in df:
             df[c] = df[c].astype(bool)
     if "gradient_masking" in df:
-        df["gradient_masking"] = df["gradient_masking"].map(lambda v: None if v is None else bool(v))
+        df["gradient_masking"] = df["gradient_masking"].astype("float64").astype("boolean")
     return df
 
 
