@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 import torch
 
@@ -19,7 +20,7 @@ from .attacks import AttackSpec, correct, craft, input_gradient_stats
 from .checks import LARGE_EPS, Measurements, run_checks
 from .compression import build_compressor
 from .datasets import load_split
-from .spec import JobSpec
+from .spec import DataSpec, JobSpec
 from .training import TrainConfig, cache_dir, train_model
 
 __all__ = ["Cell", "plan", "split_for", "train_config", "dense_model", "run_cell", "CHECK_IMAGES"]
@@ -48,9 +49,15 @@ def plan(spec: JobSpec) -> list[Cell]:
     return cells
 
 
-def split_for(spec: JobSpec):
-    d = spec.data
+@lru_cache(maxsize=4)
+def _split(data_json: str):
+    d = DataSpec.model_validate_json(data_json)
     return load_split(d.name, test_fraction=d.test_fraction, seed=d.split_seed, n_train=d.n_train, n_test=d.n_test)
+
+
+def split_for(spec: JobSpec):
+    """The spec's split, loaded once per process (a worker evaluates many cells of one job)."""
+    return _split(spec.data.model_dump_json())
 
 
 def train_config(spec: JobSpec) -> TrainConfig:
@@ -58,9 +65,19 @@ def train_config(spec: JobSpec) -> TrainConfig:
     return TrainConfig(epochs=t.epochs, lr=t.lr, batch_size=t.batch_size, adversarial=t.adversarial, adv_eps=t.adv_eps, adv_steps=t.adv_steps)
 
 
+_DENSE: dict = {}
+
+
 def dense_model(spec: JobSpec, seed: int, split=None, progress=None):
-    split = split or split_for(spec)
-    return train_model(split, spec.model, train_config(spec), seed, progress=progress)
+    """The seed's trained dense model: from this process's memory, the disk cache, or trained now.
+    Callers never modify it (compressors work on copies)."""
+    key = (spec.data.model_dump_json(), spec.model, spec.train.model_dump_json(), seed)
+    if key not in _DENSE:
+        split = split or split_for(spec)
+        if len(_DENSE) > 8:
+            _DENSE.clear()
+        _DENSE[key] = train_model(split, spec.model, train_config(spec), seed, progress=progress)
+    return _DENSE[key]
 
 
 def _compressor(spec: JobSpec, cell: Cell):
