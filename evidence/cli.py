@@ -14,7 +14,7 @@ from .db import get_engine, upgrade_schema
 from .errors import EvidenceError, ValidationFailed
 from .export import FORMATS, export_results, write_template
 from .queries import ResultFilter, stats
-from .review import approve, history, pending_submissions, reject, submission_diff
+from .review import approve, history, pending_submissions, propose_correction, reject, submission_diff
 from .store import add_study, import_results, read_study_file
 
 __all__ = ["app", "fail", "DbOption", "ByOption"]
@@ -154,3 +154,23 @@ def history_cmd(entry_id: str, db: Optional[str] = DbOption):
     """Every version of a study (slug), claim or result (uid), with its review."""
     df = _run(lambda: history(_engine(db), entry_id))
     typer.echo(df.to_string(index=False))
+
+
+@app.command()
+def correct(
+    entity: str = typer.Argument(..., help="study, claim or result"),
+    key: str = typer.Argument(..., help="study slug, or claim / result uid"),
+    set_: list[str] = typer.Option(..., "--set", help="field=value (repeatable); an empty value clears a nullable field"),
+    reason: str = typer.Option("", "--reason"),
+    db: Optional[str] = DbOption,
+    by: Optional[str] = ByOption,
+):
+    """Submit a corrected version of one entry (pending review; the old version stays in its history)."""
+    changes = {}
+    for item in set_:
+        if "=" not in item:
+            fail(f"--set needs field=value, got {item!r}")
+        field, value = item.split("=", 1)
+        changes[field.strip()] = None if value == "" else value
+    sub = _run(lambda: propose_correction(_engine(db), entity, key, changes, by, reason))
+    typer.echo(f"submission {sub.id}: correction of {entity} {key} pending review")

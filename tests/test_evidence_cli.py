@@ -54,3 +54,14 @@ def test_template_and_export(seeded_url, tmp_path):
     assert res.exit_code == 0 and len(res.stdout.strip().splitlines()) == 13
     res = runner.invoke(app, ["evidence", "import", str(tmp_path / "t.csv"), "--db", seeded_url])
     assert res.exit_code == 2 and "unknown study id 'your_study_id'" in res.stderr
+
+
+def test_correct_submits_a_new_version(seeded_url):
+    res = runner.invoke(app, ["evidence", "correct", "study", "sen_2020_empir", "--set", "venue=AAAI 2021", "--db", seeded_url, "--by", "bob"])
+    assert res.exit_code == 0, res.output
+    sub = res.stdout.split()[1].rstrip(":")
+    assert runner.invoke(app, ["evidence", "approve", sub, "--db", seeded_url]).exit_code == 0
+    hist = runner.invoke(app, ["evidence", "history", "sen_2020_empir", "--db", seeded_url]).stdout
+    assert "correction" in hist and "seed" in hist
+    bad = runner.invoke(app, ["evidence", "correct", "study", "sen_2020_empir", "--set", "nope=1", "--db", seeded_url])
+    assert bad.exit_code == 2 and "has no field(s) nope" in bad.stderr
