@@ -16,7 +16,7 @@ References
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -26,7 +26,7 @@ from .multilevel import rma_mv
 from .results import MetaResult
 from .uni import check_inputs, rma_uni
 
-__all__ = ["EggerResult", "egger_test", "RankTestResult", "rank_test", "TrimFillResult", "trim_and_fill", "leave_one_out", "influence", "funnel_data"]
+__all__ = ["EggerResult", "egger_test", "RankTestResult", "rank_test", "TrimFillResult", "trim_and_fill", "leave_one_out", "influence"]
 
 
 @dataclass(frozen=True)
@@ -192,16 +192,3 @@ def influence(yi, vi, *, method: str = "REML", labels=None) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     df["influential"] = (df["cooks_distance"] > stats.chi2.ppf(0.5, 1)) | (df["rstudent"].abs() > stats.norm.isf(0.025 / k))
     return df
-
-
-@dataclass
-class FunnelData:
-    yi: np.ndarray
-    sei: np.ndarray
-    estimate: float
-    labels: list = field(default_factory=list)
-    contours: tuple = (0.10, 0.05, 0.01)
-
-
-def funnel_data(yi, vi, estimate: float, labels=None) -> FunnelData:
-    return FunnelData(np.asarray(yi, float), np.sqrt(np.asarray(vi, float)), float(estimate), list(labels) if labels is not None else [])
