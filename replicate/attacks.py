@@ -16,7 +16,7 @@ from torch import nn
 
 from ._deps import require_torchattacks
 
-__all__ = ["AttackSpec", "ATTACKS", "craft", "correct", "evaluate_attack", "input_gradient_stats"]
+__all__ = ["AttackSpec", "ATTACKS", "craft", "correct", "evaluate_attack", "model_to_attack", "input_gradient_stats"]
 
 ATTACKS = ("fgsm", "pgd", "pgdl2", "cw", "autoattack", "autoattack_fast", "autoattack_reference", "square", "transfer")
 _ENUM = {"fgsm": "fgsm", "pgd": "pgd", "pgdl2": "pgd", "cw": "cw", "autoattack": "autoattack", "autoattack_fast": "autoattack",
@@ -114,19 +114,23 @@ def _acc(model, x, y) -> float:
     return 100.0 * float(correct(model, x, y).float().mean())
 
 
+def model_to_attack(spec: AttackSpec, target: nn.Module, attacked: nn.Module | None = None, source: nn.Module | None = None) -> nn.Module:
+    """Which model an attack crafts its examples on: the source (transfer), the evaluated model itself
+    (score-based Square), or the differentiable twin of a non-differentiable target (BPDA)."""
+    if spec.name == "transfer":
+        if source is None:
+            raise ValueError("a transfer attack needs a source model")
+        return source
+    if spec.name == "square":
+        return target
+    return attacked if attacked is not None else target
+
+
 def evaluate_attack(target: nn.Module, spec: AttackSpec, x, y, *, n_classes: int, seed: int = 0, attacked: nn.Module | None = None,
                     source: nn.Module | None = None) -> float:
     """Robust accuracy (percent) of ``target``: examples crafted on ``attacked`` (a differentiable twin,
     default ``target``), or on ``source`` for a transfer attack."""
-    if spec.name == "transfer":
-        if source is None:
-            raise ValueError("a transfer attack needs a source model")
-        craft_on = source
-    elif spec.name == "square":
-        craft_on = target  # score-based: queries the evaluated model itself
-    else:
-        craft_on = attacked if attacked is not None else target
-    x_adv = craft(craft_on, spec, x, y, n_classes=n_classes, seed=seed)
+    x_adv = craft(model_to_attack(spec, target, attacked, source), spec, x, y, n_classes=n_classes, seed=seed)
     return _acc(target, x_adv, y)
 
 

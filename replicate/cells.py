@@ -16,7 +16,7 @@ from functools import lru_cache
 
 import torch
 
-from .attacks import AttackSpec, correct, craft, input_gradient_stats
+from .attacks import AttackSpec, correct, craft, input_gradient_stats, model_to_attack
 from .checks import LARGE_EPS, Measurements, run_checks
 from .compression import build_compressor
 from .datasets import load_split
@@ -141,7 +141,7 @@ def run_cell(spec_json: str, cell: Cell, cancelled=None, threads: int = 1) -> di
             if a.name == "transfer":
                 x_adv = _transfer_examples(spec, dense, a, x, y, nc, cell.seed)[: len(ys)]
             else:
-                x_adv = craft(model if a.name == "square" else attacked, a, xs, ys, n_classes=nc, seed=cell.seed)
+                x_adv = craft(model_to_attack(a, model, attacked), a, xs, ys, n_classes=nc, seed=cell.seed)
             vec = correct(model, x_adv, ys)
             meas.acc[(a.name, a.eps, a.steps)] = 100.0 * float(vec[:sub].float().mean())
             if not check_only:

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from evidence.models import utcnow
 
-from .cells import Cell, dense_model, plan, run_cell, split_for
+from .cells import dense_model, plan, run_cell, split_for
 from .jobs import assemble, cancel_requested, create_job, finished_cells, store_cell, update_job, verdicts, write_results
 from .spec import JobSpec
 
@@ -117,6 +117,7 @@ def run_job(engine: Engine, spec: JobSpec, *, executor: str = "local", scheduler
     update_job(engine, job_id, cells_total=len(cells), cells_done=len(cells) - len(todo), stage="train dense models",
                log_line=f"{len(cells)} cells, {len(done)} already finished by an earlier run of this spec")
     is_cancelled = lambda: cancel_requested(engine, job_id)  # noqa: E731
+    counter = {"n": len(cells) - len(todo)}
     try:
         t0 = time.perf_counter()
         split = split_for(spec)
@@ -130,7 +131,6 @@ def run_job(engine: Engine, spec: JobSpec, *, executor: str = "local", scheduler
         timings["dense_s"] = time.perf_counter() - t0
         update_job(engine, job_id, stage="grid cells")
         t1 = time.perf_counter()
-        counter = {"n": len(cells) - len(todo)}
 
         def on_done(payload):
             store_cell(engine, h, payload)
@@ -155,12 +155,10 @@ def run_job(engine: Engine, spec: JobSpec, *, executor: str = "local", scheduler
         return RunOutcome(job_id, "done", sub, vlist, len(records), timings, len(todo), len(cells) - len(todo))
     except JobCancelled:
         update_job(engine, job_id, status="cancelled", finished_at=utcnow(), stage="cancelled", log_line="cancelled; finished cells kept, no results written")
-        return RunOutcome(job_id, "cancelled", None, [], 0, timings, counter_value(done, cells), 0)
+        skipped = len(cells) - len(todo)
+        return RunOutcome(job_id, "cancelled", None, [], 0, timings, counter["n"] - skipped, skipped)
     except BaseException as exc:
         update_job(engine, job_id, status="failed", finished_at=utcnow(), error=f"{type(exc).__name__}: {exc}",
                    log_line="failed:\n" + traceback.format_exc(limit=5))
         raise
 
-
-def counter_value(done: dict, cells: list[Cell]) -> int:
-    return sum(1 for c in cells if c.key in done)
