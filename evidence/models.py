@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from typing import Optional
 
 import sqlalchemy as sa
+from pydantic import model_validator
 from sqlmodel import Field, SQLModel
 
 from .vocab import (
@@ -46,6 +47,7 @@ __all__ = [
     "ResultBase",
     "Result",
     "ResultCreate",
+    "COUNT_COLUMNS",
     "ResultPublic",
     "Job",
     "JobCell",
@@ -78,6 +80,8 @@ class _Versioned(SQLModel):
     current: bool = Field(default=False, index=True)
     created_by: str = Field(default="unknown", max_length=120)
     created_at: datetime = Field(default_factory=utcnow)
+    # The curated release the row came from ("seed-2025.1", "coverage-2026.11"); "" for a user's submission.
+    release: str = Field(default="", max_length=64, sa_column_kwargs={"server_default": ""})
 
 
 class Submission(SQLModel, table=True):
@@ -96,6 +100,7 @@ class Submission(SQLModel, table=True):
     n_studies: int = 0
     n_claims: int = 0
     n_results: int = 0
+    release: str = Field(default="", max_length=64, index=True, sa_column_kwargs={"server_default": ""})
 
 
 # --------------------------------------------------------------------------- studies
@@ -125,7 +130,10 @@ class StudyBase(SQLModel):
 
 
 class Study(StudyBase, _Versioned, table=True):
-    __table_args__ = (sa.UniqueConstraint("study_id", "version", name="uq_study_version"),)
+    __table_args__ = (
+        sa.UniqueConstraint("study_id", "version", name="uq_study_version"),
+        sa.Index("ix_study_release", "release"),
+    )
     id: Optional[int] = Field(default=None, primary_key=True)
 
 
@@ -159,7 +167,10 @@ class ClaimBase(SQLModel):
 
 
 class Claim(ClaimBase, _Versioned, table=True):
-    __table_args__ = (sa.UniqueConstraint("uid", "version", name="uq_claim_version"),)
+    __table_args__ = (
+        sa.UniqueConstraint("uid", "version", name="uq_claim_version"),
+        sa.Index("ix_claim_release", "release"),
+    )
     id: Optional[int] = Field(default=None, primary_key=True)
     uid: str = Field(index=True, max_length=64)
 
@@ -205,6 +216,17 @@ class ResultBase(SQLModel):
     clean_acc_compressed: Optional[float] = Field(default=None, ge=0.0, le=100.0)
     robust_acc_compressed: Optional[float] = Field(default=None, ge=0.0, le=100.0)
     n_test: Optional[int] = Field(default=None, ge=1)
+    # Exact counts out of n_test (replications, and sources that print them). Where a count is given
+    # the percentage is derived from it exactly (count / n_test * 100), see ResultCreate.
+    n_clean_correct_dense: Optional[int] = Field(default=None, ge=0)
+    n_robust_correct_dense: Optional[int] = Field(default=None, ge=0)
+    n_clean_correct_compressed: Optional[int] = Field(default=None, ge=0)
+    n_robust_correct_compressed: Optional[int] = Field(default=None, ge=0)
+    # Paired discordant counts on the robust outcome over the same images (McNemar's b and c):
+    # dense right and compressed wrong, and the reverse.
+    n_robust_dense_only: Optional[int] = Field(default=None, ge=0)
+    n_robust_compressed_only: Optional[int] = Field(default=None, ge=0)
+    attack_queries: Optional[int] = Field(default=None, ge=1)  # query budget of score/decision attacks (Square)
     provenance: Provenance = Field(default=Provenance.verbatim, sa_type=_enum(Provenance))
     url_or_path: str = Field(default="", sa_type=sa.Text)
     source_location: str = Field(default="", sa_type=sa.Text)
@@ -230,14 +252,59 @@ class Result(ResultBase, _Versioned, table=True):
         sa.Index("ix_result_adv", "current", "adversarial_training"),
         sa.Index("ix_result_sparsity", "current", "sparsity"),
         sa.Index("ix_result_bits", "current", "bits"),
+        sa.Index("ix_result_release", "current", "release"),
     )
     id: Optional[int] = Field(default=None, primary_key=True)
     uid: str = Field(index=True, max_length=64)
     fingerprint: str = Field(index=True, max_length=64)
 
 
+# count column -> the percentage column it determines
+COUNT_COLUMNS: dict[str, str] = {
+    "n_clean_correct_dense": "clean_acc_dense",
+    "n_robust_correct_dense": "robust_acc_dense",
+    "n_clean_correct_compressed": "clean_acc_compressed",
+    "n_robust_correct_compressed": "robust_acc_compressed",
+}
+# A percentage printed beside a count may be rounded to one decimal: it must agree within this many points.
+PERCENT_TOLERANCE = 0.05
+
+
 class ResultCreate(ResultBase):
-    pass
+    """A result as submitted. Counts, where given, must fit ``n_test`` and agree with each other;
+    the percentage they determine is then derived exactly from the count."""
+
+    @model_validator(mode="after")
+    def _counts_fit(self) -> "ResultCreate":
+        counts = {name: getattr(self, name) for name in (*COUNT_COLUMNS, "n_robust_dense_only", "n_robust_compressed_only")}
+        given = {k: v for k, v in counts.items() if v is not None}
+        if not given:
+            return self
+        n = self.n_test
+        if n is None:
+            raise ValueError(f"{', '.join(given)} given without n_test (counts are out of n_test images)")
+        for name, value in given.items():
+            if value > n:
+                raise ValueError(f"{name} = {value} is more than n_test = {n}")
+        b, c = counts["n_robust_dense_only"], counts["n_robust_compressed_only"]
+        if b is not None and c is not None and b + c > n:
+            raise ValueError(f"discordant counts {b} + {c} are more than n_test = {n}")
+        rd, rc = counts["n_robust_correct_dense"], counts["n_robust_correct_compressed"]
+        if None not in (b, c, rd, rc) and rd - rc != b - c:
+            raise ValueError(
+                f"paired counts disagree: robust correct dense - compressed = {rd - rc}, "
+                f"but dense-only - compressed-only = {b - c} (both must count the same images)"
+            )
+        for name, pct_name in COUNT_COLUMNS.items():
+            count = counts[name]
+            if count is None:
+                continue
+            exact = count / n * 100.0
+            printed = getattr(self, pct_name)
+            if printed is not None and abs(printed - exact) > PERCENT_TOLERANCE + 1e-9:
+                raise ValueError(f"{pct_name} = {printed:g} disagrees with {name} / n_test = {count}/{n} = {exact:.4g}%")
+            setattr(self, pct_name, exact)
+        return self
 
 
 class ResultPublic(ResultBase):

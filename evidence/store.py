@@ -26,7 +26,7 @@ from .models import Claim, ClaimCreate, Result, ResultCreate, Study, StudyCreate
 from .parsing import parse_adv_training, parse_compression_kind, parse_direction, parse_review_membership, parse_year
 from .review import create_submission, new_uid, whoami
 from .rows import OPTIONAL_COLUMNS, RESULT_COLUMNS, UNPARSED_FIELDS, convert_result_row
-from .vocab import AdvTraining, CompressionFamily, ReviewStatus, SubmissionKind, ThreatModel, coerce
+from .vocab import AdvTraining, CompressionFamily, Question, ReviewStatus, SubmissionKind, ThreatModel, coerce
 
 __all__ = [
     "ImportReport",
@@ -133,17 +133,6 @@ def study_record(raw: dict) -> dict:
     }
 
 
-# What each of the seed's six questions implies about a claim's conditions.
-QUESTION_CONDITIONS: dict[str, dict] = {
-    "pruning_without_at": {"adversarial_training": AdvTraining.no, "conditions_note": "pruning (any structure) without adversarial training"},
-    "sparsity_level": {"conditions_note": "pruning (any structure) at different sparsity levels"},
-    "quantization": {"compression_family": CompressionFamily.quantization, "conditions_note": "quantization / low bit width"},
-    "transfer": {"threat_model": ThreatModel.transfer, "conditions_note": "adversarial examples transferred between dense and compressed models"},
-    "robust_aware_pruning": {"adversarial_training": AdvTraining.yes, "conditions_note": "pruning with adversarial (robustness-aware) training"},
-    "capacity": {"compression_family": CompressionFamily.other, "conditions_note": "model capacity / width"},
-}
-
-
 def claim_record(raw: dict) -> dict:
     """Typed claim fields; conditions not given are coded from the question, and say so."""
     direction_text = str(raw.get("direction", "") or "").strip()
@@ -161,11 +150,10 @@ def claim_record(raw: dict) -> dict:
     }
     if rec["direction"].value == "unknown" and direction_text.lower() not in ("", "unknown", "not seen"):
         raise ValueError(f"direction {direction_text!r} is not up, down, neutral or mixed")
-    implied = QUESTION_CONDITIONS.get(rec["question_id"], {})
-    for name, value in implied.items():
-        rec[name] = value
-    if implied:
-        rec["conditions_note"] = "coded from the question: " + implied["conditions_note"]
+    question = Question(rec["question_id"]) if rec["question_id"] in Question.__members__ else None
+    if question is not None:
+        rec.update(question.scope.claim_conditions())
+        rec["conditions_note"] = "coded from the question: " + question.scope.conditions
     for name, enum in (("compression_family", CompressionFamily), ("adversarial_training", AdvTraining), ("threat_model", ThreatModel)):
         if raw.get(name) not in (None, ""):
             rec[name] = coerce(enum, raw[name])

@@ -7,7 +7,8 @@ lowercase identifiers so they read the same in SQL, JSON and CSV.
 
 from __future__ import annotations
 
-from enum import Enum
+from dataclasses import dataclass
+from enum import Enum, StrEnum
 
 __all__ = [
     "CompressionFamily",
@@ -21,16 +22,13 @@ __all__ = [
     "SubmissionKind",
     "Provenance",
     "SourceKind",
+    "QuestionScope",
+    "Question",
     "coerce",
 ]
 
 
-class _StrEnum(str, Enum):
-    def __str__(self) -> str:  # pragma: no cover - cosmetic
-        return self.value
-
-
-class CompressionFamily(_StrEnum):
+class CompressionFamily(StrEnum):
     unstructured_pruning = "unstructured_pruning"
     structured_pruning = "structured_pruning"
     quantization = "quantization"
@@ -39,7 +37,7 @@ class CompressionFamily(_StrEnum):
     other = "other"
 
 
-class CompressionKind(_StrEnum):
+class CompressionKind(StrEnum):
     """What a study compresses (the study-level summary)."""
 
     pruning = "pruning"
@@ -48,14 +46,14 @@ class CompressionKind(_StrEnum):
     other = "other"
 
 
-class AdvTraining(_StrEnum):
+class AdvTraining(StrEnum):
     yes = "yes"
     no = "no"
     both = "both"
     unknown = "unknown"
 
 
-class Attack(_StrEnum):
+class Attack(StrEnum):
     fgsm = "fgsm"
     pgd = "pgd"
     cw = "cw"
@@ -63,25 +61,32 @@ class Attack(_StrEnum):
     uap = "uap"
     square = "square"
     certified = "certified"
+    apgd = "apgd"  # APGD-CE / APGD-DLR on its own (Croce & Hein 2020)
+    autoattack_fast = "autoattack_fast"  # a reduced AutoAttack (e.g. APGD-CE + APGD-T only, "fast"/"rand" versions)
+    autoattack_standard = "autoattack_standard"  # the standard four-attack AutoAttack ensemble
+    pgd_pp = "pgd_pp"  # temperature-scaled PGD++ (logit scaling against gradient masking)
+    eot_pgd = "eot_pgd"  # PGD with Expectation over Transformation (Athalye et al. 2018)
+    bpda = "bpda"  # Backward Pass Differentiable Approximation (Athalye et al. 2018)
     other = "other"
 
 
-class Norm(_StrEnum):
+class Norm(StrEnum):
     linf = "linf"
     l2 = "l2"
     l0 = "l0"
     unknown = "unknown"
 
 
-class ThreatModel(_StrEnum):
+class ThreatModel(StrEnum):
     white_box = "white_box"
     transfer = "transfer"
     black_box_query = "black_box_query"
     certified = "certified"
+    common_corruptions = "common_corruptions"  # CIFAR-10-C style corruptions: not adversarial
     unknown = "unknown"
 
 
-class Direction(_StrEnum):
+class Direction(StrEnum):
     """A claim's answer for the robustness of the compressed model."""
 
     up = "up"
@@ -91,13 +96,13 @@ class Direction(_StrEnum):
     unknown = "unknown"
 
 
-class ReviewStatus(_StrEnum):
+class ReviewStatus(StrEnum):
     pending = "pending"
     approved = "approved"
     rejected = "rejected"
 
 
-class SubmissionKind(_StrEnum):
+class SubmissionKind(StrEnum):
     seed = "seed"
     add_study = "add_study"
     import_results = "import_results"
@@ -105,7 +110,7 @@ class SubmissionKind(_StrEnum):
     replication = "replication"
 
 
-class Provenance(_StrEnum):
+class Provenance(StrEnum):
     """Whether a number was copied from the source or computed from it."""
 
     verbatim = "verbatim"
@@ -113,9 +118,100 @@ class Provenance(_StrEnum):
     replication = "replication"
 
 
-class SourceKind(_StrEnum):
+class SourceKind(StrEnum):
     literature = "literature"
     replication = "replication"
+
+
+@dataclass(frozen=True)
+class QuestionScope:
+    """Which results bear on a question, and which conditions its claims are coded with.
+
+    An empty tuple means "any". ``baseline_threat_models`` are results read beside the question's
+    own as the comparison (white-box attacks on the same models, for the transfer question).
+    ``measurable`` is False where no result in the database measures what the question asks.
+    """
+
+    families: tuple[CompressionFamily, ...] = ()
+    adversarial_training: tuple[AdvTraining, ...] = ()
+    threat_models: tuple[ThreatModel, ...] = ()
+    baseline_threat_models: tuple[ThreatModel, ...] = ()
+    conditions: str = ""
+    measurable: bool = True
+
+    def claim_conditions(self) -> dict:
+        """The claim fields this scope fixes: each condition that has exactly one value."""
+        out: dict = {}
+        for name, values in (
+            ("compression_family", self.families),
+            ("adversarial_training", self.adversarial_training),
+            ("threat_model", self.threat_models),
+        ):
+            if len(values) == 1:
+                out[name] = values[0]
+        return out
+
+    def result_threat_models(self) -> tuple[ThreatModel, ...]:
+        """Threat models of the results an analysis of the question reads (its own and the baseline)."""
+        return self.threat_models + self.baseline_threat_models
+
+
+_PRUNING = (CompressionFamily.unstructured_pruning, CompressionFamily.structured_pruning)
+
+
+class Question(StrEnum):
+    """The six disputed questions of the seed review, each with its text and its scope.
+
+    The one declaration of what each question covers (the claim coding in :mod:`evidence.store`
+    and the contradiction analysis read it from here). Quantization covers binarization (1 bit)
+    and EMPIR-style ensembles of mixed-precision models; the transfer question reads white-box
+    results on the same models as its baseline; no result measures model capacity.
+    """
+
+    def __new__(cls, value: str, text: str, scope: QuestionScope) -> "Question":
+        obj = str.__new__(cls, value)
+        obj._value_ = value
+        obj.text = text
+        obj.scope = scope
+        return obj
+
+    pruning_without_at = (
+        "pruning_without_at",
+        "Does pruning a network trained without adversarial training change its adversarial robustness?",
+        QuestionScope(families=_PRUNING, adversarial_training=(AdvTraining.no,), conditions="pruning (any structure) without adversarial training"),
+    )
+    sparsity_level = (
+        "sparsity_level",
+        "How does the sparsity level change adversarial robustness (monotone loss, or a sweet spot)?",
+        QuestionScope(families=_PRUNING, conditions="pruning (any structure) at different sparsity levels"),
+    )
+    quantization = (
+        "quantization",
+        "Does quantization to low bit widths (down to binary) change adversarial robustness?",
+        QuestionScope(
+            families=(CompressionFamily.quantization, CompressionFamily.binarization, CompressionFamily.ensemble),
+            conditions="quantization / low bit width, binarization and mixed-precision ensembles",
+        ),
+    )
+    transfer = (
+        "transfer",
+        "Do adversarial examples crafted on the dense model still fool the compressed model?",
+        QuestionScope(
+            threat_models=(ThreatModel.transfer,),
+            baseline_threat_models=(ThreatModel.white_box,),
+            conditions="adversarial examples transferred between dense and compressed models",
+        ),
+    )
+    robust_aware_pruning = (
+        "robust_aware_pruning",
+        "Does robustness-aware pruning with adversarial training keep robustness after compression?",
+        QuestionScope(families=_PRUNING, adversarial_training=(AdvTraining.yes,), conditions="pruning with adversarial (robustness-aware) training"),
+    )
+    capacity = (
+        "capacity",
+        "Does adversarial robustness need model capacity, so that compression must cost robustness?",
+        QuestionScope(conditions="model capacity / width", measurable=False),
+    )
 
 
 def coerce(enum: type[Enum], value: "str | Enum") -> Enum:
