@@ -228,6 +228,7 @@ class ResultBase(SQLModel):
     n_robust_compressed_only: Optional[int] = Field(default=None, ge=0)
     attack_queries: Optional[int] = Field(default=None, ge=1)  # query budget of score/decision attacks (Square)
     provenance: Provenance = Field(default=Provenance.verbatim, sa_type=_enum(Provenance))
+    provenance_text: str = Field(default="", sa_type=sa.Text, sa_column_kwargs={"server_default": ""})
     url_or_path: str = Field(default="", sa_type=sa.Text)
     source_location: str = Field(default="", sa_type=sa.Text)
     notes: str = Field(default="", sa_type=sa.Text)

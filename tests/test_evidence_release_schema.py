@@ -13,7 +13,7 @@ from evidence.models import ResultCreate
 from evidence.vocab import AdvTraining, Attack, CompressionFamily, Question, ThreatModel
 
 NEW_RESULT_COLUMNS = {
-    "release", "n_clean_correct_dense", "n_robust_correct_dense", "n_clean_correct_compressed",
+    "release", "provenance_text", "n_clean_correct_dense", "n_robust_correct_dense", "n_clean_correct_compressed",
     "n_robust_correct_compressed", "n_robust_dense_only", "n_robust_compressed_only", "attack_queries",
 }
 
@@ -36,7 +36,7 @@ def test_fresh_schema_has_release_and_count_columns(empty_url):
     cols = _columns(engine, "result")
     assert NEW_RESULT_COLUMNS <= set(cols)
     assert cols["release"]["nullable"] is False
-    assert all(cols[c]["nullable"] for c in NEW_RESULT_COLUMNS - {"release"})
+    assert all(cols[c]["nullable"] for c in NEW_RESULT_COLUMNS - {"release", "provenance_text"})
     for table in ("study", "claim", "submission"):
         assert "release" in _columns(engine, table)
 

@@ -4,6 +4,8 @@ Adds, per Contract 1 of this turn:
 
 - ``release`` on studies, claims, results and submissions: the curated release a row came from
   (``seed-2025.1``, ``coverage-2026.11``, ``replication-2026.11``; ``""`` for a user's submission);
+- ``provenance_text`` on results: the source's ``verbatim_check`` text as written, kept whole
+  beside the parsed :class:`~evidence.vocab.Provenance` (``yes (secondhand copy)``);
 - exact counts out of ``n_test`` on results (clean and robust correct, dense and compressed), the
   paired discordant counts on the robust outcome over the same images (dense right and compressed
   wrong, and the reverse), and ``attack_queries`` (the query budget of score/decision attacks).
@@ -46,6 +48,7 @@ def upgrade() -> None:
             batch_op.create_index(batch_op.f(f'ix_{table}_release'), ['release'], unique=False)
     with op.batch_alter_table('result', schema=None) as batch_op:
         batch_op.add_column(_release_column())
+        batch_op.add_column(sa.Column('provenance_text', sa.Text(), nullable=False, server_default=''))
         for name in _COUNTS:
             batch_op.add_column(sa.Column(name, sa.Integer(), nullable=True))
         batch_op.create_index('ix_result_release', ['current', 'release'], unique=False)
@@ -56,6 +59,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_result_release')
         for name in reversed(_COUNTS):
             batch_op.drop_column(name)
+        batch_op.drop_column('provenance_text')
         batch_op.drop_column('release')
     for table in ('submission', 'claim', 'study'):
         with op.batch_alter_table(table, schema=None) as batch_op:
