@@ -11,23 +11,45 @@ Typical use::
 Low-level models work on plain arrays: :func:`rma_uni`, :func:`rma_mv`, :func:`robust`.
 """
 
-from .analysis import (
-    Analysis, AnalysisSpec, DoseResponse, Sensitivity, SubgroupResult, dose_response, per_study, rigour_sensitivity, run_analysis,
-    study_estimate, subgroups,
-)
-from .bias import EggerResult, RankTestResult, TrimFillResult, egger_test, influence, leave_one_out, rank_test, trim_and_fill
-from .contradictions import ContradictionReport, contradiction_report
-from .data import EvidenceSnapshot, load_effects, load_snapshot
+from importlib import import_module
+
+# The core models are imported with the package (numpy, pandas, scipy only): `crev meta run --input`
+# needs nothing else. The rest load on first use (PEP 562), so that fitting a CSV never imports the
+# evidence store (sqlalchemy, sqlmodel) behind `load_effects` (issue 13: whole-process time).
 from .design import design_matrix
-from .effects import STANDARD_TEST_SIZES, EffectMeasure, EffectSettings, EffectTable, compute_effects
 from .multilevel import rma_mv
-from .overview import evidence_map, headline
-from .reeval import ReevaluationGaps, reevaluation_gaps
 from .results import Coefficient, MetaResult
-from .rigour import RIGOUR_COMPONENTS, rigour_scores
 from .robust import robust
 from .uni import METHODS, MetaInputError, TauCI, q_profile_ci, rma_uni
-from .votes import VOTE_CAVEAT, VoteCount, vote_count
+
+_LAZY = {
+    "analysis": ("Analysis", "AnalysisSpec", "DoseResponse", "Sensitivity", "SubgroupResult", "dose_response", "per_study",
+                 "rigour_sensitivity", "run_analysis", "study_estimate", "subgroups"),
+    "bias": ("EggerResult", "RankTestResult", "TrimFillResult", "egger_test", "influence", "leave_one_out", "rank_test", "trim_and_fill"),
+    "contradictions": ("ContradictionReport", "contradiction_report"),
+    "data": ("EvidenceSnapshot", "load_effects", "load_snapshot"),
+    "effects": ("STANDARD_TEST_SIZES", "EffectMeasure", "EffectSettings", "EffectTable", "compute_effects"),
+    "overview": ("evidence_map", "headline"),
+    "reeval": ("ReevaluationGaps", "reevaluation_gaps"),
+    "rigour": ("RIGOUR_COMPONENTS", "rigour_scores"),
+    "votes": ("VOTE_CAVEAT", "VoteCount", "vote_count"),
+}
+_LAZY_FROM = {name: module for module, names in _LAZY.items() for name in names}
+
+
+def __getattr__(name: str):
+    """Import a lazily exported name from its module on first access (PEP 562)."""
+    module = _LAZY_FROM.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 __all__ = [
     "Analysis", "AnalysisSpec", "DoseResponse", "Sensitivity", "SubgroupResult", "dose_response", "per_study", "rigour_sensitivity",

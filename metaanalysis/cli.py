@@ -2,28 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import sys
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import pandas as pd
 import typer
 
-from evidence import EvidenceError, ResultFilter, get_engine, upgrade_schema
-
-from .analysis import AnalysisSpec, dose_response, per_study, rigour_sensitivity, run_analysis
-from .bias import egger_test, rank_test, trim_and_fill
-from .contradictions import contradiction_report
-from .data import load_snapshot
+# Only what `run --input FILE.csv` needs is imported here; the database commands import the
+# evidence store, the analyses and the plots inside their bodies (issue 13: a CSV fit never waits
+# for sqlalchemy or plotly; check with `python -X importtime -m crev_cli meta run --input ...`).
 from .design import design_matrix
-from .effects import EffectSettings, compute_effects
 from .multilevel import rma_mv
-from .plots import bubble_figure, dose_figure, forest_figure, funnel_figure, save_figure
-from .reeval import reevaluation_gaps
 from .robust import robust
 from .uni import METHODS, MetaInputError, rma_uni
-from .votes import vote_count
 
 __all__ = ["app"]
 
@@ -47,24 +41,46 @@ def _assume_n(text: str):
 
 
 class _Opts:
-    """The options every database command shares (filters and effect settings)."""
+    """The options every database command shares (filters and effect settings). The filter, the
+    settings and the database are built on first use, so `run --input` opens no database."""
 
     def __init__(self, db, study, dataset, family, threat, adv, attack, eps_min, eps_max, sparsity_min, sparsity_max, bits_min, bits_max,
                  effect, assume_n, correlation):
-        try:
-            self.filt = ResultFilter(study_ids=study, datasets=dataset, families=family, threat_models=threat, adversarial_training=adv,
-                                     attacks=attack, eps_min=eps_min, eps_max=eps_max, sparsity_min=sparsity_min, sparsity_max=sparsity_max,
-                                     bits_min=bits_min, bits_max=bits_max)
-            self.settings = EffectSettings(measure=effect, correlation=correlation, assume_n=_assume_n(assume_n))
-        except ValueError as exc:
-            _fail(str(exc))
-        self.engine = get_engine(db)
-        upgrade_schema(self.engine)
+        self.db, self.study = db, list(study)
+        self._filter_args = dict(study_ids=study, datasets=dataset, families=family, threat_models=threat, adversarial_training=adv,
+                                 attacks=attack, eps_min=eps_min, eps_max=eps_max, sparsity_min=sparsity_min, sparsity_max=sparsity_max,
+                                 bits_min=bits_min, bits_max=bits_max)
+        self._settings_args = dict(measure=effect, correlation=correlation, assume_n=_assume_n(assume_n))
+
+    @functools.cached_property
+    def filt(self):
+        from evidence import ResultFilter
+
+        return ResultFilter(**self._filter_args)
+
+    @functools.cached_property
+    def settings(self):
+        from .effects import EffectSettings
+
+        return EffectSettings(**self._settings_args)
+
+    @functools.cached_property
+    def engine(self):
+        from evidence import get_engine, upgrade_schema
+
+        _ = (self.filt, self.settings)  # bad filters or settings fail before the database is touched
+        engine = get_engine(self.db)
+        upgrade_schema(engine)
+        return engine
 
     def snapshot(self):
+        from .data import load_snapshot
+
         return load_snapshot(self.engine, self.filt)
 
     def table(self):
+        from .effects import compute_effects
+
         t = compute_effects(self.snapshot().results, self.settings)
         if len(t) < 2:
             _fail(f"{len(t)} effect(s) after filtering ({len(t.excluded)} rows excluded: "
@@ -74,7 +90,6 @@ class _Opts:
 
 def _db_options(fn):
     """Decorator adding the shared filter and effect options to a command."""
-    import functools
     import inspect
 
     extra = [
@@ -104,19 +119,29 @@ def _db_options(fn):
         shared = {n: kw.pop(n) for n, _, _ in extra}
         try:
             return fn(opts=_Opts(**shared), **kw)
-        except (MetaInputError, EvidenceError, ValueError) as exc:
-            _fail(str(exc))
+        except Exception as exc:
+            if isinstance(exc, (MetaInputError, ValueError)) or _is_evidence_error(exc):
+                _fail(str(exc))
+            raise
 
     wrapper.__signature__ = sig.replace(parameters=params)
     return wrapper
 
 
+def _is_evidence_error(exc: Exception) -> bool:
+    """Whether exc is one of the evidence store's errors (only possible once the store is imported)."""
+    errors = sys.modules.get("evidence.errors")
+    return errors is not None and isinstance(exc, errors.EvidenceError)
+
+
 def _read_table(path: Path, cols: list[str]) -> pd.DataFrame:
+    import pyarrow  # pandas' CSV engine of choice: multi-threaded, 1,000,000 rows in a fraction of the C engine's time
+
     if not path.exists():
         _fail(f"{path}: no such file")
     try:
-        df = pd.read_csv(path)
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        df = pd.read_csv(path, engine="pyarrow")
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError, pyarrow.ArrowException) as exc:
         _fail(f"{path}: not a readable CSV file ({exc})")
     missing = [c for c in cols if c and c not in df.columns]
     if missing:
@@ -172,9 +197,11 @@ def run(
     """Fit a model: over the database (filters as options) or over --input FILE.csv."""
     if input_ is not None:
         # with --input, --study names the study column of the file
-        study = opts.filt.study_ids[0] if opts.filt.study_ids else None
+        study = opts.study[0] if opts.study else None
         _run_input(input_, yi, vi, study, cluster, mods, method, knha, robust_col, robust_kind, as_json)
         return
+    from .analysis import AnalysisSpec, run_analysis
+
     table = opts.table()
     df = table.effects
     if cluster not in (None, "cluster"):
@@ -197,6 +224,9 @@ def run(
 def contradictions(as_json: bool = typer.Option(False, "--json"), markdown: bool = typer.Option(False, "--markdown"),
                    out: Optional[Path] = typer.Option(None, "--out"), opts=None):
     """Every pair of contradicting claims, the tested explanations, and what stays unexplained."""
+    from .contradictions import contradiction_report
+    from .effects import compute_effects
+
     snap = opts.snapshot()
     rep = contradiction_report(compute_effects(snap.results, opts.settings), snap.studies, snap.claims)
     text = rep.to_json() if as_json else rep.to_markdown() if markdown else rep.summary() + "\n" + rep.to_frame().to_string(index=False)
@@ -213,6 +243,10 @@ def plot(kind: str = typer.Argument(..., help="forest, funnel, bubble or dose"),
          x: str = typer.Option("sparsity", "--x", help="Moderator for bubble and dose plots."), method: str = typer.Option("REML", "--method"),
          opts=None):
     """Draw a plot of the filtered evidence to a file (headless)."""
+    from .analysis import AnalysisSpec, dose_response, per_study, run_analysis
+    from .bias import egger_test
+    from .plots import bubble_figure, dose_figure, forest_figure, funnel_figure, save_figure
+
     table = opts.table()
     unit = "log odds ratio" if opts.settings.measure.value == "log_odds_ratio" else "percentage points"
     spec = AnalysisSpec(method=method)
@@ -237,6 +271,8 @@ def plot(kind: str = typer.Argument(..., help="forest, funnel, bubble or dose"),
 def bias(method: str = typer.Option("REML", "--method"), opts=None):
     """Egger's test, Begg's rank test and trim-and-fill on the filtered effects (one effect per row;
     dependent effects make these tests anti-conservative, which the output says)."""
+    from .bias import egger_test, rank_test, trim_and_fill
+
     t = opts.table()
     y, v = t.effects["yi"], t.effects["vi"]
     typer.echo(egger_test(y, v, method=method).summary())
@@ -252,6 +288,8 @@ def bias(method: str = typer.Option("REML", "--method"), opts=None):
 @_db_options
 def sensitivity(opts=None):
     """The default analysis with and without the high-risk results (evaluation rigour)."""
+    from .analysis import rigour_sensitivity
+
     typer.echo(rigour_sensitivity(opts.table()).summary())
 
 
@@ -259,6 +297,8 @@ def sensitivity(opts=None):
 @_db_options
 def votes(opts=None):
     """Vote counting of claimed directions with a sign test (weaker evidence, shown apart)."""
+    from .votes import vote_count
+
     snap = opts.snapshot()
     typer.echo(vote_count(snap.studies, snap.claims).summary())
 
@@ -267,6 +307,8 @@ def votes(opts=None):
 @_db_options
 def reeval(opts=None):
     """How much reported robust accuracy exceeds independent AutoAttack re-evaluations."""
+    from .reeval import reevaluation_gaps
+
     g = reevaluation_gaps(opts.snapshot().results)
     typer.echo(g.summary())
     if len(g.pairs):
@@ -277,6 +319,8 @@ def reeval(opts=None):
 @_db_options
 def effects(out: Path = typer.Option(..., "--out", help="CSV file (yi, vi, study, cluster, moderators)."), opts=None):
     """Write the effect table, ready for metafor, and list the excluded rows with their reasons."""
+    from .effects import compute_effects
+
     t = compute_effects(opts.snapshot().results, opts.settings)
     t.to_csv(out)
     typer.echo(t.summary())

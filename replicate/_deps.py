@@ -19,5 +19,5 @@ def require_torchattacks():
     try:
         import torchattacks
     except ImportError as exc:  # pragma: no cover - exercised only on a broken install
-        raise ImportError(TORCHATTACKS_HINT) from exc
+        raise ImportError(TORCHATTACKS_HINT, name="torchattacks") from exc
     return torchattacks
