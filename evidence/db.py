@@ -1,9 +1,16 @@
-"""Database connection: URL resolution, engine set-up and schema migration.
+"""Database connection: URL resolution, engine set-up, schema migration and the write rules.
 
 The default database is an SQLite file in the user's data directory, in WAL mode, so the app and a
 replication job can write at once. ``CREV_DB`` (or the CLI's ``--db``) names any SQLAlchemy URL,
 for example ``postgresql+psycopg://user@localhost/crev``. The schema is created and upgraded with
 Alembic (``evidence/migrations``) so a user's database survives upgrades.
+
+Failures a user can meet (a damaged, truncated or empty file, an unknown URL scheme, a server that
+does not answer) become :class:`~evidence.errors.DatabaseError` naming the database (password
+hidden) and the reason. Checking the schema only reads; the write lock (SQLite) or the advisory
+lock (PostgreSQL) is taken only when a migration is due, so a long import never blocks another
+command's start-up. A write the database refuses through an integrity constraint (migration 0003)
+becomes :class:`~evidence.errors.Conflict`.
 """
 
 from __future__ import annotations
@@ -19,9 +26,27 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-__all__ = ["default_url", "resolve_url", "get_engine", "writer", "session_scope", "upgrade_schema", "schema_revision"]
+from .errors import Conflict, DatabaseError, NotAuthorized
+
+__all__ = [
+    "default_url",
+    "resolve_url",
+    "get_engine",
+    "writer",
+    "session_scope",
+    "upgrade_schema",
+    "schema_revision",
+    "head_revision",
+    "describe",
+    "database_error",
+    "init_lock",
+    "SCHEMES",
+]
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
+SCHEMES = ("sqlite", "postgresql")  # SQLAlchemy dialects the schema and its constraints are written for
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_LOCK_KEY = 0x63726576  # "crev": the PostgreSQL advisory-lock key for schema migration and first load
 
 
 def default_url() -> str:
@@ -39,6 +64,68 @@ def resolve_url(url: str | None = None) -> str:
     if "://" not in url:
         url = f"sqlite:///{Path(url).expanduser().resolve()}"
     return url
+
+
+def describe(url: str | sa.engine.URL | Engine) -> str:
+    """The database as a user may see it: the URL with its password hidden."""
+    if isinstance(url, Engine):
+        url = url.url
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True) if isinstance(url, str) else url.render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "<unparseable database URL>"
+
+
+def _check_url(url: str) -> sa.engine.URL:
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError:
+        raise DatabaseError(f"database URL {describe(url)!r} is not a URL such as sqlite:///path/evidence.db or postgresql+psycopg://user@host/db") from None
+    if parsed.get_backend_name() not in SCHEMES:
+        raise DatabaseError(
+            f"database {describe(parsed)}: unsupported scheme {parsed.drivername!r} (use sqlite:///FILE or postgresql+psycopg://...)"
+        )
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        _check_sqlite_file(Path(parsed.database), describe(parsed))
+    return parsed
+
+
+def _check_sqlite_file(path: Path, shown: str) -> None:
+    """Refuse a path that is not an SQLite database, before SQLite silently treats it as an empty one."""
+    if path.is_dir():
+        raise DatabaseError(f"database {shown}: {path} is a directory, not an SQLite file")
+    if not path.exists():
+        if not path.parent.is_dir():
+            raise DatabaseError(f"database {shown}: folder {path.parent} does not exist")
+        return  # a new database is created here
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(len(_SQLITE_MAGIC))
+    except OSError as exc:
+        raise DatabaseError(f"database {shown}: cannot read {path}: {exc.strerror or exc}") from None
+    if not head:
+        raise DatabaseError(
+            f"database {shown}: {path} is an empty (0-byte) file, not an SQLite database; "
+            "remove it to create a new database there"
+        )
+    if head != _SQLITE_MAGIC:
+        raise DatabaseError(f"database {shown}: {path} is not an SQLite database (damaged, or another kind of file)")
+
+
+def database_error(exc: BaseException, target) -> DatabaseError:
+    """A one-line :class:`DatabaseError` naming ``target`` (URL or engine) for a driver error."""
+    orig = getattr(exc, "orig", None) or exc
+    text = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+    low = text.lower()
+    if "malformed" in low or "not a database" in low or "disk image" in low:
+        reason = f"the file is damaged or truncated ({text})"
+    elif "database is locked" in low:
+        reason = "another process holds the write lock and did not release it within the busy timeout; try again later"
+    elif isinstance(exc, sa.exc.OperationalError) and ("connect" in low or "connection" in low):
+        reason = f"cannot connect ({text})"
+    else:
+        reason = text
+    return DatabaseError(f"database {describe(target)}: {reason}")
 
 
 def _sqlite_setup(engine: Engine) -> None:
@@ -79,8 +166,19 @@ def _engine_for(url: str) -> Engine:
 
 
 def get_engine(url: str | None = None) -> Engine:
-    """A cached engine for ``url`` (resolved with :func:`resolve_url`)."""
-    return _engine_for(resolve_url(url))
+    """A cached engine for ``url`` (resolved with :func:`resolve_url`); ``DatabaseError`` if unusable.
+
+    An existing SQLite file must start with SQLite's header: a zero-byte or foreign file is refused
+    rather than silently becoming an empty database.
+    """
+    resolved = resolve_url(url)
+    _check_url(resolved)
+    try:
+        return _engine_for(resolved)
+    except (sa.exc.NoSuchModuleError, ImportError) as exc:
+        raise DatabaseError(f"database {describe(resolved)}: no driver for {sa.engine.make_url(resolved).drivername!r} ({exc})") from None
+    except sa.exc.ArgumentError as exc:
+        raise DatabaseError(f"database {describe(resolved)}: {exc}") from None
 
 
 def writer(engine: Engine) -> Engine:
@@ -88,13 +186,40 @@ def writer(engine: Engine) -> Engine:
     return engine.execution_options(crev_write=True)
 
 
+def _constraint_message(exc: sa.exc.IntegrityError) -> str:
+    text = str(getattr(exc, "orig", exc))
+    name = getattr(getattr(getattr(exc, "orig", None), "diag", None), "constraint_name", None) or ""
+    both = f"{name} {text}"
+    if "fingerprint" in both:
+        return "a result with the same study, setting and numbers is already stored or pending (written by another process at the same time?); nothing was written"
+    if "current" in both or ".uid" in both or "study_id" in both and "current" in both:
+        return "another version of the same entry became current at the same time; nothing was written, review again"
+    return f"the database refused the write ({text.splitlines()[0] if text else 'integrity constraint'}); nothing was written"
+
+
 @contextmanager
 def session_scope(engine: Engine) -> Iterator[Session]:
-    """A write session that commits on success and rolls back everything on any error."""
+    """A write session that commits on success and rolls back everything on any error.
+
+    Constraint violations become :class:`Conflict`, and driver failures :class:`DatabaseError`,
+    both one line naming what happened.
+    """
     session = Session(writer(engine), expire_on_commit=False)
     try:
         yield session
         session.commit()
+    except sa.exc.IntegrityError as exc:
+        session.rollback()
+        raise Conflict(_constraint_message(exc)) from exc
+    except sa.exc.OperationalError as exc:
+        session.rollback()
+        raise database_error(exc, engine) from exc
+    except sa.exc.ProgrammingError as exc:
+        session.rollback()
+        if "permission denied" in str(exc.orig).lower():
+            user = engine.url.username or "this role"
+            raise NotAuthorized(f"database {describe(engine)}: {user} may not make this change ({str(exc.orig).splitlines()[0]})") from exc
+        raise
     except BaseException:
         session.rollback()
         raise
@@ -107,18 +232,45 @@ def _alembic_config(engine: Engine):
 
     cfg = Config()
     cfg.set_main_option("script_location", str(_MIGRATIONS))
-    cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
+    cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False).replace("%", "%%"))
     return cfg
 
 
-def upgrade_schema(engine: Engine) -> str:
-    """Create or migrate the schema to the newest revision; returns that revision."""
-    from alembic import command
+@lru_cache(maxsize=1)
+def head_revision() -> str:
+    """The newest migration this code knows."""
+    from alembic.script import ScriptDirectory
 
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(_MIGRATIONS))
+    return ScriptDirectory.from_config(cfg).get_current_head() or ""
+
+
+def upgrade_schema(engine: Engine) -> str:
+    """Create or migrate the schema to the newest revision; returns that revision.
+
+    The check reads only. When a migration is due it runs under SQLite's write lock or, on
+    PostgreSQL, a transaction-scoped advisory lock, and re-checks the revision under the lock, so
+    processes starting at once migrate once and the others wait, then find nothing to do.
+    """
+    from alembic import command
+    from alembic.runtime.migration import MigrationContext
+
+    head = head_revision()
+    if schema_revision(engine) == head:
+        return head
     cfg = _alembic_config(engine)
-    with writer(engine).begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+    try:
+        with writer(engine).begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_LOCK_KEY})")
+            if MigrationContext.configure(conn).get_current_revision() != head:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+    except (sa.exc.OperationalError, sa.exc.DatabaseError) as exc:
+        raise database_error(exc, engine) from exc
     return schema_revision(engine) or ""
 
 
@@ -126,5 +278,48 @@ def schema_revision(engine: Engine) -> str | None:
     """The Alembic revision the database is at, ``None`` for an empty database."""
     from alembic.runtime.migration import MigrationContext
 
-    with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    except (sa.exc.OperationalError, sa.exc.DatabaseError) as exc:
+        raise database_error(exc, engine) from exc
+
+
+@contextmanager
+def init_lock(engine: Engine) -> Iterator[None]:
+    """Serialise first-time set-up (schema + first load) between processes starting at once.
+
+    PostgreSQL: a session-level advisory lock on a connection held for the block. SQLite: an
+    exclusive ``flock`` on ``<file>.init-lock`` beside the database (POSIX; elsewhere, and for
+    in-memory databases, no lock is needed or taken).
+    """
+    if engine.dialect.name == "postgresql":
+        try:
+            conn = engine.connect()
+        except sa.exc.OperationalError as exc:
+            raise database_error(exc, engine) from exc
+        try:
+            conn.exec_driver_sql(f"SELECT pg_advisory_lock({_LOCK_KEY})")
+            conn.commit()
+            yield
+        finally:
+            try:
+                conn.exec_driver_sql(f"SELECT pg_advisory_unlock({_LOCK_KEY})")
+                conn.commit()
+            finally:
+                conn.close()
+        return
+    db = engine.url.database
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        fcntl = None
+    if not db or db == ":memory:" or fcntl is None:
+        yield
+        return
+    with open(f"{db}.init-lock", "a+b") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

@@ -1,10 +1,13 @@
-"""Errors a user can act on: each names the file, row, column and reason."""
+"""Errors a user can act on: each names the file, row, column and reason (or the database and reason)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
-__all__ = ["Problem", "EvidenceError", "ValidationFailed", "NotFound"]
+__all__ = ["Problem", "EvidenceError", "ValidationFailed", "NotFound", "DatabaseError", "Conflict", "NotAuthorized", "FieldError", "SHOWN_PROBLEMS"]
+
+SHOWN_PROBLEMS = 20  # problems listed one by one; the rest are summarised by column
 
 
 @dataclass(frozen=True)
@@ -34,9 +37,45 @@ class ValidationFailed(EvidenceError):
 
     def __init__(self, problems: list[Problem]):
         self.problems = list(problems)
-        head = f"{len(self.problems)} problem(s), nothing was written"
-        super().__init__(head + ":\n" + "\n".join(f"  {p}" for p in self.problems[:50]))
+        super().__init__("\n".join(self.lines()))
+
+    def lines(self, limit: int = SHOWN_PROBLEMS) -> list[str]:
+        """A head line, the first ``limit`` problems, then the others counted by column.
+
+        A file with a wrong column can have a problem on each of 300,000 rows; a reader needs the
+        first few and the count per column, not 300,000 lines.
+        """
+        out = [f"{len(self.problems)} problem(s), nothing was written:"]
+        out += [f"  {p}" for p in self.problems[:limit]]
+        rest = self.problems[limit:]
+        if rest:
+            by_column = Counter(p.column or "(whole row)" for p in rest)
+            out.append(f"  ... and {len(rest)} more, by column:")
+            for col, n in by_column.most_common():
+                first = next(p for p in rest if (p.column or "(whole row)") == col)
+                out.append(f"    {col}: {n} row(s), e.g. {first}")
+        return out
 
 
 class NotFound(EvidenceError):
     """An id that names no entry."""
+
+
+class DatabaseError(EvidenceError):
+    """The database cannot be opened or used (damaged file, unknown URL scheme, server unreachable)."""
+
+
+class Conflict(EvidenceError):
+    """A write the database refused because it would break an integrity rule (duplicate, second current version)."""
+
+
+class NotAuthorized(EvidenceError):
+    """An action the acting user may not take (approving their own submission, cancelling another's job)."""
+
+
+class FieldError(ValueError):
+    """A value that cannot be read, raised with the field it belongs to (so it is reported under that field)."""
+
+    def __init__(self, field: str, reason: str):
+        self.field = field
+        super().__init__(reason)

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 from .queries import ResultFilter, query_results
 from .rows import RESULT_COLUMNS
 
-__all__ = ["to_interchange", "export_results", "write_template", "template_csv", "TEMPLATE_EXAMPLE", "FORMATS"]
+__all__ = ["to_interchange", "export_results", "escape_for_spreadsheet", "FORMULA_PREFIXES", "write_template", "template_csv", "TEMPLATE_EXAMPLE", "FORMATS"]
 
 FORMATS = ("csv", "json", "parquet")
 
@@ -55,8 +55,29 @@ def to_interchange(df: pd.DataFrame) -> pd.DataFrame:
     return out.fillna("")
 
 
-def export_results(engine: Engine, fmt: str = "csv", filt: ResultFilter | None = None, *, full: bool = False) -> bytes:
-    """The filtered results as bytes in ``fmt``; ``full`` adds every stored column (not importable)."""
+# A cell starting with one of these is run as a formula by Excel, LibreOffice and Google Sheets
+# (OWASP, "CSV Injection"): "=HYPERLINK(...)" in a notes cell would act when the file is opened.
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def escape_for_spreadsheet(df: pd.DataFrame) -> pd.DataFrame:
+    """Text cells that a spreadsheet would run as a formula, prefixed with ``'`` (shown as text).
+
+    Only text columns are touched: numbers keep their values. The escaped file is for reading in a
+    spreadsheet; re-importing it would keep the ``'`` (export without ``spreadsheet`` to re-import).
+    """
+    out = df.copy()
+    for col in out.columns:
+        if out[col].dtype == object or pd.api.types.is_string_dtype(out[col]):
+            out[col] = out[col].map(lambda v: "'" + v if isinstance(v, str) and v.startswith(FORMULA_PREFIXES) else v)
+    return out
+
+
+def export_results(
+    engine: Engine, fmt: str = "csv", filt: ResultFilter | None = None, *, full: bool = False, spreadsheet: bool = False
+) -> bytes:
+    """The filtered results as bytes in ``fmt``; ``full`` adds every stored column (not importable);
+    ``spreadsheet`` escapes formula-like text cells in CSV (:func:`escape_for_spreadsheet`)."""
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     df = query_results(engine, filt)
@@ -68,6 +89,8 @@ def export_results(engine: Engine, fmt: str = "csv", filt: ResultFilter | None =
             if df[c].dtype == object:
                 df[c] = df[c].map(lambda v: v.isoformat() if hasattr(v, "isoformat") else v)
     if fmt == "csv":
+        if spreadsheet:
+            df = escape_for_spreadsheet(df)
         return df.to_csv(index=False).encode()
     if fmt == "json":
         records = json.loads(df.to_json(orient="records"))
