@@ -1,8 +1,13 @@
 """The crev app: a router over the pages in ui/ (each page calls evidence, metaanalysis, replicate)."""
 
+import logging
+
 import streamlit as st
+from streamlit.errors import FragmentHandledException
 
 from ui import state
+
+log = logging.getLogger("crev.app")
 
 st.set_page_config(page_title="crev: compression vs adversarial robustness", layout="wide")
 
@@ -16,11 +21,20 @@ PAGES = [
     st.Page("ui/replications.py", title="Replications"),
 ]
 page = st.navigation(PAGES)
+# Streamlit's control flow (st.rerun, st.stop, st.switch_page) raises subclasses of BaseException,
+# which `except Exception` never catches. FragmentHandledException is an Exception that says a
+# fragment's error has already been shown: it passes through untouched.
 try:
     state.sidebar()
     page.run()
-except Exception as exc:  # the page shows what went wrong and what to do, never a traceback
-    if type(exc).__name__ in ("StopException", "RerunException", "RerunData"):
-        raise
-    st.error(f"This page could not be shown: {exc}. Try widening the filters or reloading; "
-             "if it persists, report it with the filters you used.")
+except FragmentHandledException:
+    raise
+except Exception as exc:
+    # A page's expected errors (bad input, too few studies) are messages shown by the page itself;
+    # anything reaching here is a bug. Log it with its traceback, tell the user what to do, and
+    # re-raise so Streamlit shows its exception element (details redacted by client.showErrorDetails)
+    # and a headless AppTest records it in `at.exception`.
+    log.exception("page %s failed", page.title)
+    st.error(f"This page could not be shown ({type(exc).__name__}); the details are in the server log. "
+             "Try widening the filters or reloading; if it persists, report it with the filters you used.")
+    raise
