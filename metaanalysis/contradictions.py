@@ -1,20 +1,43 @@
-"""The contradiction analysis: which pairs of studies disagree, and which conditions explain it.
+"""Why studies disagree: each contradicting pair judged on its own evidence.
 
-1. From the coded claims, every pair of studies whose claims on the same question point opposite
-   ways (up vs down), and, as a weaker kind, a directional claim against a "no change" claim.
-2. For each question, every candidate explanation is tested on the effects in the question's
-   scope with a three-level meta-regression (effects within clusters within studies, REML; Wald
-   test QM): adversarial training; attack strength (epsilon); sparsity level as a non-monotone
-   (linear + quadratic) term; threat model (white-box vs transfer); compression family; and
-   evaluation rigour (high-risk results, :mod:`metaanalysis.rigour`).
-3. For each pair: each study's pooled effect where it has numbers, the coded conditions on which
-   the two differ, and for each candidate whether the pair differs on it and what the test says.
-   A candidate *explains* the contradiction when the pair differs on it (or its coding is unknown
-   for one side) and its moderator test is significant at the 5 % level; what no candidate
-   explains is reported as unexplained.
+For every pair of studies whose coded claims on one of the disputed questions
+(:class:`evidence.vocab.Question`) point different ways (up vs down: "opposite"; a direction vs
+"no change": "direction vs no change"), the report gives:
 
-With few studies holding numbers, a between-study moderator is confounded with everything else
-that differs between those studies; the report says how many studies each test rests on.
+1. what each study reports: its own pooled effect where the database holds its numbers for the
+   question (its clusters as random effects), its coded claim otherwise;
+2. the candidate moderators on which the two differ, each study's value and where it comes from
+   (its data, the claim's coding, the study's coding);
+3. for each such moderator, a meta-regression on every effect in the question's scope (the
+   multilevel model, CR2 cluster-robust inference by study): the predicted effect at each
+   study's value with its CI, and the predicted difference between them with its test.
+
+A moderator *predicts the disagreement* when the predicted difference has the claimed sign and
+its test survives the multiple-testing correction, and the predicted effect at each study's value
+has that study's claimed direction (above or below 0 for "up"/"down"; a CI containing 0 for
+"no change"). Verdicts (issue 14):
+
+- ``explained``: both studies have numbers in the database, a moderator differs between them and
+  predicts the disagreement;
+- ``consistent with``: a moderator predicts it, but one or both studies have no numbers (their
+  side rests on a coded claim);
+- ``unexplained``: moderators on which the pair differs were tested and none predicts it;
+- ``not assessable``: nothing to test (the pair differs on no codable moderator, or no moderator
+  on which it differs can be estimated from the database).
+
+Every pair lists the evidence it used. All tests of the report (each moderator's omnibus test and
+each distinct pair contrast, plus any tests passed in by a larger report) are corrected together
+with statsmodels' ``multipletests`` (Holm by default; Benjamini–Hochberg with the false discovery
+rate stated); the count and the method are part of the report.
+
+A contrast between two non-reference levels of a factor uses the smaller of the two coefficients'
+Satterthwaite df (conservative); a prediction at a value uses the smallest df among the
+coefficients it combines.
+
+References: Viechtbauer W (2010) metafor ``rma.mv`` and ``robust(clubSandwich = TRUE)``;
+Pustejovsky JE, Tipton E (2018) CR2; Holm S (1979) Scand J Stat 6:65-70; Benjamini Y, Hochberg Y
+(1995) JRSS B 57:289-300; Thompson SG, Higgins JPT (2002) on between-study moderators confounded
+with everything else that differs between studies.
 """
 
 from __future__ import annotations
@@ -22,275 +45,434 @@ from __future__ import annotations
 import itertools
 import json
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 
 import numpy as np
 import pandas as pd
+from scipy import stats
+from statsmodels.stats.multitest import multipletests
+
+from evidence.vocab import Question
 
 from .analysis import AnalysisSpec, run_analysis, study_estimate
 from .effects import EffectTable
-from .results import clean
+from .results import MetaResult, clean
 from .uni import MetaInputError
 
-__all__ = ["QUESTION_SCOPE", "CANDIDATES", "ModeratorTest", "PairReport", "ContradictionReport", "contradiction_report"]
+__all__ = ["Verdict", "Candidate", "CANDIDATES", "CORRECTIONS", "NamedTest", "StudyEvidence", "ModeratorFit", "PairCheck", "PairReport",
+           "ContradictionReport", "contradiction_report", "question_scope"]
 
-PRUNING = ("unstructured_pruning", "structured_pruning")
-QUESTION_SCOPE: dict[str, dict] = {
-    "pruning_without_at": {"families": PRUNING, "adversarial_training": ("no",)},
-    "sparsity_level": {"families": PRUNING},
-    "quantization": {"families": ("quantization", "binarization", "ensemble")},
-    "transfer": {"threat_models": ("transfer", "white_box")},
-    "robust_aware_pruning": {"families": PRUNING, "adversarial_training": ("yes",)},
-    "capacity": None,  # no result in the database measures capacity
-}
-# (label, column, form)
-CANDIDATES: tuple[tuple[str, str, str], ...] = (
-    ("adversarial training", "adversarial_training", "factor"),
-    ("attack strength (epsilon)", "epsilon", "linear"),
-    ("sparsity level (non-monotone)", "sparsity", "quadratic"),
-    ("threat model", "threat_model", "factor"),
-    ("compression family", "compression_family", "factor"),
-    ("evaluation rigour", "high_risk", "factor"),
+CORRECTIONS = {"holm": "Holm (family-wise error rate)", "fdr_bh": "Benjamini-Hochberg (false discovery rate)"}
+SIGN = {"up": 1, "down": -1, "neutral": 0}
+KIND = {frozenset({"up", "down"}): "opposite", frozenset({"up", "neutral"}): "direction vs no change",
+        frozenset({"down", "neutral"}): "direction vs no change"}
+
+
+class Verdict(StrEnum):
+    explained = "explained"
+    consistent_with = "consistent with"
+    unexplained = "unexplained"
+    not_assessable = "not assessable"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    label: str
+    column: str
+    form: str  # "factor" | "linear"
+    claim_field: str | None = None  # the claim's coded field that gives a study's value without numbers
+    study_field: str | None = None  # the study's coded field (after the claim's)
+
+
+CANDIDATES: tuple[Candidate, ...] = (
+    Candidate("adversarial training", "adversarial_training", "factor", "adversarial_training", "adversarial_training"),
+    Candidate("compression family", "compression_family", "factor", "compression_family", "compression_kind"),
+    Candidate("threat model", "threat_model", "factor", "threat_model"),
+    Candidate("attack strength (epsilon)", "epsilon", "linear"),
+    Candidate("sparsity level", "sparsity", "linear"),
+    Candidate("evaluation rigour (high-risk result)", "high_risk", "factor"),
 )
-OPPOSITE = {frozenset({"up", "down"}): "opposite", frozenset({"up", "neutral"}): "direction vs no change",
-            frozenset({"down", "neutral"}): "direction vs no change"}
-ALPHA = 0.05
+_UNKNOWN = {"", "unknown", "none", "nan", "both", "other", "mixed"}
+_KIND_TO_FAMILY = {"quantization": "quantization"}  # "pruning" names no single family (structured or not)
+
+
+@dataclass(frozen=True)
+class NamedTest:
+    """A p-value that joins the report's multiple-testing family (e.g. a bias test)."""
+
+    name: str
+    pval: float
+
+
+@dataclass(frozen=True)
+class StudyEvidence:
+    study: str
+    direction: str
+    position: str
+    has_numbers: bool
+    k: int
+    estimate: float | None
+    ci_low: float | None
+    ci_high: float | None
+    model: str
+    values: dict[str, str]  # candidate column -> "value (source)"
 
 
 @dataclass
-class ModeratorTest:
+class ModeratorFit:
+    """One candidate's meta-regression over a question's scope (CR2 by study)."""
+
+    question: str
     label: str
     column: str
     testable: bool
     reason: str = ""
     k: int = 0
     n_studies: int = 0
-    qm: float | None = None
-    qm_df: float | None = None
+    n_studies_varying: int = 0  # studies within which the moderator takes more than one value
+    stat: float | None = None
+    df: tuple[float, float] | None = None
     pval: float | None = None
+    pval_adjusted: float | None = None
     coefficients: list[dict] = field(default_factory=list)
+    levels: list[str] = field(default_factory=list)  # a factor's levels among the effects, reference first
+    fit: MetaResult | None = field(default=None, repr=False)
 
-    @property
-    def significant(self) -> bool:
-        return self.testable and self.pval is not None and self.pval < ALPHA
+
+@dataclass
+class PairCheck:
+    label: str
+    column: str
+    value_a: str
+    value_b: str
+    testable: bool
+    reason: str = ""
+    predicted_a: tuple[float, float, float] | None = None  # estimate, CI low, CI high
+    predicted_b: tuple[float, float, float] | None = None
+    difference: tuple[float, float, float] | None = None  # a - b
+    df: float | None = None
+    pval: float | None = None
+    pval_adjusted: float | None = None
+    predicts: bool | None = None
+    status: str = ""
 
 
 @dataclass
 class PairReport:
-    question_id: str
     question: str
     kind: str
-    study_a: str
-    direction_a: str
-    position_a: str
-    study_b: str
-    direction_b: str
-    position_b: str
-    estimate_a: dict | None
-    estimate_b: dict | None
-    differences: dict[str, tuple[str, str]]
-    explanations: list[dict]
-    explained_by: list[str]
-    unexplained: bool
-    verdict: str
+    a: StudyEvidence
+    b: StudyEvidence
+    checks: list[PairCheck]
+    verdict: Verdict
+    verdict_text: str
+    evidence_used: list[str]
+
+    def to_dict(self) -> dict:
+        return clean(asdict(self) | {"verdict": self.verdict.value})
 
 
 @dataclass
 class ContradictionReport:
     pairs: list[PairReport]
-    tests: dict[str, list[ModeratorTest]]
+    fits: list[ModeratorFit]
+    correction: str
+    alpha: float
+    n_tests: int
+    other_tests: list[NamedTest]
     effect_notes: list[str]
+
+    def counts(self) -> dict[str, int]:
+        return {v.value: sum(p.verdict == v for p in self.pairs) for v in Verdict}
+
+    def correction_text(self) -> str:
+        rate = "family-wise error rate" if self.correction == "holm" else "false discovery rate"
+        return (f"{self.n_tests} tests in this report, corrected together by {CORRECTIONS[self.correction]} "
+                f"({rate} {self.alpha:g}; statsmodels multipletests)")
+
+    def summary(self) -> str:
+        c = self.counts()
+        return (f"{len(self.pairs)} contradicting pairs of claims: " + ", ".join(f"{n} {v}" for v, n in c.items())
+                + f". {self.correction_text()}.")
 
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame([{
-            "question": p.question_id, "kind": p.kind, "study_a": p.study_a, "direction_a": p.direction_a, "study_b": p.study_b,
-            "direction_b": p.direction_b, "explained_by": ", ".join(p.explained_by) or "-", "unexplained": p.unexplained,
-            "verdict": p.verdict,
+            "question": p.question, "kind": p.kind, "study_a": p.a.study, "direction_a": p.a.direction, "numbers_a": p.a.has_numbers,
+            "study_b": p.b.study, "direction_b": p.b.direction, "numbers_b": p.b.has_numbers, "verdict": p.verdict.value,
+            "because": p.verdict_text,
         } for p in self.pairs])
 
     def tests_frame(self) -> pd.DataFrame:
-        return pd.DataFrame([{"question": q, **{k: v for k, v in asdict(t).items() if k != "coefficients"}} for q, ts in self.tests.items() for t in ts])
+        return pd.DataFrame([{k: v for k, v in asdict(f).items() if k not in ("coefficients", "fit")} for f in self.fits])
 
     def to_dict(self) -> dict:
         return clean({
-            "pairs": [asdict(p) for p in self.pairs],
-            "tests": {q: [asdict(t) | {"significant": t.significant} for t in ts] for q, ts in self.tests.items()},
-            "effect_notes": self.effect_notes,
-            "n_pairs": len(self.pairs),
-            "n_unexplained": sum(p.unexplained for p in self.pairs),
+            "summary": self.summary(), "correction": self.correction, "alpha": self.alpha, "n_tests": self.n_tests,
+            "verdict_counts": self.counts(), "n_pairs": len(self.pairs),
+            "pairs": [p.to_dict() for p in self.pairs],
+            "moderator_fits": [{k: v for k, v in asdict(f).items() if k != "fit"} for f in self.fits],
+            "other_tests": [asdict(t) for t in self.other_tests], "effect_notes": self.effect_notes,
         })
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=1)
 
-    def summary(self) -> str:
-        n_un = sum(p.unexplained for p in self.pairs)
-        return f"{len(self.pairs)} contradicting pairs of claims; {len(self.pairs) - n_un} with a tested explanation, {n_un} unexplained"
-
     def to_markdown(self) -> str:
-        out = ["# Contradiction report", "", self.summary(), ""]
-        out += [f"- {n}" for n in self.effect_notes] + [""]
-        for q, ts in self.tests.items():
-            out.append(f"## Question `{q}`: moderator tests (three-level meta-regression)")
-            out.append("")
-            out.append("| candidate | k | studies | QM | df | p | significant |")
-            out.append("|---|---|---|---|---|---|---|")
-            for t in ts:
-                if t.testable:
-                    out.append(f"| {t.label} | {t.k} | {t.n_studies} | {t.qm:.2f} | {t.qm_df:g} | {t.pval:.3g} | {'yes' if t.significant else 'no'} |")
-                else:
-                    out.append(f"| {t.label} | {t.k} | {t.n_studies} | – | – | – | untestable: {t.reason} |")
-            out.append("")
-            for p in [p for p in self.pairs if p.question_id == q]:
-                out.append(f"### {p.study_a} ({p.direction_a}) vs {p.study_b} ({p.direction_b}) — {p.kind}")
-                out.append(f"- {p.study_a}: “{p.position_a}”; {p.study_b}: “{p.position_b}”")
-                for s, est in ((p.study_a, p.estimate_a), (p.study_b, p.estimate_b)):
-                    out.append(f"- {s}: " + (f"pooled effect {est['estimate']:+.2f} [{est['ci_low']:+.2f}, {est['ci_high']:+.2f}] from {est['k']} effects"
-                                             if est else "no numbers in the database"))
-                if p.differences:
-                    out.append("- differs on: " + "; ".join(f"{k}: {a} vs {b}" for k, (a, b) in p.differences.items()))
-                for e in p.explanations:
-                    out.append(f"  - {e['candidate']}: {e['status']}" + (f" (p = {e['pval']:.3g})" if e.get("pval") is not None else ""))
-                out.append(f"- **verdict**: {p.verdict}")
-                out.append("")
-        return "\n".join(out)
+        from .report import contradictions_markdown
+
+        return contradictions_markdown(self)
 
 
-def _scope(effects: pd.DataFrame, q: str) -> pd.DataFrame | None:
-    spec = QUESTION_SCOPE.get(q)
-    if spec is None:
+def question_scope(effects: pd.DataFrame, q: Question) -> pd.DataFrame | None:
+    """The effects that bear on question ``q`` (its scope in :class:`evidence.vocab.Question`)."""
+    sc = q.scope
+    if not sc.measurable:
         return None
     m = pd.Series(True, index=effects.index)
-    if "families" in spec:
-        m &= effects["compression_family"].isin(spec["families"])
-    if "adversarial_training" in spec:
-        m &= effects["adversarial_training"].isin(spec["adversarial_training"])
-    if "threat_models" in spec:
-        m &= effects["threat_model"].isin(spec["threat_models"])
-    return effects[m]
+    if sc.families:
+        m &= effects["compression_family"].astype(str).isin([str(f) for f in sc.families])
+    if sc.adversarial_training:
+        m &= effects["adversarial_training"].astype(str).isin([str(a) for a in sc.adversarial_training])
+    if sc.result_threat_models():
+        m &= effects["threat_model"].astype(str).isin([str(t) for t in sc.result_threat_models()])
+    return effects[m].reset_index(drop=True)
 
 
-def _test(df: pd.DataFrame, label: str, col: str, form: str, spec: AnalysisSpec) -> ModeratorTest:
-    sub = df[df[col].notna()] if col in df else df.iloc[0:0]
-    t = ModeratorTest(label, col, False, k=len(sub), n_studies=int(sub["study"].nunique()) if len(sub) else 0)
-    if len(sub) < 3:
-        t.reason = "fewer than 3 effects report it"
-        return t
-    values = sub[col].astype(str) if form == "factor" else sub[col].astype(float)
-    if values.nunique() < (2 if form != "quadratic" else 3):
-        t.reason = f"no variation among the effects (all {values.iloc[0]})"
-        return t
-    mods = f"{col} + {col}^2" if form == "quadratic" else col
+def _known(x) -> str | None:
+    s = "" if x is None or (isinstance(x, float) and np.isnan(x)) else str(x).strip()
+    return None if s.lower() in _UNKNOWN else s
+
+
+def _value(c: Candidate, data: pd.DataFrame, claim: pd.Series, study: pd.Series) -> tuple[str | float | None, str]:
+    """A study's value of a candidate: from its data (a single level, or the median), else codings."""
+    if len(data) and c.column in data:
+        col = data[c.column].dropna()
+        if c.form == "factor":
+            col = col[~col.astype(str).str.lower().isin(_UNKNOWN)]
+        if len(col):
+            if c.form == "linear":
+                return float(col.astype(float).median()), "its data (median)"
+            levels = sorted(col.astype(str).unique())
+            return (levels[0], "its data") if len(levels) == 1 else (None, f"its data hold several levels ({', '.join(levels)})")
+    if c.claim_field and _known(claim.get(c.claim_field)):
+        return _known(claim.get(c.claim_field)), "the claim's coding"
+    if c.study_field and _known(study.get(c.study_field)):
+        v = _known(study.get(c.study_field))
+        if c.column == "compression_family":
+            v = _KIND_TO_FAMILY.get(v)
+            if v is None:
+                return None, "the study's coding names no single compression family"
+        return v, "the study's coding"
+    return None, "not reported"
+
+
+def _fmt(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _fit_moderator(scope: pd.DataFrame, q: str, c: Candidate, spec: AnalysisSpec) -> ModeratorFit:
+    sub = scope[scope[c.column].notna()] if c.column in scope else scope.iloc[0:0]
+    if c.form == "factor" and len(sub):
+        sub = sub[~sub[c.column].astype(str).str.lower().isin(_UNKNOWN)]  # "unknown" is missing, not a level
+    out = ModeratorFit(q, c.label, c.column, False, k=len(sub), n_studies=int(sub["study"].nunique()) if len(sub) else 0)
+    if out.n_studies < 2:
+        out.reason = f"the effects that report it come from {out.n_studies} stud{'y' if out.n_studies == 1 else 'ies'}: CR2 by study needs 2 or more"
+        return out
+    vals = sub[c.column].astype(float) if c.form == "linear" else sub[c.column].astype(str)
+    if vals.nunique() < 2:
+        out.reason = f"no variation among the effects (all {vals.iloc[0]})"
+        return out
+    out.n_studies_varying = int((vals.groupby(sub["study"]).nunique() > 1).sum())
+    df = sub.assign(**{c.column: vals}).reset_index(drop=True)
     try:
-        an = run_analysis(sub.reset_index(drop=True), AnalysisSpec(**{**spec.__dict__, "mods": mods}))
+        an = run_analysis(df, AnalysisSpec(**{**spec.__dict__, "mods": c.column, "robust": "CR2", "robust_cluster": "study"}))
     except (MetaInputError, np.linalg.LinAlgError) as exc:
-        t.reason = str(exc)
-        return t
+        out.reason = str(exc)
+        return out
     f = an.fit
-    t.testable = True
-    t.qm, t.qm_df, t.pval = f.qm, f.qm_df[0], f.qm_pval
-    t.coefficients = [{"name": c.name, "estimate": c.estimate, "se": c.se, "pval": c.pval} for c in f.coefficients[1:]]
-    return t
+    out.testable, out.fit = True, f
+    out.levels = sorted(vals.unique()) if c.form == "factor" else []
+    out.stat, out.df, out.pval = f.qm, tuple(float(x) for x in f.qm_df), f.qm_pval
+    out.coefficients = [{"name": x.name, "estimate": x.estimate, "se": x.se, "df": x.df, "pval": x.pval} for x in f.coefficients]
+    return out
 
 
-def _range(g: pd.DataFrame, col: str) -> str:
-    vals = g[col].dropna()
-    if vals.empty:
-        return "not reported"
-    if pd.api.types.is_numeric_dtype(vals) and not pd.api.types.is_bool_dtype(vals):
-        return f"{vals.min():.3g}–{vals.max():.3g}"
-    return ", ".join(sorted(map(str, vals.unique())))
+def _row(fit: ModeratorFit, c: Candidate, value) -> np.ndarray | None:
+    """The model-matrix row of a study's value (None where the scope holds no effect at that level)."""
+    names = [x.name for x in fit.fit.coefficients]
+    r = np.zeros(len(names))
+    r[0] = 1.0
+    if c.form == "linear":
+        r[names.index(c.column)] = float(value)
+        return r
+    if str(value) not in fit.levels:
+        return None
+    if str(value) != fit.levels[0]:  # the first level (alphabetical, as design_matrix) is the reference
+        r[names.index(f"{c.column}[{value}]")] = 1.0
+    return r
 
 
-def _differences(sa: pd.Series, sb: pd.Series, ga: pd.DataFrame, gb: pd.DataFrame) -> dict[str, tuple[str, str]]:
-    diffs = {}
-    for label, col in (("adversarial training (study)", "adversarial_training"), ("compression kind", "compression_kind"),
-                       ("datasets", "datasets"), ("attacks", "attacks"), ("architectures", "architectures")):
-        a, b = str(sa.get(col, "")), str(sb.get(col, ""))
-        if a != b:
-            diffs[label] = (a, b)
-    if len(ga) and len(gb):
-        for label, col in (("threat model (data)", "threat_model"), ("epsilon (data)", "epsilon"), ("sparsity (data)", "sparsity"),
-                           ("compression family (data)", "compression_family"), ("adversarial training (data)", "adversarial_training")):
-            a, b = _range(ga, col), _range(gb, col)
-            if a != b:
-                diffs[label] = (a, b)
-    return diffs
+def _predict(fit: MetaResult, row: np.ndarray, level: float):
+    b = np.array([x.estimate for x in fit.coefficients])
+    dfs = [x.df for i, x in enumerate(fit.coefficients) if row[i] != 0 and x.df is not None]
+    df = min(dfs) if dfs else None
+    est = float(row @ b)
+    se = float(np.sqrt(row @ fit.vcov @ row))
+    crit = stats.t.isf((1 - level) / 2, df) if df else stats.norm.isf((1 - level) / 2)
+    p = float(2 * (stats.t.sf(abs(est / se), df) if df else stats.norm.sf(abs(est / se)))) if se > 0 else 1.0
+    return est, est - crit * se, est + crit * se, df, p
 
 
-def _pair_differs(column: str, sa: pd.Series, sb: pd.Series, ga: pd.DataFrame, gb: pd.DataFrame) -> bool | None:
-    """Whether two studies differ on a candidate moderator: from their numbers where both have
-    some, else from a typed study-level field; ``None`` where it cannot be told."""
-    if len(ga) and len(gb) and column in ga:
-        return _range(ga, column) != _range(gb, column)
-    if column == "adversarial_training":
-        a, b = str(sa.get("adversarial_training", "unknown")), str(sb.get("adversarial_training", "unknown"))
-        return None if "unknown" in (a, b) else a != b
-    if column == "compression_family":
-        a, b = str(sa.get("compression_kind", "other")), str(sb.get("compression_kind", "other"))
-        return None if "other" in (a, b) else a != b
-    return None
+def _check(c: Candidate, fit: ModeratorFit | None, va, vb, level: float) -> PairCheck:
+    chk = PairCheck(c.label, c.column, _fmt(va), _fmt(vb), False)
+    if fit is None or not fit.testable:
+        chk.reason = f"not estimable: {fit.reason if fit else 'no effects in the question scope'}"
+        return chk
+    ra, rb = _row(fit, c, va), _row(fit, c, vb)
+    if ra is None or rb is None:
+        missing = va if ra is None else vb
+        chk.reason = f"not estimable: no effect in the question's scope has {c.column} = {missing}"
+        return chk
+    pa, pb = _predict(fit.fit, ra, level), _predict(fit.fit, rb, level)
+    d = _predict(fit.fit, ra - rb, level) if c.form == "factor" else None
+    if c.form == "linear":
+        coef = fit.fit.coef(c.column)
+        est = coef.estimate * (float(va) - float(vb))
+        se = abs(coef.se * (float(va) - float(vb)))
+        crit = stats.t.isf((1 - level) / 2, coef.df) if coef.df else stats.norm.isf((1 - level) / 2)
+        d = (est, est - crit * se, est + crit * se, coef.df, coef.pval)
+    chk.testable = True
+    chk.predicted_a, chk.predicted_b = pa[:3], pb[:3]
+    chk.difference, chk.df, chk.pval = d[:3], d[3], d[4]
+    return chk
 
 
-def contradiction_report(table: EffectTable, studies: pd.DataFrame, claims: pd.DataFrame, spec: AnalysisSpec | None = None) -> ContradictionReport:
-    """Contradicting claims, the moderator tests per question, and a verdict per pair."""
+def _direction_ok(direction: str, pred: tuple[float, float, float]) -> bool:
+    if direction == "up":
+        return pred[0] > 0
+    if direction == "down":
+        return pred[0] < 0
+    return pred[1] <= 0 <= pred[2]
+
+
+def contradiction_report(table: EffectTable, studies: pd.DataFrame, claims: pd.DataFrame, spec: AnalysisSpec | None = None, *,
+                         correction: str = "holm", alpha: float = 0.05, other_tests: list[NamedTest] | tuple = ()) -> ContradictionReport:
+    """Every contradicting pair with the evidence it used and its verdict (see the module docstring)."""
+    if correction not in CORRECTIONS:
+        raise MetaInputError(f"the multiple-testing correction is one of {', '.join(CORRECTIONS)}")
     spec = spec or AnalysisSpec()
-    effects = table.effects
+    effects = table.effects if isinstance(table, EffectTable) else table
     st = studies.set_index("study_id")
-    tests: dict[str, list[ModeratorTest]] = {}
+    level = spec.level
     scopes: dict[str, pd.DataFrame | None] = {}
-    for q in sorted(claims["question_id"].unique()):
-        scope = _scope(effects, q)
-        scopes[q] = scope
-        if scope is None or len(scope) == 0:
-            tests[q] = [ModeratorTest(lbl, col, False, "no results in the database fall under this question") for lbl, col, _ in CANDIDATES]
-        else:
-            tests[q] = [_test(scope, lbl, col, form, spec) for lbl, col, form in CANDIDATES]
-    pairs: list[PairReport] = []
+    fits: dict[tuple[str, str], ModeratorFit] = {}
     estimates: dict[tuple[str, str], dict | None] = {}
-    for q, g in claims.groupby("question_id"):
-        scope = scopes.get(q)
-        for (_, a), (_, b) in itertools.combinations(g.sort_values("study_id").iterrows(), 2):
-            kind = OPPOSITE.get(frozenset({a["direction"], b["direction"]}))
+    pairs: list[PairReport] = []
+    for qid, g in claims.groupby("question_id", sort=True):
+        q = Question(qid)
+        scope = scopes.setdefault(qid, question_scope(effects, q))
+        rows = [r for _, r in g.sort_values("study_id").iterrows() if r["direction"] in SIGN]
+        for a, b in itertools.combinations(rows, 2):
+            kind = KIND.get(frozenset({a["direction"], b["direction"]}))
             if kind is None or a["study_id"] == b["study_id"]:
                 continue
-            for s in (a["study_id"], b["study_id"]):
-                if (q, s) not in estimates:
-                    estimates[(q, s)] = study_estimate(scope, s, spec) if scope is not None and len(scope) else None
-            ga = scope[scope["study"] == a["study_id"]] if scope is not None else effects.iloc[0:0]
-            gb = scope[scope["study"] == b["study_id"]] if scope is not None else effects.iloc[0:0]
-            diffs = _differences(st.loc[a["study_id"]] if a["study_id"] in st.index else pd.Series(dtype=object),
-                                 st.loc[b["study_id"]] if b["study_id"] in st.index else pd.Series(dtype=object), ga, gb)
-            if len(ga) and len(gb):
-                ra, rb = ga["high_risk"].mean(), gb["high_risk"].mean()
-                if ra != rb:
-                    diffs["share of high-risk results (data)"] = (f"{ra:.0%}", f"{rb:.0%}")
-            expl, explained_by = [], []
-            sa = st.loc[a["study_id"]] if a["study_id"] in st.index else pd.Series(dtype=object)
-            sb = st.loc[b["study_id"]] if b["study_id"] in st.index else pd.Series(dtype=object)
-            for t in tests[q]:
-                differs = _pair_differs(t.column, sa, sb, ga, gb)
-                if not t.testable:
-                    status = f"untestable ({t.reason})"
-                elif t.significant and differs:
-                    status = "explains"
-                    explained_by.append(t.label)
-                elif t.significant and differs is None:
-                    status = "significant moderator; the pair's coding on it is unknown"
-                elif t.significant:
-                    status = "significant moderator, but the pair does not differ on it"
-                else:
-                    status = "tested, not significant"
-                expl.append({"candidate": t.label, "differs": differs, "status": status, "pval": t.pval if t.testable else None,
-                             "n_studies": t.n_studies})
-            if explained_by:
-                verdict = "explained by " + ", ".join(explained_by)
-            elif any(e["status"].startswith("significant moderator; the pair") for e in expl):
-                maybe = [e["candidate"] for e in expl if e["status"].startswith("significant moderator; the pair")]
-                verdict = f"unexplained: {', '.join(maybe)} could explain it, but the pair's coding on it is unknown"
-            else:
-                verdict = "unexplained by the tested moderators"
-            pairs.append(PairReport(
-                q, str(a["question"]), kind, a["study_id"], a["direction"], a["position"], b["study_id"], b["direction"], b["position"],
-                estimates[(q, a["study_id"])], estimates[(q, b["study_id"])], diffs, expl, explained_by, not explained_by, verdict,
-            ))
-    return ContradictionReport(pairs, tests, list(table.notes))
+            ev, data = [], []
+            for r in (a, b):
+                s = r["study_id"]
+                d = scope[scope["study"] == s] if scope is not None else effects.iloc[0:0]
+                if (qid, s) not in estimates:
+                    estimates[(qid, s)] = study_estimate(scope, s, spec) if len(d) else None
+                est = estimates[(qid, s)]
+                srow = st.loc[s] if s in st.index else pd.Series(dtype=object)
+                vals = {c.column: _value(c, d, r, srow) for c in CANDIDATES}
+                ev.append(StudyEvidence(s, r["direction"], str(r["position"]), len(d) > 0, int(len(d)),
+                                        None if est is None else est["estimate"], None if est is None else est["ci_low"],
+                                        None if est is None else est["ci_high"], "no numbers in the database" if est is None else est["model"],
+                                        {k: (f"{_fmt(v)} ({src})" if v is not None else src) for k, (v, src) in vals.items()}))
+                data.append(vals)
+            checks = []
+            for c in CANDIDATES:
+                (va, _), (vb, _) = data[0][c.column], data[1][c.column]
+                if va is None or vb is None or va == vb:
+                    continue
+                if (qid, c.column) not in fits:
+                    fits[(qid, c.column)] = (_fit_moderator(scope, qid, c, spec) if scope is not None and len(scope)
+                                             else ModeratorFit(qid, c.label, c.column, False, "no results in the database fall under this question"))
+                checks.append(_check(c, fits[(qid, c.column)], va, vb, level))
+            pairs.append(PairReport(qid, kind, ev[0], ev[1], checks, Verdict.not_assessable, "", []))
+    # one multiple-testing family: every moderator fit's omnibus test, every distinct pair contrast, the tests passed in
+    fam: list[tuple[str, float]] = [(f"{f.question}:{f.column}", f.pval) for f in fits.values() if f.testable and f.pval is not None]
+    contrast_key = {}
+    for p in pairs:
+        for chk in p.checks:
+            if chk.testable:
+                key = (p.question, chk.column, *sorted([chk.value_a, chk.value_b]))
+                if key not in contrast_key:
+                    contrast_key[key] = len(fam)
+                    fam.append((":".join(key), chk.pval))
+    fam += [(t.name, t.pval) for t in other_tests]
+    adj = multipletests([p for _, p in fam], alpha=alpha, method=correction)[1] if fam else np.array([])
+    i = 0
+    for f in fits.values():
+        if f.testable and f.pval is not None:
+            f.pval_adjusted = float(adj[i])
+            i += 1
+    for p in pairs:
+        for chk in p.checks:
+            if chk.testable:
+                chk.pval_adjusted = float(adj[contrast_key[(p.question, chk.column, *sorted([chk.value_a, chk.value_b]))]])
+        _judge(p, alpha)
+    notes = list(table.notes) if isinstance(table, EffectTable) else []
+    other = claims[~claims["direction"].isin(list(SIGN))]
+    if len(other):
+        notes.append(f"{len(other)} claims coded 'mixed' or 'unknown' enter no pair (no single direction to contradict): "
+                     + ", ".join(f"{r.study_id} ({r.question_id}, {r.direction})" for r in other.itertuples()))
+    return ContradictionReport(pairs, list(fits.values()), correction, alpha, len(fam), list(other_tests), notes)
+
+
+def _judge(p: PairReport, alpha: float) -> None:
+    want = np.sign(SIGN[p.a.direction] - SIGN[p.b.direction])
+    for chk in p.checks:
+        if not chk.testable:
+            chk.predicts, chk.status = None, chk.reason
+            continue
+        d = chk.difference
+        sign_ok = np.sign(d[0]) == want
+        sig = chk.pval_adjusted < alpha
+        dir_a, dir_b = _direction_ok(p.a.direction, chk.predicted_a), _direction_ok(p.b.direction, chk.predicted_b)
+        chk.predicts = bool(sign_ok and sig and dir_a and dir_b)
+        if chk.predicts:
+            chk.status = "predicts both directions"
+        elif not sign_ok:
+            chk.status = "predicts the opposite ordering of the two studies"
+        elif not sig:
+            chk.status = f"predicted difference not significant after correction (adjusted p = {chk.pval_adjusted:.3g})"
+        else:
+            wrong = [s.study for s, ok in ((p.a, dir_a), (p.b, dir_b)) if not ok]
+            chk.status = f"predicts the ordering but not the claimed direction for {', '.join(wrong)}"
+    used = [f"{s.study}: " + (f"its numbers ({s.k} effects in the question's scope; pooled {s.estimate:+.2f} [{s.ci_low:+.2f}, {s.ci_high:+.2f}], "
+                              f"{s.model})" if s.has_numbers else f"its coded claim only ('{s.direction}': no numbers in the database)")
+            for s in (p.a, p.b)]
+    for chk in p.checks:
+        used.append(f"{chk.label}: {chk.value_a} vs {chk.value_b}; "
+                    + (f"meta-regression over the question's scope (CR2 by study), predicted difference {chk.difference[0]:+.3g} "
+                       f"[{chk.difference[1]:+.3g}, {chk.difference[2]:+.3g}], adjusted p = {chk.pval_adjusted:.3g}"
+                       if chk.testable else chk.reason))
+    p.evidence_used = used
+    good = [c for c in p.checks if c.predicts]
+    both = p.a.has_numbers and p.b.has_numbers
+    if good and both:
+        p.verdict = Verdict.explained
+        p.verdict_text = f"both studies have numbers and {', '.join(c.label for c in good)} predicts both directions"
+    elif good:
+        missing = [s.study for s in (p.a, p.b) if not s.has_numbers]
+        p.verdict = Verdict.consistent_with
+        p.verdict_text = (f"{', '.join(c.label for c in good)} predicts both directions, but {' and '.join(missing)} "
+                          f"{'has' if len(missing) == 1 else 'have'} no numbers in the database (coded claim only)")
+    elif any(c.testable for c in p.checks):
+        p.verdict = Verdict.unexplained
+        p.verdict_text = "; ".join(f"{c.label}: {c.status}" for c in p.checks if c.testable)
+    else:
+        p.verdict = Verdict.not_assessable
+        p.verdict_text = ("the two studies differ on no moderator that is coded for both" if not p.checks
+                          else "; ".join(f"{c.label}: {c.reason}" for c in p.checks))
