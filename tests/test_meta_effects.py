@@ -119,20 +119,15 @@ def test_subgroups_dose_response_sensitivity_on_seed(seeded):
 
 
 def test_contradiction_report_on_seed(seeded):
+    """The pair verdicts themselves are tested in tests/test_meta_contradictions.py."""
     res = query_results(seeded)
     rep = contradiction_report(compute_effects(res, EffectSettings(assume_n="dataset")), list_studies(seeded), list_claims(seeded))
-    pairs = {(p.study_a, p.study_b): p for p in rep.pairs}
+    pairs = {(p.a.study, p.b.study): p for p in rep.pairs}
     p = pairs[("jordao_2021_pruning", "wang_2018_prunedrobustness")]
-    assert p.kind == "opposite" and p.question_id == "pruning_without_at"
-    assert p.estimate_a is None and p.estimate_b is None
-    labels = [e["candidate"] for e in p.explanations]
-    assert labels == ["adversarial training", "attack strength (epsilon)", "sparsity level (non-monotone)", "threat model",
-                      "compression family", "evaluation rigour"]
-    tests = {t.label: t for t in rep.tests["pruning_without_at"]}
-    assert not tests["adversarial training"].testable  # every pruning-without-AT result has AT = no
-    assert tests["attack strength (epsilon)"].testable and tests["attack strength (epsilon)"].pval < 0.05
+    assert p.kind == "opposite" and p.question == "pruning_without_at"
+    assert p.a.estimate is None and p.b.estimate is None and not p.a.has_numbers
     d = json.loads(rep.to_json())
-    assert d["n_pairs"] == len(rep.pairs) and d["n_unexplained"] == sum(x.unexplained for x in rep.pairs)
+    assert d["n_pairs"] == len(rep.pairs) and sum(d["verdict_counts"].values()) == len(rep.pairs)
     assert "# Contradiction report" in rep.to_markdown()
 
 
