@@ -24,7 +24,7 @@ from enum import StrEnum
 
 import torch
 
-__all__ = ["DeviceKind", "DeviceError", "Runtime", "resolve_device", "configure", "attack_autocast"]
+__all__ = ["DeviceKind", "DeviceError", "Runtime", "resolve_device", "configure", "attack_autocast", "move_split"]
 
 
 class DeviceKind(StrEnum):
@@ -149,3 +149,14 @@ def attack_autocast(runtime: Runtime):
         return contextlib.nullcontext()
     return torch.autocast(device_type=runtime.torch_device.type, dtype=torch.bfloat16)
 
+
+
+def move_split(split, device: torch.device | str):
+    """The same :class:`replicate.datasets.Split` with its tensors on ``device`` (itself when already there)."""
+    import dataclasses
+
+    device = torch.device(device)
+    if split.x_test.device == device:
+        return split
+    return dataclasses.replace(split, x_train=split.x_train.to(device), y_train=split.y_train.to(device), x_test=split.x_test.to(device),
+                               y_test=split.y_test.to(device))

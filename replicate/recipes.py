@@ -9,6 +9,8 @@
   accuracy", ICML): cross-entropy on clean images plus ``beta`` (6 in the paper) times the KL
   divergence between the predictions on clean and adversarial images; the adversarial images
   maximise that KL (PGD-10, step 2/255, start at 0.001 · N(0, 1)); same optimiser and schedule.
+- ``sgd``: standard training with the same optimiser, schedule and augmentation (the non-adversarial
+  baseline of the same papers).
 - ``adam``: the engine's small-model default (:func:`replicate.training.fit`).
 
 Batch order, the random start and the augmentation draw from one seeded generator on the CPU, so
@@ -29,6 +31,7 @@ __all__ = ["Recipe", "SGDSchedule", "CIFAR_PGD_AT", "augment", "pgd_examples", "
 
 class Recipe(StrEnum):
     adam = "adam"
+    sgd = "sgd"  # standard (non-adversarial) training with the same optimiser, schedule and augmentation
     pgd_at = "pgd_at"
     trades = "trades"
 
@@ -98,7 +101,7 @@ def trades_perturb(model: nn.Module, x, eps: float, alpha: float, steps: int, ge
 
 
 def fit_recipe(model: nn.Module, split, cfg, seed: int, *, progress=None, schedule: SGDSchedule = SGDSchedule()) -> nn.Module:
-    """Train ``model`` in place with ``cfg.recipe`` (``pgd_at`` or ``trades``) on the model's device.
+    """Train ``model`` in place with ``cfg.recipe`` (``sgd``, ``pgd_at`` or ``trades``) on the model's device.
 
     ``cfg`` is a :class:`replicate.training.TrainConfig`: its ``lr`` is the initial SGD rate, its
     ``adv_eps`` / ``adv_steps`` / ``adv_alpha`` the inner attack, ``trades_beta`` TRADES' weight.
@@ -110,7 +113,7 @@ def fit_recipe(model: nn.Module, split, cfg, seed: int, *, progress=None, schedu
 
     recipe = Recipe(cfg.recipe)
     if recipe is Recipe.adam:
-        raise ValueError("fit_recipe trains the SGD recipes (pgd_at, trades); adam is replicate.training.fit")
+        raise ValueError("fit_recipe trains the SGD recipes (sgd, pgd_at, trades); adam is replicate.training.fit")
     g = seed_everything(seed)
     dev = next(model.parameters()).device
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=schedule.momentum, weight_decay=schedule.weight_decay)
@@ -128,7 +131,10 @@ def fit_recipe(model: nn.Module, split, cfg, seed: int, *, progress=None, schedu
             x, y = split.x_train[idx].to(dev, non_blocking=True), split.y_train[idx].to(dev, non_blocking=True)
             if do_aug:
                 x = augment(x, g)
-            if recipe is Recipe.pgd_at:
+            if recipe is Recipe.sgd:
+                model.train()
+                loss = F.cross_entropy(model(x), y)
+            elif recipe is Recipe.pgd_at:
                 model.train()
                 x_adv = pgd_examples(model, x, y, eps, alpha, steps, g)
                 loss = F.cross_entropy(model(x_adv), y)
