@@ -1,52 +1,70 @@
 """Analyses over an effect table: pooled models, meta-regression, subgroups, dose-response and the
 rigour sensitivity analysis.
 
-The default model for evidence from the database is the three-level model (effects within
-clusters within studies, fitted by REML): the seed holds 7,798 rows of one study, and a model that
-treats them as independent would be wrong (Van den Noortgate et al. 2013).
+The default model for evidence from the database is the multilevel model study / cluster / effect
+(``rma.mv(random = ~ 1 | study/cluster/es)``, REML): effects within clusters (one model or run)
+within studies, with an effect level so that spread within a cluster is not called sampling error
+(Van den Noortgate et al. 2013). Inference on it uses the studies: cluster-robust CR2 by study
+(Pustejovsky & Tipton 2018) whenever there are at least 2 studies, otherwise t tests with metafor's
+``dfs = "contain"``; a z test is used only when asked for explicitly.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .design import design_matrix
+from .design import ALIASES, design_matrix
 from .effects import EffectTable
-from .multilevel import rma_mv
+from .multilevel import DEFAULT_RANDOM, MULTILEVEL_METHODS, parse_random, random_structure, rma_mv
 from .results import MetaResult, clean
+from .robust import ROBUST_KINDS
 from .robust import robust as robust_fit
 from .uni import MetaInputError, rma_uni
 
-__all__ = ["AnalysisSpec", "Analysis", "run_analysis", "study_estimate", "per_study", "SubgroupResult", "subgroups", "DoseResponse", "dose_response",
-           "Sensitivity", "rigour_sensitivity"]
+__all__ = ["AnalysisSpec", "Analysis", "run_analysis", "StudyEstimate", "study_estimate", "per_study", "SubgroupResult", "subgroups",
+           "DoseResponse", "dose_response", "Sensitivity", "rigour_sensitivity"]
 
 ModelKind = Literal["multilevel", "random", "common"]
-
-
 @dataclass(frozen=True)
 class AnalysisSpec:
-    """What to fit. ``model="multilevel"`` is ``rma.mv(random = ~ 1 | study/cluster)``;
-    ``"random"`` is ``rma.uni`` (treats effects as independent: only for one effect per study);
-    ``"common"`` the common-effect model."""
+    """What to fit. ``model="multilevel"`` is ``rma.mv(random = ~ 1 | <random>)`` (default
+    study/cluster/es); ``"random"`` is ``rma.uni`` (treats effects as independent: only for one
+    effect per study); ``"common"`` the common-effect model.
+
+    ``robust="auto"`` (default): CR2 by ``robust_cluster`` (the study) for a multilevel model with at
+    least 2 studies, none otherwise; ``None`` turns it off. ``test``: ``"auto"`` is t with
+    ``dfs = "contain"`` for the multilevel model (z for the others unless ``knha``); ``"z"`` and
+    ``"t"`` force it. ``knha`` on a multilevel model means t with ``dfs = "contain"``."""
 
     model: ModelKind = "multilevel"
     method: str = "REML"
     mods: str | None = None
     knha: bool = False
-    robust: str | None = None  # "CR2" | "CR1" | "CR0"
+    robust: str | None = "auto"  # "auto" | "CR2" | "CR1" | "CR0" | None
     robust_cluster: str = "study"
     level: float = 0.95
+    random: tuple[str, ...] | str | None = None
+    test: str = "auto"  # "auto" | "z" | "t"
+    component_tests: bool = True
 
     def __post_init__(self):
         if self.model not in ("multilevel", "random", "common"):
             raise MetaInputError("model must be multilevel, random or common")
-        if self.model == "multilevel" and self.method.upper() not in ("REML", "ML"):
-            raise MetaInputError("the multilevel model is fitted by REML or ML")
+        if self.model == "multilevel" and self.method.upper() not in MULTILEVEL_METHODS:
+            raise MetaInputError(f"the multilevel model is fitted by {' or '.join(MULTILEVEL_METHODS)}")
+        if self.robust is not None and self.robust != "auto" and self.robust.upper() not in ROBUST_KINDS:
+            raise MetaInputError(f"robust must be auto, none or one of {', '.join(ROBUST_KINDS)}")
+        if self.test not in ("auto", "z", "t"):
+            raise MetaInputError("test must be auto, z or t")
+        object.__setattr__(self, "random", parse_random(self.random))
+
+    def replace(self, **kw) -> "AnalysisSpec":
+        return AnalysisSpec(**{**self.__dict__, **kw})
 
 
 @dataclass
@@ -57,12 +75,16 @@ class Analysis:
     excluded: pd.DataFrame  # rows that could not give an effect, or lacked a moderator
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def n_studies(self) -> int:
+        return int(self.effects["study"].nunique())
+
     def to_frame(self) -> pd.DataFrame:
         return self.fit.to_frame()
 
     def to_dict(self) -> dict:
         d = self.fit.to_dict()
-        d["n_studies"] = int(self.effects["study"].nunique())
+        d["n_studies"] = self.n_studies
         d["n_excluded"] = int(len(self.excluded))
         d["notes"] = list(dict.fromkeys(self.notes + self.fit.notes))
         return clean(d)
@@ -73,31 +95,38 @@ class Analysis:
 
 def _fit(df: pd.DataFrame, X, names, spec: AnalysisSpec, notes: list[str]) -> MetaResult:
     y, v = df["yi"].to_numpy(float), df["vi"].to_numpy(float)
+    p = 1 if X is None else np.asarray(X).shape[1]
+    n_study = int(df["study"].nunique()) if "study" in df else 0
     if spec.model == "multilevel":
-        n_study = df["study"].nunique()
-        n_cluster = (df["study"].astype(str) + "\x1f" + df["cluster"].astype(str)).nunique() if "cluster" in df else n_study
-        if n_study >= 2 and n_cluster > n_study:
-            fit = rma_mv(y, v, df["study"], df["cluster"], X, names, method=spec.method, test="t" if spec.knha else "z", level=spec.level)
-        elif n_study >= 2:
-            notes.append("each study holds one cluster: two-level model (random = ~ 1 | study)")
-            fit = rma_mv(y, v, df["study"], None, X, names, method=spec.method, test="t" if spec.knha else "z", level=spec.level)
-        elif n_cluster >= 2:
-            notes.append("a single study: its clusters (shared models or runs) are the only random level (random = ~ 1 | cluster)")
-            fit = rma_mv(y, v, df["cluster"], None, X, names, method=spec.method, test="t" if spec.knha else "z", level=spec.level)
-            fit.sigma2 = {"cluster": fit.sigma2["study"]}
-            fit.n_levels = {"cluster": fit.n_levels["study"]}
-        else:
-            raise MetaInputError("a single study with a single cluster: no between-unit variance can be estimated")
+        df, levels, lnotes = random_structure(df, spec.random)
+        notes.extend(lnotes)
+        robust_kind = spec.robust
+        if robust_kind == "auto":
+            robust_kind = "CR2" if (spec.robust_cluster in df and df[spec.robust_cluster].nunique() >= 2) else None
+        J = df[spec.robust_cluster].nunique() if robust_kind and spec.robust_cluster in df else 0
+        if robust_kind and J <= p:
+            notes.append(f"{J} {spec.robust_cluster} cluster(s) for {p} coefficient(s): no cluster-robust inference; t tests with dfs = 'contain'")
+            robust_kind = None
+        test = spec.test if spec.test != "auto" else "t"
+        if spec.knha:
+            test = "t"
+        if robust_kind:
+            test = "z"  # replaced by the cluster-robust tests below
+        fit = rma_mv(y, v, X=X, names=names, random=[df[c] for c in levels], random_names=list(levels), method=spec.method, test=test,
+                     dfs="contain", level=spec.level, component_tests=spec.component_tests)
+        if spec.test == "z" and not robust_kind:
+            notes.append("z tests on a multilevel model ignore how few studies there are (asked for explicitly)")
     else:
         method = "FE" if spec.model == "common" else spec.method
         if spec.model == "random" and df["study"].duplicated().any():
             notes.append("WARNING: several effects per study treated as independent (use the multilevel model)")
-        fit = rma_uni(y, v, X, names, method=method, knha=spec.knha, level=spec.level)
-    if spec.robust:
+        fit = rma_uni(y, v, X, names, method=method, knha=spec.knha or spec.test == "t", level=spec.level)
+        robust_kind = None if spec.robust == "auto" else spec.robust
+    if robust_kind:
         col = spec.robust_cluster
         if col not in df:
             raise MetaInputError(f"no column {col!r} for robust clusters")
-        fit = robust_fit(fit, y, v, X, df[col], kind=spec.robust, level=spec.level)
+        fit = robust_fit(fit, y, v, X, df[col], kind=robust_kind, level=spec.level)
     return fit
 
 
@@ -143,8 +172,6 @@ class SubgroupResult:
 def subgroups(table: EffectTable, by: str, spec: AnalysisSpec | None = None) -> SubgroupResult:
     spec = spec or AnalysisSpec()
     df = table.effects
-    from .design import ALIASES
-
     col = ALIASES.get(by, by)
     if col not in df:
         raise MetaInputError(f"no column {by!r} to form subgroups")
@@ -162,7 +189,7 @@ def subgroups(table: EffectTable, by: str, spec: AnalysisSpec | None = None) -> 
         c = f.coefficients[0]
         rows.append({"group": level, "k": len(g), "n_studies": g["study"].nunique(), "estimate": c.estimate, "se": c.se, "ci_low": c.ci_low,
                      "ci_high": c.ci_high, "pi_low": f.pi_low, "pi_high": f.pi_high, "pval": c.pval})
-    between = run_analysis(table, AnalysisSpec(**{**spec.__dict__, "mods": col})).fit
+    between = run_analysis(table, spec.replace(mods=col)).fit
     return SubgroupResult(col, pd.DataFrame(rows), between, notes)
 
 
@@ -189,7 +216,7 @@ class DoseResponse:
 
 def dose_response(table: EffectTable, x: str = "sparsity", spec: AnalysisSpec | None = None, n_grid: int = 60) -> DoseResponse:
     spec = spec or AnalysisSpec()
-    an = run_analysis(table, AnalysisSpec(**{**spec.__dict__, "mods": f"{x} + {x}^2"}))
+    an = run_analysis(table, spec.replace(mods=f"{x} + {x}^2"))
     fit = an.fit
     b = np.array([c.estimate for c in fit.coefficients])
     lo, hi = float(an.effects[x].min()), float(an.effects[x].max())
@@ -252,8 +279,29 @@ def rigour_sensitivity(table: EffectTable, spec: AnalysisSpec | None = None) -> 
     return Sensitivity(full, sub, n_high)
 
 
-def study_estimate(df: pd.DataFrame, study: str, spec: AnalysisSpec | None = None) -> dict | None:
-    """One study's pooled effect (its clusters as the random level), or its single effect."""
+@dataclass(frozen=True)
+class StudyEstimate:
+    """One study's pooled effect: its clusters and effects as the random levels (CR2 is not
+    possible inside one study, so t tests with ``dfs = "contain"``), or its single effect (z)."""
+
+    study: str
+    k: int
+    estimate: float
+    se: float
+    ci_low: float
+    ci_high: float
+    model: str
+    df: float | None = None
+
+    def __getitem__(self, key: str):  # mapping access, kept while callers move to attributes
+        return getattr(self, key)
+
+    def to_dict(self) -> dict:
+        return clean(asdict(self))
+
+
+def study_estimate(df: pd.DataFrame, study: str, spec: AnalysisSpec | None = None) -> StudyEstimate | None:
+    """One study's pooled effect (its clusters and effects as the random levels), or its single effect."""
     spec = spec or AnalysisSpec()
     g = df[df["study"] == study]
     if len(g) == 0:
@@ -261,15 +309,15 @@ def study_estimate(df: pd.DataFrame, study: str, spec: AnalysisSpec | None = Non
     if len(g) == 1:
         y, se = float(g["yi"].iloc[0]), float(np.sqrt(g["vi"].iloc[0]))
         z = stats.norm.isf((1 - spec.level) / 2)
-        return {"k": 1, "estimate": y, "se": se, "ci_low": y - z * se, "ci_high": y + z * se, "model": "single effect"}
+        return StudyEstimate(str(study), 1, y, se, y - z * se, y + z * se, "single effect")
+    model = "multilevel (clusters and effects within the study)"
     try:
-        fit = run_analysis(g.reset_index(drop=True), spec).fit
-        model = "multilevel (clusters)"
+        fit = run_analysis(g.reset_index(drop=True), spec.replace(model="multilevel", mods=None)).fit
     except MetaInputError:
-        fit = rma_uni(g["yi"], g["vi"], method=spec.method if spec.method in ("REML", "ML") else "REML")
-        model = "random effects (one cluster: effects treated as independent)"
+        fit = rma_uni(g["yi"], g["vi"], method=spec.method if spec.method in MULTILEVEL_METHODS else "REML", knha=True)
+        model = "random effects over the study's effects (Knapp-Hartung)"
     c = fit.coefficients[0]
-    return {"k": len(g), "estimate": c.estimate, "se": c.se, "ci_low": c.ci_low, "ci_high": c.ci_high, "model": model}
+    return StudyEstimate(str(study), len(g), c.estimate, c.se, c.ci_low, c.ci_high, model, c.df)
 
 
 def per_study(table: EffectTable | pd.DataFrame, spec: AnalysisSpec | None = None) -> pd.DataFrame:
@@ -277,6 +325,5 @@ def per_study(table: EffectTable | pd.DataFrame, spec: AnalysisSpec | None = Non
     df = table.effects if isinstance(table, EffectTable) else table
     rows = []
     for s in sorted(df["study"].unique()):
-        est = study_estimate(df, s, spec)
-        rows.append({"study": s, **est})
+        rows.append(study_estimate(df, s, spec).to_dict())
     return pd.DataFrame(rows)

@@ -15,7 +15,7 @@ import typer
 # evidence store, the analyses and the plots inside their bodies (issue 13: a CSV fit never waits
 # for sqlalchemy or plotly; check with `python -X importtime -m crev_cli meta run --input ...`).
 from .design import design_matrix
-from .multilevel import rma_mv
+from .multilevel import DEFAULT_RANDOM, EFFECT_LEVEL, MULTILEVEL_METHODS, parse_random, random_structure, rma_mv
 from .robust import robust
 from .uni import METHODS, MetaInputError, rma_uni
 
@@ -149,8 +149,21 @@ def _read_table(path: Path, cols: list[str]) -> pd.DataFrame:
     return df
 
 
-def _run_input(input_: Path, yi: str, vi: str, study, cluster, mods, method, knha, robust_col, robust_kind, as_json):
-    df = _read_table(input_, [yi, vi, study, cluster, robust_col])
+def _robust_choice(text: str | None) -> str | None:
+    return "auto" if text in (None, "", "auto") else None if text == "none" else text
+
+
+def _run_input(input_: Path, yi: str, vi: str, random_text, study, cluster, mods, method, knha, test, robust_col, robust_kind, as_json):
+    robust_col = _robust_choice(robust_col)
+    if random_text:
+        levels = parse_random(random_text)
+    elif study:
+        levels = (study,) + ((cluster,) if cluster else ())
+    else:
+        if cluster:
+            _fail("--cluster needs --study (the model is random = ~ 1 | study/cluster); or give --random a/b/c")
+        levels = ()
+    df = _read_table(input_, [yi, vi, *(c for c in levels if c != EFFECT_LEVEL), robust_col if robust_col not in (None, "auto") else ""])
     y = pd.to_numeric(df[yi], errors="coerce")
     if y.isna().any():
         bad = int(y.isna().idxmax()) + 1
@@ -164,14 +177,20 @@ def _run_input(input_: Path, yi: str, vi: str, study, cluster, mods, method, knh
     design = design_matrix(df, mods)
     if design.dropped_reason:
         _fail(f"{input_}: {design.dropped_reason} in {int((~design.rows).sum())} row(s)")
-    if study:
-        if method.upper() not in ("REML", "ML"):
-            _fail("the multilevel model (--study) is fitted by REML or ML")
-        fit = rma_mv(y, v, df[study], df[cluster] if cluster else None, design.X, design.names, method=method, test="t" if knha else "z")
+    y, v = y.to_numpy(float), v.to_numpy(float)
+    if levels:
+        if method.upper() not in MULTILEVEL_METHODS:
+            _fail(f"the multilevel model (--random/--study) is fitted by {' or '.join(MULTILEVEL_METHODS)}")
+        df, levels, _ = random_structure(df, levels, simplify=False)
+        outer = levels[0]
+        if robust_col == "auto":
+            robust_col = outer if df[outer].nunique() > design.X.shape[1] else None
+        t = "t" if (knha or test in ("auto", "t")) else "z"
+        fit = rma_mv(y, v, X=design.X, names=design.names, random=[df[c] for c in levels], random_names=list(levels), method=method,
+                     test="z" if robust_col else t, dfs="contain", component_tests=True)
     else:
-        if cluster:
-            _fail("--cluster needs --study (the model is random = ~ 1 | study/cluster)")
-        fit = rma_uni(y, v, design.X, design.names, method=method, knha=knha)
+        robust_col = None if robust_col == "auto" else robust_col
+        fit = rma_uni(y, v, design.X, design.names, method=method, knha=knha or test == "t")
     if robust_col:
         fit = robust(fit, y, v, design.X, df[robust_col], kind=robust_kind)
     typer.echo(fit.to_json() if as_json else fit.summary())
@@ -183,12 +202,17 @@ def run(
     input_: Optional[Path] = typer.Option(None, "--input", help="Fit an effect table (CSV) instead of the database."),
     yi: str = typer.Option("yi", "--yi"),
     vi: str = typer.Option("vi", "--vi"),
-    cluster: Optional[str] = typer.Option(None, "--cluster", help="With --input: the cluster column (needs --study COL). Database: inner level column (default cluster; 'none' for two levels)."),
+    random_text: Optional[str] = typer.Option(None, "--random", help='Nested random effects, outer to inner, e.g. "study/cluster/es" '
+                                              '(es: one unit per effect, added when missing). Database default: study/cluster/es.'),
+    cluster: Optional[str] = typer.Option(None, "--cluster", help="Shorthand: with --input, --study COL --cluster COL is --random COL/COL. "
+                                          "Database: the inner level column (random study/COL/es; 'none' for study/es)."),
     mods: Optional[str] = typer.Option(None, "--mods", help='Moderators, e.g. "family + sparsity + sparsity^2".'),
-    method: str = typer.Option("REML", "--method", help=f"One of {', '.join(METHODS)}."),
+    method: str = typer.Option("REML", "--method", help=f"One of {', '.join(METHODS)} (multilevel: {' or '.join(MULTILEVEL_METHODS)})."),
     model: str = typer.Option("multilevel", "--model", help="Database: multilevel (default), random, common."),
-    knha: bool = typer.Option(False, "--knha", help="Knapp-Hartung adjustment (t tests)."),
-    robust_col: Optional[str] = typer.Option(None, "--robust", help="Cluster-robust inference over this column."),
+    knha: bool = typer.Option(False, "--knha", help="t tests: Knapp-Hartung (rma.uni), df from the studies (multilevel, dfs='contain')."),
+    test: str = typer.Option("auto", "--test", help="auto (t with study-based df on multilevel models), t, or z."),
+    robust_col: Optional[str] = typer.Option(None, "--robust", help="Cluster-robust inference over this column; 'none' to turn off. "
+                                             "Default: CR2 by study (outermost level) for a multilevel model with >= 2 studies."),
     robust_kind: str = typer.Option("CR2", "--robust-kind", help="CR2 (clubSandwich, default), CR1 or CR0."),
     as_json: bool = typer.Option(False, "--json"),
     effects_out: Optional[Path] = typer.Option(None, "--effects-out", help="Also write the effect table (CSV, metafor-ready)."),
@@ -197,23 +221,24 @@ def run(
     """Fit a model: over the database (filters as options) or over --input FILE.csv."""
     if input_ is not None:
         # with --input, --study names the study column of the file
-        study = opts.study[0] if opts.study else None
-        _run_input(input_, yi, vi, study, cluster, mods, method, knha, robust_col, robust_kind, as_json)
+        study = opts.filt.study_ids[0] if opts.filt.study_ids else None
+        _run_input(input_, yi, vi, random_text, study, cluster, mods, method, knha, test, robust_col, robust_kind, as_json)
         return
     from .analysis import AnalysisSpec, run_analysis
 
     table = opts.table()
-    df = table.effects
-    if cluster not in (None, "cluster"):
-        if cluster == "none":
-            df = df.assign(cluster=df["study"])
-        elif cluster not in df:
-            _fail(f"no column {cluster!r} in the effects")
-        else:
-            df = df.assign(cluster=df[cluster].astype(str))
-        table.effects = df
-    an = run_analysis(table, AnalysisSpec(model=model, method=method, mods=mods, knha=knha, robust=robust_kind if robust_col else None,
-                                          robust_cluster=robust_col or "study"))
+    if random_text:
+        levels = parse_random(random_text)
+    elif cluster == "none":
+        levels = ("study", EFFECT_LEVEL)
+    elif cluster:
+        levels = ("study", cluster, EFFECT_LEVEL)
+    else:
+        levels = DEFAULT_RANDOM
+    choice = _robust_choice(robust_col)
+    spec = AnalysisSpec(model=model, method=method, mods=mods, knha=knha, test=test, random=levels,
+                        robust=robust_kind if choice not in (None, "auto") else choice, robust_cluster=choice if choice not in (None, "auto") else "study")
+    an = run_analysis(table, spec)
     if effects_out:
         table.to_csv(effects_out)
     typer.echo(json.dumps(an.to_dict(), indent=1) if as_json else an.summary() + "\n\n" + table.summary())

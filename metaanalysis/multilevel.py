@@ -1,11 +1,14 @@
-"""Three-level (and two-level) models: effects within clusters within studies.
+"""Multilevel models with any number of nested random effects: metafor's
+``rma.mv(yi, vi, mods, random = ~ 1 | a/b/c, method = "REML" | "ML")``.
 
-``rma_mv(yi, vi, study, cluster)`` fits metafor's ``rma.mv(yi, vi, random = ~ 1 | study/cluster)``
-by REML (or ML). The marginal covariance V = diag(vi) + σ²₁ (same study) + σ²₂ (same cluster) is
-block-diagonal with nested compound-symmetric blocks, so V⁻¹u, log|V| and the REML score are
-computed in O(k·p) by two nested Sherman–Morrison steps (clusters, then studies); no k×k matrix is
-formed. The variance components are found with L-BFGS-B on the exact REML (ML) objective and its
-analytic gradient.
+The random structure is data: a list of grouping columns, outer to inner (``study/cluster/es``).
+The marginal covariance V = diag(vi) + Σ_l σ²_l Z_l Z_l' is block-diagonal with nested
+compound-symmetric blocks, so V⁻¹U, log|V| and the exact REML (ML) objective with its analytic
+gradient are computed in O(k·L·p) by one Sherman–Morrison–Woodbury step per level, innermost first
+(:class:`NestedCovariance`); no k×k matrix is formed. The gradient of log|V| (tr V⁻¹Z_lZ_l') is the
+reverse-mode derivative of that recursion. Variance components are found with L-BFGS-B on the
+exact objective. Each component is tested by a likelihood-ratio test against the model without it
+(σ²_l fixed at 0, metafor's ``anova(full, reduced)``: χ²(1), conservative on the boundary).
 
 References
 ----------
@@ -13,179 +16,371 @@ References
   meta-analysis. Res Synth Methods 2:61-76.
 - Van den Noortgate W, López-López JA, Marín-Martínez F, Sánchez-Meca J (2013). Three-level
   meta-analysis of dependent effect sizes. Behav Res Methods 45:576-594.
-- Viechtbauer W (2010), metafor: ``rma.mv`` (QE, the prediction interval est ± z·sqrt(SE² + Σσ²)).
+- Viechtbauer W (2010), metafor: ``rma.mv`` (QE; the prediction interval est ± q·sqrt(SE² + Σσ²);
+  ``dfs = "contain"``: per coefficient, the fewest levels of a random factor within whose groups
+  the coefficient's column is constant, minus p).
 - Cheung MW-L (2014). Modeling dependent effect sizes with three-level meta-analyses. Psychol
-  Methods 19:211-229 (the multilevel I² reported here: Σσ² / (Σσ² + typical sampling variance)).
+  Methods 19:211-229 (the multilevel I²: Σσ² / (Σσ² + typical sampling variance)).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy import optimize, stats
+from threadpoolctl import threadpool_limits
 
-from .results import MetaResult
-from .uni import MetaInputError, _coefficients, _omnibus, _qe, _trace_P, check_inputs
+from .design import ALIASES
+from .inference import coefficient_tests, omnibus_test, residual_heterogeneity, typical_variance
+from .results import ComponentTest, MetaResult
+from .uni import MetaInputError, check_inputs
 
-__all__ = ["rma_mv", "Levels", "encode_levels"]
+__all__ = ["EFFECT_LEVEL", "DEFAULT_RANDOM", "MULTILEVEL_METHODS", "parse_random", "random_structure", "Levels", "encode_levels", "NestedCovariance", "rma_mv", "contain_df"]
+
+EFFECT_LEVEL = "es"  # the effect level: one unit per effect (added to a table that lacks it)
+MULTILEVEL_METHODS = ("REML", "ML")  # the one declaration: a multilevel model is fitted by REML or ML
+DFS = ("residual", "contain")
+DEFAULT_RANDOM = ("study", "cluster", EFFECT_LEVEL)  # the database default: study / cluster / effect
+
+
+def parse_random(text: str | tuple | list | None) -> tuple[str, ...]:
+    """``"a/b/c"`` (outer to inner, metafor's ``~ 1 | a/b/c``) as a tuple of column names."""
+    if text is None:
+        return DEFAULT_RANDOM
+    parts = tuple(text) if isinstance(text, (tuple, list)) else tuple(t.strip() for t in str(text).replace("~", "").replace("1 |", "").split("/"))
+    parts = tuple(ALIASES.get(p, p) for p in parts if p)
+    if not parts:
+        raise MetaInputError(f"cannot read the random structure {text!r}: give column names outer to inner, e.g. study/cluster/es")
+    if len(set(parts)) != len(parts):
+        raise MetaInputError(f"the random structure {text!r} names a column twice")
+    return parts
+
+
+def random_structure(df: pd.DataFrame, names: tuple[str, ...], *, simplify: bool = True) -> tuple[pd.DataFrame, tuple[str, ...], list[str]]:
+    """The table with the effect level ``es`` added when named and missing, and the levels that can
+    be estimated: an outer level with a single group (confounded with the intercept) and a level
+    with the same groups as the next one inside it (not identifiable apart) are dropped, with a note."""
+    notes = []
+    missing = [n for n in names if n not in df.columns and n != EFFECT_LEVEL]
+    if missing:
+        raise MetaInputError(f"no column {', '.join(map(repr, missing))} for the random structure (have: {', '.join(map(str, df.columns[:30]))})")
+    if EFFECT_LEVEL in names and EFFECT_LEVEL not in df.columns:
+        df = df.assign(**{EFFECT_LEVEL: np.arange(len(df))})
+    if not simplify:
+        return df, names, notes
+    keys = []
+    key = pd.Series("", index=df.index)
+    for n in names:
+        key = key + "\x1f" + df[n].astype(str)
+        keys.append(key.nunique())
+    kept = []
+    for i, n in enumerate(names):
+        if keys[i] == 1:
+            notes.append(f"random level {n!r} has a single group: dropped (its variance cannot be told from the intercept)")
+        elif i > 0 and keys[i] == keys[i - 1] and keys[i - 1] > 1:
+            notes.append(f"random level {n!r} has the same groups as {names[i - 1]!r}: dropped (the two variances cannot be told apart)")
+        else:
+            kept.append(n)
+    if not kept:
+        raise MetaInputError("no random level with more than one group: no between-unit variance can be estimated")
+    return df, tuple(kept), notes
+
+
 
 
 @dataclass(frozen=True)
 class Levels:
-    """Integer codes of the nested grouping: study per effect, cluster-within-study per effect."""
+    """Nested groupings, outer to inner: metafor's component names (``a``, ``a/b``, ``a/b/c``), the
+    group of every effect at each level (codes nested: a group lies inside one group of every outer level)."""
 
-    study: np.ndarray
-    cluster: np.ndarray | None
-    n_study: int
-    n_cluster: int
-    cluster_study: np.ndarray | None  # the study of each cluster
+    names: tuple[str, ...]
+    codes: tuple[np.ndarray, ...]
+    counts: tuple[int, ...]
 
+    def __len__(self) -> int:
+        return len(self.names)
 
-def encode_levels(study, cluster=None) -> Levels:
-    s_codes, s_uni = pd.factorize(pd.Series(study).astype(str), sort=True)
-    if cluster is None:
-        return Levels(s_codes, None, len(s_uni), 0, None)
-    pair = pd.Series(study).astype(str) + "\x1f" + pd.Series(cluster).astype(str)
-    c_codes, c_uni = pd.factorize(pair, sort=True)
-    cs = np.zeros(len(c_uni), dtype=int)
-    cs[c_codes] = s_codes
-    return Levels(s_codes, c_codes, len(s_uni), len(c_uni), cs)
+    def without(self, i: int) -> "Levels":
+        keep = [j for j in range(len(self)) if j != i]
+        return Levels(tuple(self.names[j] for j in keep), tuple(self.codes[j] for j in keep), tuple(self.counts[j] for j in keep))
 
 
-class _Structure:
-    """V = D + s1·(same study) + s2·(same cluster): products with V⁻¹ and log|V| in O(k)."""
+def _factor(col) -> tuple[np.ndarray, int]:
+    s = pd.Series(col)
+    if s.isna().any():
+        raise MetaInputError(f"a grouping column has {int(s.isna().sum())} missing value(s)")
+    if s.dtype == object:
+        s = s.astype(str)
+    codes, uniques = pd.factorize(s, sort=True)
+    return codes.astype(np.int64), len(uniques)
 
-    def __init__(self, v: np.ndarray, lv: Levels):
-        self.v, self.lv = v, lv
-        self.inv_v = 1.0 / v
 
-    def _sum(self, codes, n, x):
-        if x.ndim == 1:
-            return np.bincount(codes, weights=x, minlength=n)
-        return np.stack([np.bincount(codes, weights=x[:, j], minlength=n) for j in range(x.shape[1])], axis=1)
+def encode_levels(groups: Sequence, names: Sequence[str]) -> Levels:
+    """Codes of the nested groupings ``groups[0] / groups[1] / ...`` (outer to inner), named as metafor
+    names the components of ``~ 1 | a/b/c``: ``a``, ``a/b``, ``a/b/c``."""
+    if len(groups) != len(names) or not groups:
+        raise MetaInputError("give one name per grouping column, and at least one")
+    codes, counts, labels = [], [], []
+    prev = None
+    for i, col in enumerate(groups):
+        c, n = _factor(col)
+        if prev is not None:
+            c, n = _factor(prev * n + c)
+        codes.append(c)
+        counts.append(n)
+        labels.append("/".join(names[: i + 1]))
+        prev = c
+    return Levels(tuple(labels), tuple(codes), tuple(counts))
 
-    def prepare(self, s1: float, s2: float):
-        lv, iv = self.lv, self.inv_v
-        if lv.cluster is not None:
-            a = np.bincount(lv.cluster, weights=iv, minlength=lv.n_cluster)
-            gamma = s2 / (1.0 + s2 * a)
-            h = iv / (1.0 + s2 * a[lv.cluster])
-            logdet_c = float(np.sum(np.log1p(s2 * a)))
+
+class NestedCovariance:
+    """V = diag(v) + Σ_l σ²_l Z_l Z_l' for nested levels: V⁻¹U, log|V| and d log|V| / dσ²_l in O(k·L).
+
+    Rows are kept internally in nested order (every group contiguous at every level), so sums over
+    groups are ``np.add.reduceat`` and expansions ``np.repeat``."""
+
+    def __init__(self, v: np.ndarray, levels: Levels):
+        self.v, self.levels = np.asarray(v, float), levels
+        self.sigma2 = np.zeros(len(levels))
+        if len(levels):
+            self._order = np.argsort(levels.codes[-1], kind="stable")
+            self._starts, self._sizes = [], []
+            for codes, n in zip(levels.codes, levels.counts):
+                sc = codes[self._order]
+                starts = np.flatnonzero(np.r_[True, sc[1:] != sc[:-1]])
+                if len(starts) != n:
+                    raise MetaInputError("the random levels are not nested (a group spans groups of an outer level)")
+                self._starts.append(starts)
+                self._sizes.append(np.diff(np.r_[starts, len(sc)]))
         else:
-            a = gamma = None
-            h = iv
-            logdet_c = 0.0
-        b = np.bincount(lv.study, weights=h, minlength=lv.n_study)
-        delta = s1 / (1.0 + s1 * b)
-        self.state = (s1, s2, a, gamma, h, b, delta)
-        self.logdet = float(np.sum(np.log(self.v))) + logdet_c + float(np.sum(np.log1p(s1 * b)))
+            self._order = np.arange(len(self.v))
+        self._identity = bool(np.all(self._order[1:] > self._order[:-1]))
+        self._vs = self.v if self._identity else self.v[self._order]
+
+    def _sum(self, l: int, x: np.ndarray) -> np.ndarray:
+        return np.add.reduceat(x, self._starts[l], axis=0)
+
+    def _rep(self, l: int, g: np.ndarray) -> np.ndarray:
+        return np.repeat(g, self._sizes[l], axis=0)
+
+    def prepare(self, sigma2) -> "NestedCovariance":
+        """Set the variance components (outer to inner) and factor V: one Woodbury step per level."""
+        L = len(self.levels)
+        self.sigma2 = np.asarray(sigma2, float)
+        h = 1.0 / self._vs
+        self._h, self._q, self._a = [None] * L, [None] * L, [None] * L
+        logdet = float(np.sum(np.log(self._vs)))
+        for l in reversed(range(L)):
+            q = self._sum(l, h)  # 1_g' A_{l+1}^-1 1_g
+            a = 1.0 + self.sigma2[l] * q
+            self._h[l], self._q[l], self._a[l] = h, q, a
+            logdet += float(np.sum(np.log(a)))
+            h = h / self._rep(l, a)
+        self.logdet = logdet
+        return self
 
     def solve(self, U: np.ndarray) -> np.ndarray:
         """V⁻¹U for U of shape (k,) or (k, m)."""
-        s1, s2, a, gamma, h, b, delta = self.state
-        lv, iv = self.lv, self.inv_v
-        col = (lambda x: x[:, None]) if U.ndim == 2 else (lambda x: x)
-        AU = U * col(iv)
-        if lv.cluster is not None:
-            AU = AU - col(iv) * col(gamma[lv.cluster]) * self._sum(lv.cluster, lv.n_cluster, U * col(iv))[lv.cluster]
-        t = self._sum(lv.study, lv.n_study, U * col(h))
-        return AU - col(h) * col(delta[lv.study]) * t[lv.study]
+        U = np.asarray(U, float)
+        two = U.ndim == 2
+        W = (U if self._identity else U[self._order]) / (self._vs[:, None] if two else self._vs)
+        for l in reversed(range(len(self.levels))):
+            gamma = self.sigma2[l] / self._a[l]
+            if not np.any(gamma):
+                continue
+            t = self._sum(l, W)
+            corr = self._rep(l, gamma[:, None] * t if two else gamma * t)
+            W = W - (self._h[l][:, None] * corr if two else self._h[l] * corr)
+        if self._identity:
+            return W
+        out = np.empty_like(W)
+        out[self._order] = W
+        return out
 
-    def group_quad(self, which: str) -> np.ndarray:
-        """1_g' V⁻¹ 1_g for every group g of a level ("study" or "cluster")."""
-        s1, s2, a, gamma, h, b, delta = self.state
-        if which == "study":
-            return b / (1.0 + s1 * b)
-        e = np.bincount(self.lv.cluster, weights=h, minlength=self.lv.n_cluster)
-        return e - delta[self.lv.cluster_study] * e * e
+    def logdet_gradient(self) -> np.ndarray:
+        """d log|V| / dσ²_l = tr(V⁻¹ Z_l Z_l') for every level (reverse mode through :meth:`prepare`)."""
+        L = len(self.levels)
+        grad = np.zeros(L)
+        hbar = None
+        for l in range(L):  # reverse of the forward order (inner to outer)
+            h_in, q, a = self._h[l], self._q[l], self._a[l]
+            abar = 1.0 / a if hbar is None else 1.0 / a - self._sum(l, hbar * h_in) / (a * a)
+            grad[l] = float(abar @ q)
+            if l < L - 1:
+                hb = self._rep(l, abar * self.sigma2[l])
+                hbar = hb if hbar is None else hbar / self._rep(l, a) + hb
+        return grad
+
+    def group_sums(self, l: int, x: np.ndarray) -> np.ndarray:
+        """Σ over the rows of every group of level l (groups in code order)."""
+        x = np.asarray(x, float)
+        return self._sum(l, x if self._identity else x[self._order])
+
+    def block(self, idx: np.ndarray) -> np.ndarray:
+        """The dense block V[idx, idx] (for clubSandwich's exact CR2 on small clusters)."""
+        out = np.diag(self.v[idx])
+        for l, s2 in enumerate(self.sigma2):
+            if s2 > 0:
+                c = self.levels.codes[l][idx]
+                out = out + s2 * (c[:, None] == c[None, :])
+        return out
 
 
-def _objective(params, st: _Structure, X, y, reml: bool, scale: float):
-    s1, s2 = params * scale
-    st.prepare(s1, s2 if st.lv.cluster is not None else 0.0)
-    VX = st.solve(X)
-    Vy = st.solve(y)
+def _objective(theta, st: NestedCovariance, X, y, reml: bool, scale: float):
+    st.prepare(theta * scale)
+    S = st.solve(np.column_stack([X, y]))
+    VX, Vy = S[:, :-1], S[:, -1]
     XtVX = X.T @ VX
     M = np.linalg.inv(XtVX)
     beta = M @ (X.T @ Vy)
     Py = Vy - VX @ beta
-    r = y - X @ beta
-    rVr = float(r @ Py)
-    sign, logdet_x = np.linalg.slogdet(XtVX)
+    rVr = float((y - X @ beta) @ Py)
+    logdet_x = float(np.linalg.slogdet(XtVX)[1])
     f = st.logdet + rVr + (logdet_x if reml else 0.0)
-    grads = []
-    for which in ("study", "cluster"):
-        if which == "cluster" and st.lv.cluster is None:
-            grads.append(0.0)
-            continue
-        codes, n = (st.lv.study, st.lv.n_study) if which == "study" else (st.lv.cluster, st.lv.n_cluster)
-        quad = st.group_quad(which)
-        gy = np.bincount(codes, weights=Py, minlength=n)
-        tr = float(np.sum(quad))
+    grad = st.logdet_gradient()
+    for l in range(len(st.levels)):
+        G = st.group_sums(l, np.column_stack([Py, VX]) if reml else Py)
+        gy = G[:, 0] if reml else G
+        g = grad[l] - float(gy @ gy)
         if reml:
-            gX = st._sum(codes, n, VX)  # 1_g' V⁻¹ X
-            tr -= float(np.sum((gX @ M) * gX))
-        grads.append((tr - float(gy @ gy)) * scale)
-    return f, np.array(grads), (beta, M, rVr, logdet_x)
+            gX = G[:, 1:]
+            g -= float(np.sum((gX @ M) * gX))
+        grad[l] = g * scale
+    return f, grad, (beta, M, rVr, logdet_x)
 
 
-def rma_mv(yi, vi, study, cluster=None, X=None, names=None, *, method: str = "REML", test: str = "z", level: float = 0.95) -> MetaResult:
-    """Fit ``rma.mv(yi, vi, mods = X, random = ~ 1 | study/cluster, method = method)``.
+def _optimise(st: NestedCovariance, X, y, reml: bool, scale: float, free: np.ndarray):
+    """Minimise −2 log L (REML or ML, up to a constant) over the free components (the others stay 0)."""
+    L = len(st.levels)
+    n_free = int(free.sum())
+    if n_free == 0:
+        return np.zeros(L), True
 
-    With ``cluster=None`` the model is ``random = ~ 1 | study`` (two levels). ``test="t"`` uses
-    t tests with k - p degrees of freedom, as metafor's ``test = "t"``.
-    """
-    method = method.upper()
-    if method not in ("REML", "ML"):
-        raise MetaInputError("the multilevel model is fitted by REML or ML")
-    y, v, X, names = check_inputs(yi, vi, X, names)
-    k, p = X.shape
-    lv = encode_levels(study, cluster)
-    st = _Structure(v, lv)
-    reml = method == "REML"
-    scale = max(float(np.var(y)), 1e-12)
-    n_par = 2 if cluster is not None else 1
-
-    def fun(theta):
-        full = np.array([theta[0], theta[1] if n_par == 2 else 0.0])
+    def fun(t):
+        full = np.zeros(L)
+        full[free] = t
         f, g, _ = _objective(full, st, X, y, reml, scale)
-        return f, g[:n_par]
+        return f, g[free]
 
+    starts = [np.full(n_free, 0.3)]
+    if len(y) <= 20_000:
+        starts += [np.where(np.arange(n_free) == i, 1.0, 0.05) for i in range(n_free)]
     best = None
-    for start in ([0.3, 0.3], [1.0, 0.05], [0.05, 1.0]):
-        res = optimize.minimize(fun, np.array(start[:n_par]), jac=True, method="L-BFGS-B", bounds=[(0, None)] * n_par,
-                                options={"ftol": 1e-15, "gtol": 1e-11, "maxiter": 2000})
+    # L-BFGS-B calls BLAS on tiny matrices: threaded BLAS only adds contention there (30x on a busy machine)
+    with threadpool_limits(1, user_api="blas"):
+        best = _minimise(fun, starts, n_free)
+    theta = np.zeros(L)
+    theta[free] = best.x
+    return theta, bool(best.success)
+
+
+def _minimise(fun, starts, n_free):
+    best = None
+    for s0 in starts:
+        res = optimize.minimize(fun, s0, jac=True, method="L-BFGS-B", bounds=[(0, None)] * n_free,
+                                options={"ftol": 1e-15, "gtol": 1e-11, "maxiter": 3000})
         if best is None or res.fun < best.fun:
             best = res
-    theta = np.array([best.x[0], best.x[1] if n_par == 2 else 0.0])
-    f, g, (beta, M, rVr, logdet_x) = _objective(theta, st, X, y, reml, scale)
-    s1, s2 = theta * scale
-    df = k - p if test == "t" else None
-    vb = M
-    coefs, se, crit = _coefficients(names, beta, vb, df, level)
-    QE, M0 = _qe(X, y, v)
-    vt = (k - p) / _trace_P(X, 1.0 / v, M0)
-    sigma2 = {"study": float(s1)}
-    n_levels = {"study": lv.n_study}
-    if cluster is not None:
-        sigma2["study/cluster"] = float(s2)
-        n_levels["study/cluster"] = lv.n_cluster
-    total = sum(sigma2.values())
-    loglik = -0.5 * ((k - p) * math.log(2 * math.pi) - float(np.linalg.slogdet(X.T @ X)[1]) + st.logdet + logdet_x + rVr) if reml \
-        else -0.5 * (k * math.log(2 * math.pi) + st.logdet + rVr)
+    return best
+
+
+def contain_df(X: np.ndarray, levels: Levels) -> np.ndarray:
+    """metafor's ``dfs = "contain"``: for each column of X, the fewest groups among the levels whose
+    groups hold a single value of that column (k if none), minus p."""
+    k, p = X.shape
+    out = np.full(p, k, dtype=float)
+    for j in range(p):
+        xj = pd.factorize(X[:, j])[0]
+        for codes, n in zip(levels.codes, levels.counts):
+            if (pd.Series(xj).groupby(codes).nunique() == 1).all():
+                out[j] = min(out[j], n)
+    return out - p
+
+
+def rma_mv(yi, vi, study=None, cluster=None, X=None, names=None, *, random: Sequence | None = None, random_names: Sequence[str] | None = None,
+           method: str = "REML", test: str = "z", dfs: str = "residual", level: float = 0.95, component_tests: bool = False) -> MetaResult:
+    """Fit ``rma.mv(yi, vi, mods = X, random = ~ 1 | a/b/..., method = method, test = test, dfs = dfs)``.
+
+    The nested grouping is ``random`` (columns, outer to inner) named ``random_names``; the shorthand
+    ``study, cluster`` is ``~ 1 | study/cluster`` (``cluster=None``: ``~ 1 | study``). ``test="t"``
+    uses t tests with ``dfs`` degrees of freedom: ``"residual"`` (k − p) or ``"contain"`` (see
+    :func:`contain_df`). ``component_tests`` adds the likelihood-ratio test of every σ².
+    """
+    method = method.upper()
+    if method not in MULTILEVEL_METHODS:
+        raise MetaInputError(f"the multilevel model is fitted by {' or '.join(MULTILEVEL_METHODS)}, not {method}")
+    if test not in ("z", "t") or dfs not in DFS:
+        raise MetaInputError("test is z or t, and dfs residual or contain")
+    if random is None:
+        if study is None:
+            raise MetaInputError("give the random structure: random=[columns, outer to inner] (or study, cluster)")
+        random = [study] if cluster is None else [study, cluster]
+        random_names = random_names or (["study"] if cluster is None else ["study", "cluster"])
+        labels = ["study", "study/cluster"][: len(random)]
+    else:
+        random_names = list(random_names or [f"level{i + 1}" for i in range(len(random))])
+        labels = None
+    y, v, X, names = check_inputs(yi, vi, X, names)
+    k, p = X.shape
+    lv = encode_levels(list(random), list(random_names))
+    if labels:
+        lv = Levels(tuple(labels), lv.codes, lv.counts)
+    # fit on the rows in nested order (every group contiguous), keep the covariance in the caller's order
+    order = np.argsort(lv.codes[-1], kind="stable")
+    lv_sorted = Levels(lv.names, tuple(c[order] for c in lv.codes), lv.counts)
+    st = NestedCovariance(v[order], lv_sorted)
+    X_in, y_in = X, y
+    X, y = np.ascontiguousarray(X[order]), y[order]
+    reml = method == "REML"
+    scale = max(float(np.var(y)), 1e-12)
+    free = np.ones(len(lv), dtype=bool)
+    theta, converged = _optimise(st, X, y, reml, scale, free)
+    f, _, (beta, M, rVr, logdet_x) = _objective(theta, st, X, y, reml, scale)
+    sig = theta * scale
+    const = (k - p) * math.log(2 * math.pi) - float(np.linalg.slogdet(X.T @ X)[1]) if reml else k * math.log(2 * math.pi)
+    loglik = -0.5 * (const + f)
+    df = None
+    if test == "t":
+        df = contain_df(X_in, lv) if dfs == "contain" else np.full(p, float(k - p))
+        if np.any(df < 1):
+            raise MetaInputError(f"dfs = {dfs!r} leaves fewer than 1 degree of freedom for a coefficient (levels: {dict(zip(lv.names, lv.counts))})")
+    coefs, se, crit = coefficient_tests(names, beta, M, df, level)
+    QE, M0 = residual_heterogeneity(X_in, y_in, v)
+    vt = typical_variance(X, v, M0)
+    sigma2 = {n: float(s) for n, s in zip(lv.names, sig)}
+    total = float(sum(sig))
+    notes = []
+    if test == "t":
+        notes.append(f"t tests with dfs = {dfs!r}: df = {', '.join(f'{d:g}' for d in df)}")
     out = MetaResult(
-        model="rma.mv", method=method, test=test, k=k, coefficients=coefs, vcov=vb, tau2=None, sigma2=sigma2, n_levels=n_levels,
-        q=QE, q_df=k - p, q_pval=float(stats.chi2.sf(QE, k - p)), i2=100 * total / (total + vt), h2=total / vt + 1,
-        extra={"logLik": loglik, "converged": bool(best.success), "typical_vi": vt},
+        model="rma.mv", method=method, test=test, k=k, coefficients=coefs, vcov=M, tau2=None, sigma2=sigma2,
+        n_levels=dict(zip(lv.names, lv.counts)), q=QE, q_df=k - p, q_pval=float(stats.chi2.sf(QE, k - p)),
+        i2=100 * total / (total + vt), h2=total / vt + 1, notes=notes,
+        extra={"logLik": loglik, "converged": converged, "typical_vi": vt},
     )
-    _omnibus(out, beta, vb, names, df, k, p)
+    out.qm, out.qm_df, out.qm_pval = omnibus_test(beta, M, names, None if df is None else float(np.min(df[1:] if p > 1 else df)))
     if p == 1:
         out.pred_se = float(se[0])
-        half = crit * math.sqrt(total + se[0] ** 2)
+        half = float(crit[0]) * math.sqrt(total + se[0] ** 2)
         out.pi_low, out.pi_high = float(beta[0] - half), float(beta[0] + half)
-    # the marginal variance blocks, kept for cluster-robust inference
-    out.extra["_fit"] = {"y": y, "v": v, "X": X, "levels": lv, "s1": float(s1), "s2": float(s2)}
+    if component_tests:
+        out.component_tests = _component_tests(st, X, y, reml, scale, theta, f, lv)
+    out.covariance = NestedCovariance(v, lv).prepare(sig)
     return out
+
+
+def _component_tests(st, X, y, reml, scale, theta, f_full, lv) -> list[ComponentTest]:
+    """Likelihood-ratio test of each σ² against the model with it fixed at 0 (χ²(1), as metafor's anova)."""
+    tests = []
+    for l in range(len(lv)):
+        free = np.ones(len(lv), dtype=bool)
+        free[l] = False
+        th0, _ = _optimise(st, X, y, reml, scale, free)
+        f0 = _objective(th0, st, X, y, reml, scale)[0]
+        lrt = max(0.0, f0 - f_full)
+        tests.append(ComponentTest(lv.names[l], float(theta[l] * scale), lv.counts[l], lrt, float(stats.chi2.sf(lrt, 1))))
+    return tests

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["Coefficient", "MetaResult", "clean"]
+__all__ = ["Coefficient", "ComponentTest", "MetaResult", "clean"]
 
 
 def clean(v: Any) -> Any:
@@ -41,6 +41,18 @@ class Coefficient:
     ci_low: float
     ci_high: float
     df: float | None = None
+
+
+@dataclass(frozen=True)
+class ComponentTest:
+    """Likelihood-ratio test of one variance component against the model without it (σ² fixed at 0;
+    metafor's ``anova(full, reduced)``, χ²(1) p-value, conservative because σ² = 0 is on the boundary)."""
+
+    name: str
+    sigma2: float
+    n_levels: int
+    lrt: float
+    pval: float
 
 
 @dataclass
@@ -77,6 +89,8 @@ class MetaResult:
     n_clusters: int | None = None
     notes: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    component_tests: list[ComponentTest] = field(default_factory=list)
+    covariance: Any = field(default=None, repr=False)  # the fitted marginal covariance (multilevel.NestedCovariance), for robust()
 
     # ------------------------------------------------------------------ accessors
     @property
@@ -125,7 +139,9 @@ class MetaResult:
         }
         if self.sigma2:
             out["sigma2"] = list(self.sigma2.values())
-            out["sigma2_levels"] = list(self.sigma2.keys())
+            out["sigma2_levels"] = {name: self.n_levels.get(name) for name in self.sigma2}
+        if self.component_tests:
+            out["component_tests"] = [asdict(t) for t in self.component_tests]
         if not self.intercept_only:
             out["coefficients"] = [
                 {"name": c.name, "estimate": c.estimate, "se": c.se, "pval": c.pval, "ci_low": c.ci_low, "ci_high": c.ci_high, "df": c.df}
@@ -150,8 +166,11 @@ class MetaResult:
                  f"model (k = {self.k}; method: {self.method}; test: {self.test})"]
         if self.tau2 is not None and self.method not in ("FE", "EE"):
             lines.append(f"tau^2 = {self.tau2:.4f} (tau = {math.sqrt(max(self.tau2, 0)):.4f})")
+        tests = {t.name: t for t in self.component_tests}
         for name, s2 in self.sigma2.items():
-            lines.append(f"sigma^2 [{name}] = {s2:.4f} (levels: {self.n_levels.get(name, '?')})")
+            t = tests.get(name)
+            lrt = f"; LRT vs without it = {t.lrt:.2f}, p = {t.pval:.3g}" if t else ""
+            lines.append(f"sigma^2 [{name}] = {s2:.4f} (levels: {self.n_levels.get(name, '?')}{lrt})")
         if self.i2 is not None:
             lines.append(f"I^2 = {self.i2:.2f}%   H^2 = {self.h2:.2f}")
         if self.q is not None:

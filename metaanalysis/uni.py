@@ -29,7 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize, stats
 
-from .results import Coefficient, MetaResult
+from .inference import coefficient_tests, omnibus_test, residual_heterogeneity, trace_p, typical_variance, wls
+from .results import MetaResult
 
 __all__ = ["METHODS", "rma_uni", "tau2_estimate", "q_profile_ci", "TauCI", "check_inputs", "MetaInputError"]
 
@@ -71,35 +72,12 @@ def check_inputs(yi, vi, X=None, names=None, min_k: int = 2):
     return yi, vi, X, list(names)
 
 
-def _wls(X: np.ndarray, y: np.ndarray, w: np.ndarray):
-    """Weighted least squares: coefficients, (X'WX)^-1 and residuals."""
-    if X.shape[1] == 1 and X[0, 0] == 1.0 and X.strides[0] == 0:  # intercept only (broadcast ones)
-        sw = float(w.sum())
-        b = float(w @ y) / sw
-        return np.array([b]), np.array([[1.0 / sw]]), y - b
-    Xw = X * w[:, None]
-    xtwx = X.T @ Xw
-    M = np.linalg.inv(xtwx)
-    b = M @ (Xw.T @ y)
-    return b, M, y - X @ b
-
-
-def _q(X, y, w) -> float:
-    _, _, r = _wls(X, y, w)
-    return float(np.sum(w * r * r))
-
-
-def _trace_P(X, w, M) -> float:
-    """tr(P) with P = W - W X (X'WX)^-1 X'W."""
-    return float(np.sum(w) - np.sum(M * (X.T @ (X * (w * w)[:, None]))))
-
-
 def _fisher(y, v, X, reml: bool, tau2: float) -> float:
     """ML / REML by Fisher scoring (as metafor), projected onto tau² >= 0, iterated to 1e-12."""
     k, p = X.shape
     for _ in range(10_000):
         w = 1.0 / (v + tau2)
-        b, M, r = _wls(X, y, w)
+        b, M, r = wls(X, y, w)
         Py = w * r
         ypPPy = float(Py @ Py)
         if reml:
@@ -122,6 +100,11 @@ def _fisher(y, v, X, reml: bool, tau2: float) -> float:
     raise RuntimeError("Fisher scoring did not converge")  # pragma: no cover
 
 
+def _q(X, y, w) -> float:
+    _, _, r = wls(X, y, w)
+    return float(np.sum(w * r * r))
+
+
 def _root_q(y, v, X, target: float) -> float:
     """The tau² at which the generalised Q statistic equals ``target`` (0 if Q(0) <= target)."""
     f = lambda t: _q(X, y, 1.0 / (v + t)) - target  # noqa: E731 - decreasing in t
@@ -140,20 +123,20 @@ def tau2_estimate(y, v, X, method: str) -> float:
         return 0.0
     if method == "DL":
         w = 1.0 / v
-        b, M, r = _wls(X, y, w)
+        b, M, r = wls(X, y, w)
         Q = float(np.sum(w * r * r))
-        return max(0.0, (Q - (k - p)) / _trace_P(X, w, M))
+        return max(0.0, (Q - (k - p)) / trace_p(X, w, M))
     if method == "HE":
-        b, M, r = _wls(X, y, np.ones_like(y))
+        b, M, r = wls(X, y, np.ones_like(y))
         rss = float(r @ r)
         trPV = float(np.sum(v) - np.sum(M * (X.T @ (X * v[:, None]))))
         return max(0.0, (rss - trPV) / (k - p))
     if method == "SJ":
         # initial estimate from the OLS residuals, Sidik & Jonkman (2005); = var(y)(k-1)/k without moderators
-        _, _, r0 = _wls(X, y, np.ones_like(y))
+        _, _, r0 = wls(X, y, np.ones_like(y))
         tau2_0 = float(r0 @ r0) / k
         w = 1.0 / (v + tau2_0)
-        _, _, r = _wls(X, y, w)
+        _, _, r = wls(X, y, w)
         return tau2_0 * float(np.sum(w * r * r)) / (k - p)
     if method in ("ML", "REML"):
         start = tau2_estimate(y, v, X, "HE") if k > p else 0.0
@@ -165,52 +148,42 @@ def tau2_estimate(y, v, X, method: str) -> float:
     raise MetaInputError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
 
 
-def _pvalue(stat, df):
-    if df is None:
-        return 2 * stats.norm.sf(np.abs(stat))
-    return 2 * stats.t.sf(np.abs(stat), df)
-
-
-def _crit(df, level=0.95):
-    a = (1 - level) / 2
-    return stats.norm.isf(a) if df is None else stats.t.isf(a, df)
-
-
 def rma_uni(yi, vi, X=None, names=None, *, method: str = "REML", knha: bool = False, level: float = 0.95, tau2: float | None = None) -> MetaResult:
     """Fit ``rma(yi, vi, mods = X, method = method, test = "knha" if knha else "z")``.
 
     ``X`` holds the moderators *with* the intercept column (see :mod:`metaanalysis.design`);
     without it the model is intercept-only. ``tau2`` fixes the heterogeneity instead of estimating it.
     """
-    method = method.upper() if method.upper() != "HSK" else "HSk"
+    method = method.upper()
     if method not in METHODS:
         raise MetaInputError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
     y, v, X, names = check_inputs(yi, vi, X, names)
     k, p = X.shape
     t2 = tau2_estimate(y, v, X, method) if tau2 is None else float(tau2)
     w = 1.0 / (v + t2)
-    b, vb, r = _wls(X, y, w)
+    b, vb, r = wls(X, y, w)
     df = None
     if knha:
         s2w = float(np.sum(w * r * r)) / (k - p)
         vb = vb * s2w
         df = k - p
-    coefs, se, crit = _coefficients(names, b, vb, df, level)
+    coefs, se, crit = coefficient_tests(names, b, vb, df, level)
+    crit = float(crit[0])
     # heterogeneity (always from the common-effect weights)
-    QE, M0 = _qe(X, y, v)
+    QE, M0 = residual_heterogeneity(X, y, v)
     QEp = float(stats.chi2.sf(QE, k - p))
     if method in ("FE", "EE"):
         I2 = max(0.0, 100 * (QE - (k - p)) / QE) if QE > 0 else 0.0
         H2 = QE / (k - p)
     else:
-        vt = (k - p) / _trace_P(X, 1.0 / v, M0)
+        vt = typical_variance(X, v, M0)
         I2 = 100 * t2 / (vt + t2)
         H2 = t2 / vt + 1
     res = MetaResult(
         model="rma.uni", method=method, test="knha" if knha else "z", k=k, coefficients=coefs, vcov=vb, tau2=t2,
         q=QE, q_df=k - p, q_pval=QEp, i2=I2, h2=H2,
     )
-    _omnibus(res, b, vb, names, df, k, p)
+    res.qm, res.qm_df, res.qm_pval = omnibus_test(b, vb, names, df)
     if p == 1 and method not in ("FE", "EE"):
         res.pred_se = float(se[0])
         half = crit * math.sqrt(t2 + se[0] ** 2)
@@ -219,37 +192,6 @@ def rma_uni(yi, vi, X=None, names=None, *, method: str = "REML", knha: bool = Fa
         t2_0 = tau2_estimate(y, v, np.ones((k, 1)), method)
         res.r2 = max(0.0, 100 * (t2_0 - t2) / t2_0) if t2_0 > 0 else 0.0
     return res
-
-
-def _coefficients(names, b, vb, df, level):
-    """Wald tests and intervals of every coefficient (z, or t with ``df``); also the SEs and critical value."""
-    se = np.sqrt(np.diag(vb))
-    stat = b / se
-    pval = _pvalue(stat, df)
-    crit = _crit(df, level)
-    coefs = [Coefficient(n, float(b[i]), float(se[i]), float(stat[i]), float(pval[i]), float(b[i] - crit * se[i]), float(b[i] + crit * se[i]), df)
-             for i, n in enumerate(names)]
-    return coefs, se, crit
-
-
-def _qe(X, y, v):
-    """The residual heterogeneity statistic QE (common-effect weights) and that fit's (X'WX)^-1."""
-    w0 = 1.0 / v
-    _, M0, r0 = _wls(X, y, w0)
-    return float(np.sum(w0 * r0 * r0)), M0
-
-
-def _omnibus(res: MetaResult, b, vb, names, df, k, p) -> None:
-    """QM: Wald test of all coefficients but the intercept (chi² or, with df, F)."""
-    idx = list(range(1, p)) if (p > 1 and names[0] == "intrcpt") else list(range(p))
-    bb = b[idx]
-    QM = float(bb @ np.linalg.solve(vb[np.ix_(idx, idx)], bb))
-    m = len(idx)
-    if df is None:
-        res.qm, res.qm_df, res.qm_pval = QM, (m, None), float(stats.chi2.sf(QM, m))
-    else:
-        F = QM / m
-        res.qm, res.qm_df, res.qm_pval = F, (m, df), float(stats.f.sf(F, m, df))
 
 
 @dataclass(frozen=True)
@@ -277,8 +219,8 @@ def q_profile_ci(yi, vi, X=None, *, method: str = "REML", level: float = 0.95) -
     lb = _root_q(y, v, X, float(stats.chi2.isf(a, k - p)))
     ub = _root_q(y, v, X, float(stats.chi2.ppf(a, k - p)))
     w0 = 1.0 / v
-    _, M0, _ = _wls(X, y, w0)
-    vt = (k - p) / _trace_P(X, w0, M0)
+    _, M0, _ = wls(X, y, w0)
+    vt = (k - p) / trace_p(X, w0, M0)
     i2 = lambda t: 100 * t / (vt + t)  # noqa: E731
     h2 = lambda t: t / vt + 1  # noqa: E731
     return TauCI((est, lb, ub), (math.sqrt(est), math.sqrt(lb), math.sqrt(ub)), (i2(est), i2(lb), i2(ub)), (h2(est), h2(lb), h2(ub)))

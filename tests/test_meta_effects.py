@@ -81,23 +81,43 @@ def test_rigour_components_are_each_visible():
     assert list(r["high_risk"]) == [False, True]
 
 
-def test_seed_default_analysis_is_three_level(seeded):
+def test_seed_default_analysis_has_an_effect_level_and_study_based_inference(seeded):
     t = compute_effects(query_results(seeded), EffectSettings(assume_n="dataset"))
     an = run_analysis(t)
-    assert an.fit.model == "rma.mv" and list(an.fit.sigma2) == ["study", "study/cluster"]
-    assert an.fit.n_levels["study"] == t.effects["study"].nunique()
+    assert an.fit.model == "rma.mv" and list(an.fit.sigma2) == ["study", "study/cluster", "study/cluster/es"]
+    assert an.fit.n_levels["study"] == t.effects["study"].nunique() and an.fit.n_levels["study/cluster/es"] == len(t.effects)
     assert an.fit.coefficients[0].se > 1.0  # the dependence widens the interval: not thousands of independent rows
+    # CR2 by study: the df come from the studies, not from thousands of effects
+    assert an.fit.test == "CR2" and an.fit.n_clusters == an.n_studies
+    assert an.fit.coefficients[0].df < an.n_studies
+    # every component is tested against the model without it; the effect level is far from zero
+    es = {c.name: c for c in an.fit.component_tests}["study/cluster/es"]
+    assert es.lrt > 1000 and es.pval < 1e-10
 
 
-def test_seed_without_assumed_n_drops_studies_and_says_why(seeded):
-    t = compute_effects(query_results(seeded))
-    assert set(t.effects["study"]) == {"merkle_2022_pruningfaceadversaries"}
-    reasons = t.excluded.groupby("reason").size().to_dict()
-    assert reasons == {"n_test not reported (set an assumed n_test to include it)": 300 + 48 + 12,
-                       "dense (uncompressed) robust accuracy not reported": 36 + 154 + 1}
-    assert len(t.effects) + len(t.excluded) == 8349
+def test_merkle_only_estimate_gives_spread_within_a_run_its_own_variance(seeded):
+    """One Merkle run spreads far beyond its sampling error: with an effect level the floor rows no
+    longer carry the weight, and the pooled loss is about −17.6 pp (without it, −10.1)."""
+    t = compute_effects(query_results(seeded, ResultFilter(study_ids=["merkle_2022_pruningfaceadversaries"])), EffectSettings(assume_n="dataset"))
     an = run_analysis(t)
-    assert "a single study" in " ".join(an.notes)
+    assert list(an.fit.sigma2) == ["cluster", "cluster/es"]
+    assert an.fit.estimate == pytest.approx(-17.61, abs=0.05)
+    assert an.fit.coefficients[0].se == pytest.approx(0.90, abs=0.02)
+    assert an.fit.test == "t" and an.fit.coefficients[0].df == an.fit.n_levels["cluster"] - 1
+
+
+def test_seed_without_assumed_n_drops_rows_and_says_why(seeded):
+    res = query_results(seeded)
+    t = compute_effects(res)
+    no_n = res["n_test"].isna() & res["robust_acc_dense"].notna() & res["robust_acc_compressed"].notna()
+    no_dense = res["robust_acc_dense"].isna() & res["robust_acc_compressed"].notna()
+    reasons = t.excluded.groupby("reason").size().to_dict()
+    assert reasons["n_test not reported (set an assumed n_test to include it)"] == int(no_n.sum())
+    assert reasons["dense (uncompressed) robust accuracy not reported"] == int(no_dense.sum())
+    assert len(t.effects) + len(t.excluded) == len(res)
+    one = compute_effects(query_results(seeded, ResultFilter(study_ids=["merkle_2022_pruningfaceadversaries"])))
+    an = run_analysis(one)
+    assert "random level 'study' has a single group" in " ".join(an.notes)
 
 
 def test_moderator_missing_rows_are_reported(seeded):
@@ -142,7 +162,7 @@ def test_reevaluation_gap_pairs_hydra_with_autoattack(seeded):
 def test_votes_count_every_study(seeded):
     v = vote_count(list_studies(seeded), list_claims(seeded))
     row = v.table.iloc[0]
-    assert row["n"] == 40 and row["up"] + row["down"] + row["neutral"] + row["mixed"] + row["unknown"] == 40
+    assert row["n"] == len(list_studies(seeded)) and row["up"] + row["down"] + row["neutral"] + row["mixed"] + row["unknown"] == row["n"]
     assert "weaker evidence" in v.caveat.lower()
 
 
@@ -165,7 +185,9 @@ def test_cli_over_database_and_plots(seeded_url, tmp_path):
     r = runner.invoke(app, ["meta", "run", "--db", seeded_url, "--assume-n", "dataset", "--json"])
     assert r.exit_code == 0, r.output
     d = json.loads(r.stdout)
-    assert d["model"] == "rma.mv" and len(d["sigma2"]) == 2 and d["n_studies"] == 4
+    assert d["model"] == "rma.mv" and len(d["sigma2"]) == 3 and d["n_studies"] >= 4
+    assert list(d["sigma2_levels"]) == ["study", "study/cluster", "study/cluster/es"] and d["sigma2_levels"]["study"] == d["n_studies"]
+    assert d["test"] == "CR2" and d["df"] < d["n_studies"]
     for kind in ("forest", "funnel", "bubble", "dose"):
         out = tmp_path / f"{kind}.png"
         r = runner.invoke(app, ["meta", "plot", kind, "--out", str(out), "--db", seeded_url, "--study", "merkle_2022_pruningfaceadversaries"])
