@@ -7,13 +7,22 @@ command line (readable by every local user in ``ps``); it is passed in the child
 may have queued or running is capped (:data:`QUOTA_ENV`, default 2) as is the total
 (:data:`LIMIT_ENV`, default 4), so a visitor cannot fill the machine; and only the launcher or a
 curator may cancel a job.
+
+Errors that would get lost (issue 13): the child's output goes to ``<cache>/jobs/job-<id>.log``
+(:func:`job_log_path`, :func:`job_output`), and a watcher thread waits for the child. If the child
+exits while its job still reads queued or running (it died before ``run_job`` could record anything:
+a missing dependency, an unreadable spec, a database it cannot open; or it was killed), the job is
+marked failed at once with the end of that output as its error, instead of staying "running" until
+the stale-job rule notices.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -22,13 +31,18 @@ from sqlmodel import Session
 
 from evidence import Job, Submission
 from evidence.errors import NotAuthorized
+from evidence.models import utcnow
 
-from .jobs import create_job, read_summary, request_cancel
+from .jobs import create_job, get_job, read_summary, request_cancel, update_job
 from .spec import JobSpec
 from .training import cache_dir
 from .verdict import Verdict
 
-__all__ = ["launch_background", "cancel_job", "active_jobs", "job_quota", "job_verdicts", "child_command", "QUOTA_ENV", "LIMIT_ENV"]
+__all__ = ["launch_background", "cancel_job", "active_jobs", "job_quota", "job_verdicts", "child_command", "QUOTA_ENV", "LIMIT_ENV",
+           "job_log_path", "job_output", "settle_exited", "OUTPUT_TAIL"]
+
+log = logging.getLogger(__name__)
+OUTPUT_TAIL = 4000  # characters of a dead child's output kept in its job's error
 
 QUOTA_ENV = "CREV_JOB_QUOTA"  # jobs one user may have queued or running at once
 LIMIT_ENV = "CREV_JOB_LIMIT"  # jobs all users together may have queued or running at once
@@ -89,13 +103,54 @@ def launch_background(engine: Engine, spec: JobSpec, *, by: str, executor: str =
     folder.mkdir(parents=True, exist_ok=True)
     spec_file = folder / f"job-{job.id}.json"
     spec_file.write_text(spec.model_dump_json(), encoding="utf-8")
-    log_path = folder / f"job-{job.id}.log"
+    log_path = job_log_path(job.id)
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     env = dict(os.environ, CREV_DB=engine.url.render_as_string(hide_password=False))
-    with os.fdopen(fd, "w") as log:
-        subprocess.Popen(child_command(spec_file, job.id, executor=executor, by=by), stdout=log, stderr=subprocess.STDOUT,
-                         start_new_session=True, env=env, cwd=str(Path(__file__).resolve().parent.parent))
+    with os.fdopen(fd, "w") as out:  # the child holds its own copy; this process's handle closes here
+        proc = subprocess.Popen(child_command(spec_file, job.id, executor=executor, by=by), stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True, env=env, cwd=str(Path(__file__).resolve().parent.parent))
+    update_job(engine, job.id, log_line=f"process {proc.pid} started; its output goes to {log_path}")
+    threading.Thread(target=_watch, args=(engine, job.id, proc, log_path), name=f"crev-job-{job.id}", daemon=True).start()
     return job.id
+
+
+def job_log_path(job_id: int) -> Path:
+    """Where a background job's process writes its output (stdout and stderr)."""
+    return cache_dir() / "jobs" / f"job-{job_id}.log"
+
+
+def job_output(job_id: int, max_chars: int = OUTPUT_TAIL) -> str:
+    """The end of a background job's output ("" when it has none, e.g. a job run from the CLI)."""
+    path = job_log_path(job_id)
+    if not path.exists():
+        return ""
+    with open(path, "rb") as f:
+        f.seek(max(0, path.stat().st_size - max_chars))
+        return f.read().decode("utf-8", errors="replace")
+
+
+def settle_exited(engine: Engine, job_id: int, returncode: int) -> bool:
+    """Mark a job failed, with the end of its output, if its process has exited while the job still
+    reads queued or running. Returns whether it did (False when the job had finished, failed or been
+    cancelled on its own)."""
+    if get_job(engine, job_id).status not in _ACTIVE:
+        return False
+    how = f"was killed by signal {-returncode}" if returncode < 0 else f"exited with status {returncode}"
+    output = job_output(job_id).strip() or "(no output)"
+    update_job(engine, job_id, status="failed", stage="failed", finished_at=utcnow(),
+               error=f"the job's process {how} before the job finished; the end of its output ({job_log_path(job_id)}):\n{output}",
+               log_line=f"process {how} before the job finished")
+    return True
+
+
+def _watch(engine: Engine, job_id: int, proc: subprocess.Popen, log_path: Path) -> None:
+    """Wait for a background job's process (in a daemon thread), then settle its job."""
+    returncode = proc.wait()
+    try:
+        if settle_exited(engine, job_id, returncode):
+            log.error("background job %s: process exited with %s before the job finished; output in %s", job_id, returncode, log_path)
+    except Exception:  # the database went away: say so in the log; the stale-job rule marks the job later
+        log.exception("background job %s: could not record the exit of its process", job_id)
 
 
 def cancel_job(engine: Engine, job_id: int, *, by: str, curator: bool = False) -> Job:
