@@ -249,13 +249,18 @@ def test_killed_job_resumes_without_duplicates(tmp_path):
         if n >= 2 or proc.poll() is not None:
             break
         time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert n >= 2, "the job should have finished some cells before the kill"
+    running = proc.poll() is None
+    if running:
+        os.killpg(proc.pid, signal.SIGSTOP)  # frozen at once: what is stored now is what the kill leaves
     with engine.connect() as c:
         stored = c.execute(sa.select(sa.func.count()).select_from(JobCell)).scalar_one()
-    if stored < 8:  # killed mid-run: no result was written
-        assert _count(engine) == 0
+    if running:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert running, f"the job exited (status {proc.returncode}) before it could be killed"
+    assert n >= 2, "the job should have finished some cells before the kill"
+    assert stored < 8, "the kill should land mid-run (6 cells were left when it was sent)"
+    assert _count(engine) == 0  # killed mid-run: no result was written
     out = run_job(engine, load_spec(spec_path), show_progress=False)
     assert out.status == "done" and out.cells_skipped >= 2 and out.cells_skipped + out.cells_run == 8
     df = query_results(engine, ResultFilter(status="all", study_ids=["crev_replications"]))
