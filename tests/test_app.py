@@ -5,8 +5,7 @@ import logging
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from evidence import ResultFilter, count_results, get_engine, pending_submissions
-from tests.helpers import result_row, write_rows
+from evidence import Question, ResultFilter, count_results, get_engine, pending_submissions, query_results, stats
 
 APP = str(__import__("pathlib").Path(__file__).resolve().parent.parent / "app.py")
 
@@ -16,6 +15,8 @@ def at(seeded_url, monkeypatch, tmp_path):
     monkeypatch.setenv("CREV_DB", seeded_url)
     monkeypatch.setenv("CREV_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("CREV_CURATOR_SECRET", raising=False)
+    monkeypatch.setenv("CREV_APP_PRECOMPUTE", "0")  # heavy reports only where a test asks for them
+    monkeypatch.setattr("ui.state.PRECOMPUTE", False, raising=False)
     t = AppTest.from_file(APP, default_timeout=120)
     t.run()
     assert not t.exception, t.exception
@@ -23,6 +24,12 @@ def at(seeded_url, monkeypatch, tmp_path):
 
 
 PAGE_FAILED = "This page could not be shown"
+
+
+def _engine(t):
+    import os
+
+    return get_engine(os.environ["CREV_DB"])
 
 
 def _page(t, path):
@@ -53,15 +60,31 @@ def _text(t) -> str:
     return " ".join(str(x.value) for x in (*t.markdown, *t.caption, *t.info, *t.error, *t.success, *t.warning))
 
 
-def test_overview_shows_the_seed_totals_and_reacts_to_filters(at):
+def test_overview_shows_the_database_totals_and_reacts_to_filters(at, seeded_url):
+    s = stats(get_engine(seeded_url))
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Studies"] == "40" and metrics["Coded claims"] == "43" and metrics["Results"] == "8349"
+    assert (metrics["Studies"], metrics["Coded claims"], metrics["Results"]) == (str(s.studies), str(s.claims), str(s.results))
     before = _text(at)
-    assert "4 studies" in before and "three-level model" in before  # default: the dataset's test-set size, flagged
+    assert "effects from" in before
     at.sidebar.selectbox(key="f_assume_n").select("none (exclude the row)").run()
     assert not at.exception
-    after = _text(at)
-    assert after != before and "from 1 study," in after
+    assert _text(at) != before
+
+
+def test_overview_answers_each_question_with_its_study_count_and_no_raw_values(at):
+    at.button(key="ov_answers").click().run()
+    assert not at.exception
+    text = _text(at)
+    for q in Question:
+        assert q.text in text
+    metrics = [(m.label, m.value) for m in at.metric]
+    counts = [v for k, v in metrics if k == "Studies / effects"]
+    assert counts and all(int(v.split(" / ")[0]) >= 3 for v in counts)  # a pooled number only from 3 or more studies
+    assert any(k == "Pooled change" and v.endswith(" pp") for k, v in metrics)
+    assert "come from one study" in text and "high-risk evaluations" in text
+    assert "No result in the database measures this" in text  # the capacity question says what the data cannot tell
+    for bad in ("p = 0 ", "p = 0.0000", "None", "n_assumed", "white_box", "unstructured_pruning"):
+        assert bad not in text, bad
 
 
 def test_explore_filters_the_table(at):
@@ -69,14 +92,53 @@ def test_explore_filters_the_table(at):
     n_all = len(at.dataframe[0].value)
     at.sidebar.multiselect(key="f_family").select("quantization").run()
     assert not at.exception
-    assert "72 results" in _text(at)  # 2/3/4-bit rows of the seed
+    n_q = count_results(_engine(at), ResultFilter(families=["quantization"]))
+    assert f"{n_q:,} results" in _text(at)
     assert len(at.dataframe[0].value) <= n_all
+
+
+def test_explore_sorts_the_whole_filtered_set_not_the_page(at):
+    _page(at, "ui/explore.py")
+    at.selectbox(key="ex_sort").select("robust accuracy change (pp)").run()
+    at.toggle(key="ex_desc").set_value(True).run()
+    assert not at.exception
+    res = query_results(_engine(at), ResultFilter())
+    change = (res["robust_acc_compressed"] - res["robust_acc_dense"]).dropna()
+    first = at.dataframe[0].value["robust change (pp)"]
+    assert len(first) == 50 < len(res)
+    assert first.iloc[0] == pytest.approx(change.max(), abs=0.01)  # the largest of all rows, not of the first page
+    assert list(first) == sorted(first, reverse=True)
+    at.toggle(key="ex_desc").set_value(False).run()
+    assert at.dataframe[0].value["robust change (pp)"].iloc[0] == pytest.approx(change.min(), abs=0.01)
+
+
+def test_epsilon_filter_up_to_8_255_keeps_the_rows_at_8_255(at):
+    _page(at, "ui/explore.py")
+    at.sidebar.select_slider(key="f_eps").set_range(0.0, 8 / 255).run()
+    assert not at.exception
+    res = query_results(_engine(at), ResultFilter())
+    eps = res["epsilon"].dropna()
+    at_8 = int(((eps - 8 / 255).abs() < 1e-6).sum())
+    assert at_8 > 0
+    expected = int((eps <= 8 / 255 + 1e-6).sum())
+    assert f"{expected:,} results" in _text(at)
+
+
+def test_explore_says_when_a_study_has_no_numbers(at):
+    _page(at, "ui/explore.py")
+    engine = _engine(at)
+    s = stats(engine)
+    without = sorted(sid for sid, c in s.by_study.items() if c["results"] == 0)
+    assert without
+    at.selectbox(key="explore_study").select(without[0]).run()
+    assert not at.exception
+    assert any("has no numbers in the database" in i.value for i in at.info)
 
 
 def test_add_form_rejects_bad_input_with_the_right_message(at, seeded_url):
     _page(at, "ui/add.py")
-    form_inputs = at.text_input
-    form_inputs[1].input("Bad Slug!")  # study id
+    at.text_input(key="user_name").input("Jane Doe")
+    at.text_input[1].input("Bad Slug!")  # study id
     at.button(key="FormSubmitter:add_study-Submit the study for review").click().run()
     assert not at.exception
     assert any("problem(s); nothing was written" in e.value for e in at.error)
@@ -85,6 +147,7 @@ def test_add_form_rejects_bad_input_with_the_right_message(at, seeded_url):
 
 def test_add_form_accepts_good_input_into_the_review_queue(at, seeded_url):
     _page(at, "ui/add.py")
+    at.text_input(key="user_name").input("Jane Doe")
     at.text_input[1].input("doe_2026_formstudy")
     at.text_input[2].input("A study from the form")
     at.text_input[4].input("2026")
@@ -92,32 +155,16 @@ def test_add_form_accepts_good_input_into_the_review_queue(at, seeded_url):
     assert not at.exception
     assert any("are in the review queue" in s.value for s in at.success), [e.value for e in at.error]
     pend = pending_submissions(get_engine(seeded_url))
-    assert len(pend) == 1 and pend["kind"].iloc[0] == "add_study"
+    assert len(pend) == 1 and pend["kind"].iloc[0] == "add_study" and pend["submitted_by"].iloc[0] == "Jane Doe"
 
 
-def test_review_page_is_read_only_without_the_secret(at):
-    _page(at, "ui/review.py")
-    assert any("Read-only: no curator secret is configured" in w.value for w in at.warning)
-    assert not [b for b in at.button if b.key == "approve_btn"]
-
-
-def test_review_page_approves_with_the_secret(seeded_url, monkeypatch, tmp_path):
-    engine = get_engine(seeded_url)
-    from evidence import import_results
-
-    import_results(engine, write_rows(tmp_path / "r.csv", [result_row()]), by="alice")
-    monkeypatch.setenv("CREV_DB", seeded_url)
-    monkeypatch.setenv("CREV_CURATOR_SECRET", "s3cret")
-    t = AppTest.from_file(APP, default_timeout=120)
-    t.run()
-    _page(t, "ui/review.py")
-    t.text_input(key="curator_input").input("wrong").run()
-    assert any("not the configured one" in e.value for e in t.error)
-    t.text_input(key="curator_input").input("s3cret").run()
-    base = count_results(engine)
-    t.button(key="approve_btn").click().run()
-    assert not t.exception
-    assert count_results(engine) == base + 1
+def test_add_form_needs_the_submitters_name_not_the_servers_login(at, seeded_url):
+    _page(at, "ui/add.py")
+    at.text_input[1].input("doe_2026_formstudy")
+    at.text_input[2].input("A study from the form")
+    at.button(key="FormSubmitter:add_study-Submit the study for review").click().run()
+    assert any("Type your name" in e.value for e in at.error)
+    assert pending_submissions(get_engine(seeded_url)).empty
 
 
 def test_meta_analysis_page_fits_and_changes_with_the_model(at):
@@ -128,18 +175,37 @@ def test_meta_analysis_page_fits_and_changes_with_the_model(at):
     at.selectbox(key="ma_model").select("random").run()
     assert not at.exception
     assert {m.label: m.value for m in at.metric}["Pooled effect"] != first
+    assert labels["p-value"] != "0" and not labels["p-value"].startswith("0.000")
 
 
-def test_contradictions_page_lists_pairs(at):
+def test_meta_analysis_why_message_names_the_missing_moderators(at):
+    _page(at, "ui/meta.py")
+    at.multiselect(key="ma_mods").select("sparsity").select("bits").run()
+    assert not at.exception
+    errors = " ".join(e.value for e in at.error)
+    text = _text(at)
+    # either the model fits, or the message says which moderators the effects lack, not a generic one
+    assert ("state every chosen moderator" in errors) or ("Intercept" in " ".join(m.label for m in at.metric)), errors or text
+    assert "single cluster" not in errors
+
+
+def test_contradictions_page_shows_questions_as_text_and_starts_on_one_with_data(at):
     _page(at, "ui/contradictions.py")
     assert "contradicting pairs of claims" in _text(at)
-    at.selectbox(key="contra_q").select("quantization").run()
+    box = at.selectbox(key="contra_q")
+    assert "no results to test" not in box.format_func(box.value)
+    assert box.format_func(box.value) in {q.text for q in Question}
+    box.select("quantization").run()
     assert not at.exception and len(at.expander) > 0
+    assert "Evidence used" in _text(at)
 
 
 def test_replications_page_shows_the_catalogue(at):
+    import replicate
+
     _page(at, "ui/replications.py")
-    assert "Checks **wang_2018_prunedrobustness**" in _text(at)
+    first = next(iter(replicate.catalogue().values()))
+    assert first.claim.study in _text(at)
     assert any("No job has run yet" in i.value for i in at.info)
     at.selectbox(key="rep_claim").select("quantization").run()
     assert not at.exception and "galloway_2018_bnn" in _text(at)

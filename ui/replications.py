@@ -55,11 +55,11 @@ st.markdown(f"Job {job.id} — **{job.status}**" + (f": {job.error}" if job.erro
 verdicts = rp.job_verdicts(state.engine(), int(jid))
 if verdicts:
     st.subheader("Compared with the claims")
-    st.dataframe([{k: v[k] for k in ("study", "direction", "verdict", "estimate", "ci_low", "ci_high", "n_seeds", "reason")} for v in verdicts],
-                 hide_index=True, width="stretch")
+    st.dataframe([v.summary_row() for v in verdicts], hide_index=True, width="stretch")
+    st.dataframe(verdicts[0].to_frame(), hide_index=True, width="stretch")
 res = rp.job_results(state.engine(), int(jid))
 if len(res):
-    st.dataframe(res[["compression_level_text", "attack", "epsilon", "clean_acc_dense", "robust_acc_dense", "clean_acc_compressed",
+    st.dataframe(res[["compression_level_text", "attack", "attack_text", "threat_model", "steps", "attack_queries", "epsilon", "clean_acc_dense", "robust_acc_dense", "clean_acc_compressed",
                       "robust_acc_compressed", "gradient_masking", "review_status", "quick"]], hide_index=True, width="stretch")
     st.caption("These rows appear in Explore once approved (set the sidebar's review status to 'pending' or 'all' to see them now).")
 with st.expander("Log"):

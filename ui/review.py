@@ -1,43 +1,153 @@
-"""Review (curators): pending submissions with a diff against the current version; approve or reject."""
+"""Review (curators): the queue, each submission's changes as a table, approve or reject with a
+reason under the curator's own name.
 
-import hmac
+Safety: the curator signs in with their own account (``[curators]`` in .streamlit/secrets.toml,
+see :mod:`ui.accounts`); nothing is selected after a decision (no auto-advance: the next click
+cannot approve something nobody chose); each decision needs a reason and a tick that the table was
+checked, and is confirmed on the page; results wait for their study's approval; quick-run
+replication rows are flagged; :func:`evidence.approve` refuses a curator's own submission unless
+self-approval is configured (four-eyes), and the page shows its refusal.
+"""
 
+import pandas as pd
 import streamlit as st
 
 import evidence as ev
-from ui import state
+from ui import labels, state
 
+state.hide_sidebar()
 st.title("Review queue")
-secret = state.curator_secret()
-pending = ev.pending_submissions(state.engine())
-if secret is None:
-    st.warning("Read-only: no curator secret is configured. Set `curator_secret` in .streamlit/secrets.toml "
-               "or the environment variable CREV_CURATOR_SECRET to enable approving and rejecting.")
-    curator = False
+eng = state.engine()
+flash = st.session_state.pop("review_flash", None)
+if flash:
+    st.success(flash)
+
+accounts = state.curator_accounts()
+curator = st.session_state.get("curator")
+if not accounts:
+    st.warning("Read-only: no curator account is configured. Add per-user accounts under `[curators]` in .streamlit/secrets.toml "
+               "(`alice = \"<hash>\"`, the hash from `python -m ui.accounts`), or a shared `curator_secret` / CREV_CURATOR_SECRET.")
+elif curator:
+    c = st.columns([4, 1])
+    c[0].info(f"Signed in as curator **{curator}**. Decisions are recorded under this name.")
+    if c[1].button("Sign out", key="curator_signout"):
+        st.session_state.pop("curator", None)
+        st.rerun()
 else:
-    given = st.text_input("Curator secret", type="password", key="curator_input")
-    curator = bool(given) and hmac.compare_digest(given, secret)
-    if given and not curator:
-        st.error("That secret is not the configured one: the page stays read-only.")
-if pending.empty:
+    with st.form("curator_login"):
+        st.markdown("**Curator sign-in** (to approve or reject; anyone may read the queue)")
+        lc = st.columns(2)
+        name = lc[0].text_input("Curator name", key="curator_name")
+        secret = lc[1].text_input("Curator secret", type="password", key="curator_input")
+        if st.form_submit_button("Sign in"):
+            ok, msg = state.check_curator(name, secret)
+            if ok:
+                st.session_state["curator"] = name.strip()
+                st.rerun()
+            st.error(msg)
+    if "*" in accounts:
+        st.caption("This server uses one shared curator secret: the name you type is recorded, but not proven. "
+                   "Per-user accounts (`[curators]` in secrets.toml) prove it.")
+
+show = st.radio("Show", ["pending", "all submissions"], horizontal=True, key="review_show")
+queue = ev.pending_submissions(eng, status=ev.ReviewStatus.pending if show == "pending" else None)
+if queue.empty:
     st.info("No submissions wait for review. New ones arrive from 'Add evidence', `crev evidence import` and replication jobs.")
     st.stop()
-st.dataframe(pending, hide_index=True, width="stretch")
-sub_id = st.selectbox("Submission", pending["id"].tolist(), key="review_sub")
-diff = ev.submission_diff(state.engine(), int(sub_id))
-st.caption("Changes against the current approved version (new entries list every field).")
-st.dataframe(diff.astype(str), hide_index=True, width="stretch")
-if curator:
+QCOLS = ["id", "kind", "submitted_by", "submitted_at", "status", "n_studies", "n_claims", "n_results", "reviewed_by", "reason", "source_file"]
+st.dataframe(labels.frame(queue, QCOLS), hide_index=True, width="stretch")
+
+pending_ids = queue.loc[queue["status"] == "pending", "id"].tolist() if show == "pending" else queue["id"].tolist()
+sub_id = st.selectbox("Submission", pending_ids, index=None, key="review_sub", placeholder="Choose a submission to review",
+                      format_func=lambda i: (lambda r: f"#{i} — {labels.label(r['kind'])} by {r['submitted_by']} "
+                                                       f"({int(r['n_studies'] or 0)} studies, {int(r['n_claims'] or 0)} claims, "
+                                                       f"{int(r['n_results'] or 0)} results) — {labels.label(r['status'])}")(
+                          queue.set_index("id").loc[i]))
+if sub_id is None:
+    st.stop()
+sub = queue.set_index("id").loc[sub_id]
+rows = ev.submission_rows(eng, int(sub_id))
+diff = ev.submission_diff(eng, int(sub_id))
+
+# --- flags a curator must see before deciding ----------------------------------------------------------------------
+blockers, flags = [], []
+res_rows = rows.get("result", pd.DataFrame())
+if len(res_rows):
+    if "quick" in res_rows and res_rows["quick"].fillna(False).astype(bool).any():
+        flags.append(f"{int(res_rows['quick'].fillna(False).astype(bool).sum())} result(s) come from a QUICK replication run "
+                     "(reduced grid): they never count toward a verdict.")
+    approved_studies = set(state.studies()["study_id"])
+    own = set(rows["study"]["study_id"]) if len(rows.get("study", [])) else set()
+    missing = sorted(set(res_rows["study_id"]) - approved_studies - own)
+    if missing:
+        blockers.append(f"These results belong to {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not approved yet: "
+                        "approve the study's submission first (a study is approved before, or with, its results).")
+if sub["status"] == "pending" and curator and str(sub["submitted_by"]).strip().lower() == curator.strip().lower():
+    flags.append(f"You ({curator}) submitted this: another curator must approve it, unless self-approval is configured "
+                 "(CREV_ALLOW_SELF_APPROVAL=1).")
+for f in flags:
+    st.warning(f)
+for b in blockers:
+    st.error(b)
+
+# --- what changes -------------------------------------------------------------------------------------------------
+st.subheader(f"Submission #{sub_id}: what it changes")
+if sub["kind"] == "correction":
+    st.caption("A correction: each row shows the current approved value and the proposed one.")
+for entity in ("study", "claim", "result"):
+    d = diff[diff["entity"] == entity]
+    if d.empty:
+        continue
+    corrected = d["current"].notna().any()
+    if corrected:  # a correction: current vs proposed per field
+        st.markdown(f"**{entity.capitalize()} changes**")
+        st.dataframe(labels.frame(d.astype({"current": str, "proposed": str}), ["key", "field", "current", "proposed"]), hide_index=True,
+                     width="stretch")
+    else:  # new entries: one row per entry, one column per field
+        wide = d.pivot_table(index="key", columns="field", values="proposed", aggfunc="first").reset_index()
+        first = [c for c in ("key", "study_id", "question_id", "dataset", "architecture", "compression_level_text", "attack",
+                             "epsilon_text", "clean_acc_dense", "robust_acc_dense", "clean_acc_compressed", "robust_acc_compressed",
+                             "n_test", "title", "direction", "position") if c in wide]
+        wide = wide[first + [c for c in wide.columns if c not in first]]
+        st.markdown(f"**New {entity} entries ({len(wide)})**")
+        st.dataframe(labels.frame(wide.astype(str).replace({"None": labels.MISSING, "nan": labels.MISSING})), hide_index=True,
+                     width="stretch")
+
+if sub["status"] != "pending":
+    st.info(f"Submission #{sub_id} is {labels.label(sub['status'])}" + (f" by {sub['reviewed_by']}" if sub["reviewed_by"] else "")
+            + (f": {sub['reason']}" if sub["reason"] else "."))
+    st.stop()
+if not curator:
+    st.caption("Sign in as a curator to approve or reject.")
+    st.stop()
+
+# --- decide ------------------------------------------------------------------------------------------------------
+st.subheader("Decision")
+with st.form(f"decide_{sub_id}"):
+    reason = st.text_input("Reason (recorded with the decision)", key=f"review_reason_{sub_id}",
+                           placeholder="e.g. numbers checked against Table 3 of the paper")
+    checked = st.checkbox(f"I have checked the changes of submission #{sub_id} above", key=f"review_checked_{sub_id}")
     c = st.columns(2)
-    if c[0].button("Approve", type="primary", key="approve_btn"):
-        ev.approve(state.engine(), int(sub_id), state.user_name())
-        st.success(f"Submission {sub_id} approved: it counts in analyses now.")
-        st.rerun()
-    reason = c[1].text_input("Reason for rejecting", key="reject_reason")
-    if c[1].button("Reject", key="reject_btn"):
-        if not reason.strip():
-            st.error("A rejection needs a reason.")
+    approve = c[0].form_submit_button(f"Approve #{sub_id}", type="primary", disabled=bool(blockers))
+    reject = c[1].form_submit_button(f"Reject #{sub_id}")
+if approve or reject:
+    verb = "approve" if approve else "reject"
+    if not reason.strip():
+        st.error(f"To {verb} a submission, give a reason: it is recorded with the decision.")
+    elif not checked:
+        st.error(f"Tick that you have checked the changes of submission #{sub_id} before you {verb} it.")
+    else:
+        try:
+            if approve:
+                ev.approve(eng, int(sub_id), by=curator, reason=reason.strip())
+            else:
+                ev.reject(eng, int(sub_id), reason.strip(), by=curator)
+        except ev.EvidenceError as exc:  # the four-eyes refusal, or a submission decided meanwhile
+            st.error(f"Not {verb}d: {exc}")
         else:
-            ev.reject(state.engine(), int(sub_id), reason, state.user_name())
-            st.success(f"Submission {sub_id} rejected; it stays visible with the reason.")
+            st.session_state["review_flash"] = (
+                f"Submission #{sub_id} {verb}d by {curator}: “{reason.strip()}”. "
+                + ("It counts in analyses now." if approve else "It stays visible with the reason.")
+                + " Choose the next submission yourself: nothing is selected automatically.")
+            st.session_state.pop("review_sub", None)
             st.rerun()

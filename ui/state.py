@@ -1,20 +1,46 @@
-"""State shared by the pages: the database engine, the sidebar filters, and cached queries.
+"""State shared by the pages: the database engine, the sidebar filters, and the caches.
 
-Caches are keyed on :func:`evidence.data_version`, a token that changes whenever evidence is added,
-reviewed, or a job progresses, so a change is visible on the next rerun and nothing stale is shown.
+Two kinds of cache, both shared by every browser session of the server process:
+
+* Queries, effect tables, model fits and figures are memoised by what determines them (the
+  filter, the effect settings, the model spec and :func:`version`), with ``st.cache_resource``:
+  the objects are shared, not copied per call, so a re-run costs a dictionary look-up, and pages
+  must not modify what they get (they don't).
+* Heavy reports (the contradiction report; the per-question answers) are computed once per
+  *evidence* version (new or reviewed submissions, not job progress) in a background worker: the
+  first page run after a data change starts them for the default settings, so they are usually
+  ready before anyone opens the page that shows them (issue 15).
 """
 
 from __future__ import annotations
 
 import os
+import threading
+import time
+from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Callable
 
 import pandas as pd
 import streamlit as st
 
 import evidence as ev
 import metaanalysis as ma
+from ui import accounts, labels
 
-FILTER_KEYS = ("f_dataset", "f_family", "f_adv", "f_threat", "f_attack", "f_sparsity", "f_bits", "f_eps", "f_status", "f_effect", "f_assume_n")
+__all__ = ["db_url", "engine", "version", "evidence_version", "distinct", "results", "stats", "studies", "claims", "current_filter",
+           "filter_key", "effect_settings", "settings_key", "effects", "memo", "report", "prewarm", "answers", "contradictions", "contradictions_failed", "report_error", "sidebar",
+           "hide_sidebar", "unit", "PRECOMPUTE", "curator_accounts", "check_curator", "user_name", "EPS_STEPS"]
+
+FILTER_KEYS = ("f_dataset", "f_family", "f_adv", "f_threat", "f_attack", "f_source", "f_sparsity", "f_bits", "f_eps", "f_status",
+               "f_effect", "f_assume_n")
+# Epsilon (Linf, [0, 1] pixel scale) in the steps papers use: k/255, so that 8/255 = 0.0313... is kept
+# exactly by an "up to 8/255" filter (a slider on 0.001 steps dropped it).
+# Heavy reports start in the background on a data change unless CREV_APP_PRECOMPUTE=0 (the headless
+# tests, which each open a fresh database, turn it off and ask for a report where they need it).
+PRECOMPUTE = os.environ.get("CREV_APP_PRECOMPUTE", "1").strip() != "0"
+EPS_STEPS = [0.0] + [k / 255 for k in (0.5, 1, 2, 3, 4, 6, 8, 10, 12, 16, 20, 24, 32, 48, 64, 96, 128)]
+_EPS_TOL = 1e-9
 
 
 def db_url() -> str:
@@ -32,99 +58,52 @@ def engine():
 
 
 def version() -> tuple:
+    """Changes with any evidence or job change (for queries and anything cheap)."""
     return ev.data_version(engine())
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def _distinct(url: str, column: str, ver) -> list:
-    return ev.distinct_values(_engine(url), column)
+def evidence_version(ver: tuple | None = None) -> tuple:
+    """Changes when evidence is added or reviewed, not when a job makes progress (for heavy reports).
+    The first two parts of :func:`evidence.data_version` are the submissions' (latest id, reviews)."""
+    return tuple((ver or version())[:2])
+
+
+@st.cache_resource(show_spinner=False, max_entries=256)
+def _memo(kind: str, key: tuple, _fn: Callable):
+    return _fn()
+
+
+def memo(kind: str, key: tuple, fn: Callable):
+    """``fn()`` computed once per (``kind``, ``key``) for the whole server; ``key`` must name every
+    input of ``fn`` (filter, settings, spec, data version)."""
+    return _memo(kind, (db_url(), *key), fn)
 
 
 def distinct(column: str) -> list:
-    return _distinct(db_url(), column, version())
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def _results(url: str, fkey: tuple, ver) -> pd.DataFrame:
-    return ev.query_results(_engine(url), ev.ResultFilter(**dict(fkey)))
-
-
-@st.cache_data(show_spinner=False, max_entries=32)
-def _stats(url: str, ver) -> dict:
-    return ev.stats(_engine(url))
-
-
-@st.cache_data(show_spinner=False, max_entries=16)
-def _studies(url: str, ver) -> pd.DataFrame:
-    return ev.list_studies(_engine(url))
-
-
-@st.cache_data(show_spinner=False, max_entries=16)
-def _claims(url: str, ver) -> pd.DataFrame:
-    return ev.list_claims(_engine(url))
+    return memo("distinct", (column, version()), lambda: ev.distinct_values(engine(), column))
 
 
 def stats() -> dict:
-    return _stats(db_url(), version())
+    return memo("stats", (version(),), lambda: ev.stats(engine()))
 
 
 def studies() -> pd.DataFrame:
-    return _studies(db_url(), version())
+    return memo("studies", (version(),), lambda: ev.list_studies(engine()))
 
 
 def claims() -> pd.DataFrame:
-    return _claims(db_url(), version())
+    return memo("claims", (version(),), lambda: ev.list_claims(engine()))
 
 
-def _range_or_none(key: str, full: tuple):
-    v = st.session_state.get(key)
-    return None if v is None or tuple(v) == tuple(full) else tuple(v)
-
-
-def sidebar() -> None:
-    """The shared filters; their values live in session state and persist across pages."""
-    sb = st.sidebar
-    sb.header("Filters")
-    sb.multiselect("Dataset", distinct("dataset"), key="f_dataset")
-    sb.multiselect("Compression family", [f.value for f in ev.CompressionFamily], key="f_family")
-    sb.multiselect("Adversarial training", [a.value for a in ev.AdvTraining], key="f_adv")
-    sb.multiselect("Threat model", [t.value for t in ev.ThreatModel], key="f_threat")
-    sb.multiselect("Attack", [a.value for a in ev.Attack], key="f_attack")
-    sb.slider("Sparsity range", 0.0, 1.0, (0.0, 1.0), 0.01, key="f_sparsity",
-              help="Narrowing it keeps only results with a stated sparsity.")
-    sb.slider("Bit width range", 1, 32, (1, 32), key="f_bits", help="Narrowing it keeps only results with a stated bit width.")
-    sb.slider("Epsilon range (Linf, [0,1] pixel scale)", 0.0, 0.5, (0.0, 0.5), 0.001, format="%.3f", key="f_eps",
-              help="Narrowing it keeps only results with a stated epsilon.")
-    sb.radio("Review status", ["approved", "pending", "all"], key="f_status", horizontal=True,
-             help="Analyses count approved entries; pending and rejected ones are shown for review.")
-    sb.header("Effect sizes")
-    sb.selectbox("Effect", [m.value for m in ma.EffectMeasure], key="f_effect")
-    sb.selectbox("Missing n_test", ["dataset (standard test-set size, flagged)", "none (exclude the row)"], key="f_assume_n",
-                 help="A variance needs a sample size. Three seed studies do not state n_test: by default the dataset's standard "
-                      "test-set size is assumed for them, and every effect that uses it is flagged. Choose 'none' to exclude them.")
-
-
-def current_filter() -> ev.ResultFilter:
-    s = st.session_state
-    sp = _range_or_none("f_sparsity", (0.0, 1.0))
-    bits = _range_or_none("f_bits", (1, 32))
-    eps = _range_or_none("f_eps", (0.0, 0.5))
-    return ev.ResultFilter(
-        datasets=s.get("f_dataset", []), families=s.get("f_family", []), adversarial_training=s.get("f_adv", []),
-        threat_models=s.get("f_threat", []), attacks=s.get("f_attack", []),
-        sparsity_min=sp[0] if sp else None, sparsity_max=sp[1] if sp else None,
-        bits_min=bits[0] if bits else None, bits_max=bits[1] if bits else None,
-        eps_min=eps[0] if eps else None, eps_max=eps[1] if eps else None, status=s.get("f_status", "approved"),
-    )
-
-
-def _fkey(f: ev.ResultFilter) -> tuple:
-    return tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in f.__dict__.items())
+def filter_key(f: ev.ResultFilter) -> tuple:
+    return f.key()
 
 
 def results(f: ev.ResultFilter | None = None) -> pd.DataFrame:
+    """The results under ``f`` (the sidebar's by default). Shared: do not modify the frame."""
     f = f or current_filter()
-    return _results(db_url(), _fkey(f), version())
+    eng = engine()
+    return memo("results", (filter_key(f), version()), lambda: ev.query_results(eng, f))
 
 
 def effect_settings() -> ma.EffectSettings:
@@ -133,34 +112,229 @@ def effect_settings() -> ma.EffectSettings:
     return ma.EffectSettings(measure=s.get("f_effect", "delta_robust"), assume_n=assume)
 
 
-@st.cache_data(show_spinner="Computing effect sizes...", max_entries=32)
-def _effects(url: str, fkey: tuple, settings_key: tuple, ver):
-    settings = ma.EffectSettings(**dict(settings_key))
-    return ma.compute_effects(_results(url, fkey, ver), settings)
+def settings_key(settings: ma.EffectSettings) -> tuple:
+    return (settings.measure.value, settings.correlation, settings.assume_n)
 
 
 def effects(f: ev.ResultFilter | None = None, settings: ma.EffectSettings | None = None) -> ma.EffectTable:
     f = f or current_filter()
     settings = settings or effect_settings()
-    skey = (("measure", settings.measure.value), ("correlation", settings.correlation), ("assume_n", settings.assume_n))
-    return _effects(db_url(), _fkey(f), skey, version())
+    res = results(f)
+    return memo("effects", (filter_key(f), settings_key(settings), version()), lambda: ma.compute_effects(res, settings))
 
 
-def curator_secret() -> str | None:
-    """The curator secret from Streamlit secrets (``curator_secret``) or ``CREV_CURATOR_SECRET``."""
-    try:
-        secret = st.secrets.get("curator_secret")
-    except (FileNotFoundError, KeyError, AttributeError):
-        secret = None
-    except Exception as exc:  # st.secrets raises its own parse error type for a malformed secrets.toml
-        st.warning(f"Could not read the app's secrets: {exc}")
-        secret = None
-    return secret or os.environ.get("CREV_CURATOR_SECRET") or None
+# --- heavy reports: once per evidence version, in a background worker ---------------------------------------------------
 
 
-def user_name() -> str:
-    return st.session_state.get("user_name") or ev.whoami(None)
+class _Reports:
+    """Futures of heavy reports by key; one worker, so a precompute never takes both cores."""
+
+    def __init__(self) -> None:
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="crev-report")
+        self.futures: OrderedDict[tuple, Future] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def submit(self, key: tuple, fn: Callable) -> Future:
+        with self.lock:
+            fut = self.futures.get(key)
+            if fut is None or (fut.done() and fut.exception() is not None and time.time() - getattr(fut, "t", 0) > 30):
+                fut = self.pool.submit(fn)
+                fut.t = time.time()
+                self.futures[key] = fut
+                while len(self.futures) > 16:
+                    self.futures.popitem(last=False)
+            self.futures.move_to_end(key)
+            return fut
+
+
+@st.cache_resource(show_spinner=False)
+def _reports() -> _Reports:
+    return _Reports()
+
+
+def report(kind: str, key: tuple, fn: Callable, *, wait: bool = True, spinner: str = "Computing..."):
+    """A heavy report: started in the background if needed. With ``wait``, its result (or its
+    exception, raised); without, the result if it is ready and ``None`` while it runs or if it failed
+    (see :func:`report_error`)."""
+    full = (db_url(), kind, *key)
+    if not wait and not PRECOMPUTE and full not in _reports().futures:
+        return None  # not started: nothing computes in the background unless asked
+    fut = _reports().submit(full, fn)
+    if not wait:
+        return fut.result() if fut.done() and fut.exception() is None else None
+    if not fut.done():
+        with st.spinner(spinner):
+            return fut.result()
+    return fut.result()
+
+
+def report_error(kind: str, key: tuple) -> BaseException | None:
+    """The exception a finished heavy report raised, if it did."""
+    fut = _reports().futures.get((db_url(), kind, *key))
+    return fut.exception() if fut is not None and fut.done() else None
+
+
+def _contradiction_fn(url: str, settings: ma.EffectSettings, ver: tuple) -> Callable:
+    def run():
+        eng = _engine(url)
+        table = ma.compute_effects(ev.query_results(eng, ev.ResultFilter()), settings)
+        return ma.contradiction_report(table, ev.list_studies(eng), ev.list_claims(eng))
+    return run
+
+
+def contradictions(settings: ma.EffectSettings | None = None, *, wait: bool = True):
+    """The contradiction report over all approved evidence (the report has its own question scopes;
+    the sidebar's filters do not apply) for ``settings``; see :func:`report` for ``wait``."""
+    settings = settings or effect_settings()
+    ver = evidence_version()
+    return report("contradictions", (settings_key(settings), ver), _contradiction_fn(db_url(), settings, ver), wait=wait,
+                  spinner="Testing the candidate explanations (once per data change)...")
+
+
+def _answers_fn(url: str, settings: ma.EffectSettings) -> Callable:
+    def run():
+        from ui.answers import answer_cards
+
+        eng = _engine(url)
+        return answer_cards(eng, settings, ev.list_claims(eng))
+    return run
+
+
+def contradictions_failed(settings: ma.EffectSettings | None = None) -> BaseException | None:
+    settings = settings or effect_settings()
+    return report_error("contradictions", (settings_key(settings), evidence_version()))
+
+
+def answers(settings: ma.EffectSettings | None = None, *, wait: bool = True):
+    """The per-question answer cards (:mod:`ui.answers`) over all approved evidence."""
+    settings = settings or effect_settings()
+    return report("answers", (settings_key(settings), evidence_version()), _answers_fn(db_url(), settings), wait=wait,
+                  spinner="Answering each question from the evidence (once per data change)...")
+
+
+def prewarm() -> None:
+    """Start the heavy reports for the default settings of the current evidence version (answers
+    first: the Overview shows them)."""
+    if not PRECOMPUTE:
+        return
+    default = ma.EffectSettings(assume_n="dataset")
+    answers(default, wait=False)
+    contradictions(default, wait=False)
+
+
+# --- the sidebar ------------------------------------------------------------------------------------------------------
+
+
+def _eps_label(v: float) -> str:
+    return labels.epsilon(v)
+
+
+def sidebar() -> None:
+    """The shared filters; their values live in session state and persist across pages."""
+    sb = st.sidebar
+    sb.header("Filters")
+    sb.multiselect("Dataset", distinct("dataset"), key="f_dataset")
+    sb.multiselect("Compression family", [f.value for f in ev.CompressionFamily], key="f_family", format_func=labels.label)
+    sb.multiselect("Adversarial training", [a.value for a in ev.AdvTraining], key="f_adv", format_func=labels.label)
+    sb.multiselect("Threat model", [t.value for t in ev.ThreatModel], key="f_threat", format_func=labels.label)
+    sb.multiselect("Attack", [a.value for a in ev.Attack], key="f_attack", format_func=labels.label)
+    sb.multiselect("Source", [k.value for k in ev.SourceKind], key="f_source", format_func=labels.label,
+                   help="Literature rows come from papers; replication rows from controlled re-runs (crev replicate).")
+    sb.slider("Sparsity (share of weights removed)", 0.0, 1.0, (0.0, 1.0), 0.01, key="f_sparsity",
+              help="Narrowing it keeps only results with a stated sparsity.")
+    sb.slider("Bit width (bits)", 1, 32, (1, 32), key="f_bits", help="Narrowing it keeps only results with a stated bit width.")
+    sb.select_slider("Epsilon (Linf, in /255 of the pixel range)", EPS_STEPS, (EPS_STEPS[0], EPS_STEPS[-1]), key="f_eps",
+                     format_func=_eps_label,
+                     help="In the steps papers use (k/255, inclusive), so a row at 8/255 is kept by '0 – 8/255'. "
+                          "Narrowing it keeps only results with a stated epsilon.")
+    sb.radio("Review status", ["approved", "pending", "all"], key="f_status", horizontal=True,
+             help="Analyses count approved entries; pending and rejected ones are shown for review.")
+    sb.header("Effect sizes")
+    sb.selectbox("Effect", [m.value for m in ma.EffectMeasure], key="f_effect", format_func=labels.label)
+    sb.selectbox("Missing n_test", ["dataset (standard test-set size, flagged)", "none (exclude the row)"], key="f_assume_n",
+                 help="A variance needs a sample size. Some studies do not state how many test images they used: by default the "
+                      "dataset's standard test-set size is assumed for them, and every effect that uses it is flagged. "
+                      "Choose 'none' to exclude them.")
+    prewarm()
+
+
+def hide_sidebar() -> None:
+    """For pages the filters do not apply to: say so rather than show filters that do nothing."""
+    st.html("<style>[data-testid='stSidebar'], [data-testid='stSidebarCollapsedControl'] {display: none;}</style>")
+
+
+def _range_or_none(key: str, full: tuple):
+    v = st.session_state.get(key)
+    return None if v is None or tuple(v) == tuple(full) else tuple(v)
+
+
+def current_filter() -> ev.ResultFilter:
+    s = st.session_state
+    sp = _range_or_none("f_sparsity", (0.0, 1.0))
+    bits = _range_or_none("f_bits", (1, 32))
+    eps = _range_or_none("f_eps", (EPS_STEPS[0], EPS_STEPS[-1]))
+    return ev.ResultFilter(
+        datasets=s.get("f_dataset", []), families=s.get("f_family", []), adversarial_training=s.get("f_adv", []),
+        threat_models=s.get("f_threat", []), attacks=s.get("f_attack", []), source_kinds=s.get("f_source", []),
+        sparsity_min=sp[0] if sp else None, sparsity_max=sp[1] if sp else None,
+        bits_min=bits[0] if bits else None, bits_max=bits[1] if bits else None,
+        # a stored 8/255 may differ from k/255 in the last bits: the bounds are widened by 1e-9
+        eps_min=eps[0] - _EPS_TOL if eps else None, eps_max=eps[1] + _EPS_TOL if eps else None, status=s.get("f_status", "approved"),
+    )
 
 
 def unit() -> str:
     return "log odds ratio" if st.session_state.get("f_effect") == "log_odds_ratio" else "percentage points"
+
+
+# --- curators ---------------------------------------------------------------------------------------------------------
+
+
+def _secrets() -> dict:
+    try:
+        return st.secrets.to_dict()
+    except FileNotFoundError:
+        return {}
+    except Exception as exc:  # st.secrets raises its own parse error type for a malformed secrets.toml
+        st.warning(f"Could not read the app's secrets (.streamlit/secrets.toml): {exc}")
+        return {}
+
+
+def curator_accounts() -> dict[str, str]:
+    """Curator name -> secret. Per-user accounts from ``[curators]`` in .streamlit/secrets.toml
+    (``alice = "her secret"``); the older single ``curator_secret`` (or ``CREV_CURATOR_SECRET``) is
+    one account whose name the curator types."""
+    sec = _secrets()
+    accounts = {str(k): str(v) for k, v in (sec.get("curators") or {}).items() if str(v)}
+    single = sec.get("curator_secret") or os.environ.get("CREV_CURATOR_SECRET")
+    if single:
+        accounts.setdefault("*", str(single))
+    return accounts
+
+
+@st.cache_resource(show_spinner=False)
+def _limiter() -> accounts.AttemptLimiter:
+    return accounts.AttemptLimiter(max_attempts=5, window_s=300.0)
+
+
+def check_curator(name: str, secret: str) -> tuple[bool, str]:
+    """Whether ``secret`` opens the account ``name`` (see :mod:`ui.accounts`); at most 5 wrong tries per
+    name in 5 minutes, for the whole server."""
+    name = name.strip()
+    if not name:
+        return False, "Type your curator name."
+    wait = _limiter().blocked_for(name)
+    if wait:
+        return False, f"Too many wrong secrets for {name}: try again in {int(wait) + 1} s."
+    accs = curator_accounts()
+    expected = accs.get(name, accs.get("*"))
+    if expected is None or not accounts.secret_matches(secret, expected):
+        _limiter().failed(name)
+        return False, "That name and secret do not match a curator account: the page stays read-only."
+    return True, ""
+
+
+def user_name() -> str:
+    """Who acts in this browser session: the name typed on Add evidence or the curator's login.
+    Never the server's login (that is whoever started the app)."""
+    return (st.session_state.get("curator") or st.session_state.get("user_name") or "").strip()
