@@ -1,0 +1,146 @@
+"""The curator's Review page, headless: per-user accounts, a reason and a confirmation on every
+decision, the four-eyes refusal, no auto-advance, a study approved before its results."""
+
+import os
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from evidence import add_study, count_results, get_engine, import_results, pending_submissions
+from tests.helpers import result_row, write_rows
+from ui.accounts import hash_secret, secret_matches
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+ACCOUNTS = {"alice": hash_secret("alice-secret"), "bob": hash_secret("bøb-sécret ✓")}
+
+
+def _review(seeded_url, monkeypatch, accounts=ACCOUNTS):
+    monkeypatch.setenv("CREV_DB", seeded_url)
+    monkeypatch.delenv("CREV_CURATOR_SECRET", raising=False)
+    monkeypatch.delenv("CREV_ALLOW_SELF_APPROVAL", raising=False)
+    monkeypatch.setattr("ui.state.PRECOMPUTE", False)
+    t = AppTest.from_file(APP, default_timeout=120)
+    if accounts:
+        t.secrets["curators"] = dict(accounts)
+    t.run()
+    t.switch_page("ui/review.py")
+    t.run()
+    assert not t.exception, [e.value for e in t.exception]
+    return t
+
+
+def _sign_in(t, name, secret):
+    t.text_input(key="curator_name").input(name)
+    t.text_input(key="curator_input").input(secret)
+    t.button(key="FormSubmitter:curator_login-Sign in").click().run()
+    assert not t.exception
+
+
+def _decide(t, sub_id, reason, *, check=True, approve=True):
+    t.selectbox(key="review_sub").select(sub_id).run()
+    t.text_input(key=f"review_reason_{sub_id}").input(reason)
+    t.checkbox(key=f"review_checked_{sub_id}").set_value(check)
+    label = f"Approve #{sub_id}" if approve else f"Reject #{sub_id}"
+    t.button(key=f"FormSubmitter:decide_{sub_id}-{label}").click().run()
+    assert not t.exception, [e.value for e in t.exception]
+
+
+@pytest.fixture
+def alices_import(seeded_url, tmp_path):
+    engine = get_engine(seeded_url)
+    rep = import_results(engine, write_rows(tmp_path / "r.csv", [result_row()]), by="alice")
+    return engine, rep.submission_id
+
+
+def test_hashed_secrets_compare_as_bytes_and_accept_non_ascii():
+    h = hash_secret("bøb-sécret ✓")
+    assert secret_matches("bøb-sécret ✓", h) and not secret_matches("bob-secret", h)
+    assert secret_matches("plain ü", "plain ü") and not secret_matches("plain u", "plain ü")
+
+
+def test_read_only_without_curator_accounts(seeded_url, monkeypatch):
+    t = _review(seeded_url, monkeypatch, accounts=None)
+    assert any("Read-only: no curator account is configured" in w.value for w in t.warning)
+
+
+def test_wrong_secrets_are_refused_and_rate_limited(seeded_url, monkeypatch):
+    t = _review(seeded_url, monkeypatch)
+    name = f"alice-{os.getpid()}-{id(t)}"  # the limiter is per server process and per name
+    t.secrets["curators"] = {**ACCOUNTS, name: hash_secret("right")}
+    for _ in range(5):
+        _sign_in(t, name, "wrong")
+    assert any("do not match a curator account" in e.value for e in t.error)
+    _sign_in(t, name, "right")  # the sixth try, even with the right secret, waits
+    assert any("Too many wrong secrets" in e.value for e in t.error)
+    assert not any("Signed in as curator" in i.value for i in t.info)
+
+
+def test_four_eyes_a_curator_cannot_approve_their_own_submission(seeded_url, monkeypatch, alices_import):
+    engine, sub_id = alices_import
+    t = _review(seeded_url, monkeypatch)
+    _sign_in(t, "alice", "alice-secret")
+    assert any("Signed in as curator **alice**" in i.value for i in t.info)
+    base = count_results(engine)
+    _decide(t, sub_id, "looks right")
+    assert any("cannot approve it" in e.value for e in t.error), [e.value for e in t.error]
+    assert count_results(engine) == base
+    assert pending_submissions(engine)["id"].tolist() == [sub_id]
+
+
+def test_another_curator_approves_with_a_reason_and_nothing_is_selected_after(seeded_url, monkeypatch, alices_import):
+    engine, sub_id = alices_import
+    t = _review(seeded_url, monkeypatch)
+    _sign_in(t, "bob", "bøb-sécret ✓")  # a non-ASCII secret works
+    base = count_results(engine)
+    _decide(t, sub_id, "", check=True)  # no reason: refused, nothing written
+    assert any("give a reason" in e.value for e in t.error)
+    _decide(t, sub_id, "checked against Table 9", check=False)  # not ticked: refused
+    assert any("Tick that you have checked" in e.value for e in t.error)
+    assert count_results(engine) == base
+    _decide(t, sub_id, "checked against Table 9")
+    assert count_results(engine) == base + 1
+    assert any(f"Submission #{sub_id} approved by bob" in s.value and "Table 9" in s.value for s in t.success)
+    assert not [s for s in t.selectbox if s.key == "review_sub" and s.value is not None]  # no auto-advance
+    done = pending_submissions(engine, status=None).set_index("id").loc[sub_id]
+    assert done["status"] == "approved" and done["reviewed_by"] == "bob" and done["reason"] == "checked against Table 9"
+
+
+def test_results_wait_for_their_studys_approval(seeded_url, monkeypatch, tmp_path):
+    engine = get_engine(seeded_url)
+    add_study(engine, {"study": {"study_id": "doe_2026_newstudy", "title": "New", "year": "2026"}, "claims": []}, "alice")
+    rep = import_results(engine, write_rows(tmp_path / "r.csv", [result_row(study_id="doe_2026_newstudy")]), by="alice")
+    t = _review(seeded_url, monkeypatch)
+    _sign_in(t, "bob", "bøb-sécret ✓")
+    t.selectbox(key="review_sub").select(rep.submission_id).run()
+    assert any("not approved yet" in e.value and "doe_2026_newstudy" in e.value for e in t.error)
+    approve = [b for b in t.button if b.key == f"FormSubmitter:decide_{rep.submission_id}-Approve #{rep.submission_id}"]
+    assert approve and approve[0].disabled
+
+
+def test_a_correction_from_add_evidence_reaches_the_queue_with_its_diff(seeded_url, monkeypatch):
+    engine = get_engine(seeded_url)
+    monkeypatch.setenv("CREV_DB", seeded_url)
+    monkeypatch.setattr("ui.state.PRECOMPUTE", False)
+    t = AppTest.from_file(APP, default_timeout=120)
+    t.run()
+    t.switch_page("ui/add.py")
+    t.run()
+    t.text_input(key="user_name").input("Jane Doe")
+    t.selectbox(key="corr_entity").select("study").run()
+    t.text_input(key="corr_key").input("sehwag_2020_hydra")
+    t.selectbox(key="corr_field_study").select("venue")
+    t.text_input(key="corr_value").input("NeurIPS 2020 (corrected)")
+    t.text_input(key="corr_reason").input("the proceedings say NeurIPS")
+    t.button(key="FormSubmitter:correction-Submit the correction for review").click().run()
+    assert not t.exception
+    assert any("correction of study sehwag_2020_hydra" in s.value for s in t.success), [e.value for e in t.error]
+    sub_id = int(pending_submissions(engine)["id"].iloc[0])
+    t.secrets["curators"] = dict(ACCOUNTS)
+    t.switch_page("ui/review.py")
+    t.run()
+    t.selectbox(key="review_sub").select(sub_id).run()
+    assert not t.exception
+    diff = t.dataframe[1].value  # the queue, then the changes
+    row = diff[diff["field"] == "venue"].iloc[0]
+    assert row["proposed"] == "NeurIPS 2020 (corrected)" and row["current"] != row["proposed"]
