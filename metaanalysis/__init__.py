@@ -23,13 +23,14 @@ from .robust import robust
 from .uni import METHODS, MetaInputError, TauCI, q_profile_ci, rma_uni
 
 _LAZY = {
-    "analysis": ("Analysis", "AnalysisSpec", "DoseResponse", "Sensitivity", "SubgroupResult", "dose_response", "per_study",
+    "analysis": ("Analysis", "AnalysisSpec", "DoseResponse", "Sensitivity", "StudyEstimate", "SubgroupResult", "dose_response", "per_study",
                  "rigour_sensitivity", "run_analysis", "study_estimate", "subgroups"),
+    "answers": ("Answers", "EvaluationKind", "KindAnswer", "QuestionAnswer", "answer"),
     "bias": ("EggerResult", "RankTestResult", "TrimFillResult", "egger_test", "influence", "leave_one_out", "rank_test", "trim_and_fill"),
     "contradictions": ("ContradictionReport", "contradiction_report"),
     "data": ("EvidenceSnapshot", "load_effects", "load_snapshot"),
     "effects": ("STANDARD_TEST_SIZES", "EffectMeasure", "EffectSettings", "EffectTable", "compute_effects"),
-    "overview": ("evidence_map", "headline"),
+    "overview": ("Headline", "evidence_map", "headline"),
     "reeval": ("ReevaluationGaps", "reevaluation_gaps"),
     "rigour": ("RIGOUR_COMPONENTS", "rigour_scores"),
     "votes": ("VOTE_CAVEAT", "VoteCount", "vote_count"),
@@ -52,7 +53,8 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "Analysis", "AnalysisSpec", "DoseResponse", "Sensitivity", "SubgroupResult", "dose_response", "per_study", "rigour_sensitivity",
+    "Analysis", "AnalysisSpec", "DoseResponse", "Sensitivity", "StudyEstimate", "SubgroupResult",
+    "Answers", "EvaluationKind", "KindAnswer", "QuestionAnswer", "answer", "dose_response", "per_study", "rigour_sensitivity",
     "run_analysis", "study_estimate", "subgroups",
     "EggerResult", "RankTestResult", "TrimFillResult", "egger_test", "influence", "leave_one_out", "rank_test", "trim_and_fill",
     "ContradictionReport", "contradiction_report",

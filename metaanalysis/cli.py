@@ -246,14 +246,29 @@ def run(
 
 @app.command()
 @_db_options
+def answer(as_json: bool = typer.Option(False, "--json"), question: list[str] = typer.Option([], "--question", help="Only this question (repeatable)."),
+           opts=None):
+    """The answer to each disputed question per evaluation kind (threat model x adversarial training x attack family):
+    pooled effect with CI and prediction interval, studies, leave-one-study-out range and a verdict."""
+    from .answers import answer as answer_questions
+
+    ans = answer_questions(opts.table(), questions=question or None)
+    typer.echo(json.dumps(ans.to_dict(), indent=1) if as_json else ans.summary())
+
+
+@app.command()
+@_db_options
 def contradictions(as_json: bool = typer.Option(False, "--json"), markdown: bool = typer.Option(False, "--markdown"),
-                   out: Optional[Path] = typer.Option(None, "--out"), opts=None):
-    """Every pair of contradicting claims, the tested explanations, and what stays unexplained."""
+                   out: Optional[Path] = typer.Option(None, "--out"),
+                   correction: str = typer.Option("holm", "--correction", help="holm (family-wise) or fdr_bh (false discovery rate)."),
+                   alpha: float = typer.Option(0.05, "--alpha", help="Family-wise error rate (holm) or false discovery rate (fdr_bh)."),
+                   opts=None):
+    """Every pair of contradicting claims judged on its own evidence: explained, consistent with, unexplained, not assessable."""
     from .contradictions import contradiction_report
     from .effects import compute_effects
 
     snap = opts.snapshot()
-    rep = contradiction_report(compute_effects(snap.results, opts.settings), snap.studies, snap.claims)
+    rep = contradiction_report(compute_effects(snap.results, opts.settings), snap.studies, snap.claims, correction=correction, alpha=alpha)
     text = rep.to_json() if as_json else rep.to_markdown() if markdown else rep.summary() + "\n" + rep.to_frame().to_string(index=False)
     if out:
         out.write_text(text, encoding="utf-8")
@@ -264,13 +279,75 @@ def contradictions(as_json: bool = typer.Option(False, "--json"), markdown: bool
 
 @app.command()
 @_db_options
+def report(out: Path = typer.Option(..., "--out", help="FILE.html (plots inline), FILE.md or FILE.json"),
+           with_multiverse: bool = typer.Option(False, "--multiverse", help="Add the specification curve (all filtered results)."),
+           workers: int = typer.Option(2, "--workers", help="Parallel worker processes for the multiverse."),
+           correction: str = typer.Option("holm", "--correction", help="holm or fdr_bh, over every test of the report."),
+           opts=None):
+    """The contradiction report with bias per question and what the evidence cannot tell yet (HTML, Markdown or JSON)."""
+    from .effects import compute_effects
+    from .report import build_report
+
+    if out.suffix not in (".html", ".md", ".json"):
+        _fail(f"{out}: the report is written as .html, .md or .json")
+    snap = opts.snapshot()
+    mv = None
+    if with_multiverse:
+        from .multiverse import multiverse as run_multiverse
+
+        mv = run_multiverse(snap.results, workers=workers)
+    doc = build_report(compute_effects(snap.results, opts.settings), snap.studies, snap.claims, correction=correction, multiverse=mv)
+    text = doc.to_html() if out.suffix == ".html" else doc.to_json() if out.suffix == ".json" else doc.to_markdown()
+    out.write_text(text, encoding="utf-8")
+    typer.echo(doc.contradictions.summary())
+    typer.echo(f"wrote {out}")
+
+
+@app.command()
+@_db_options
+def multiverse(question: Optional[str] = typer.Option(None, "--question", help="Only the results in this question's scope."),
+               workers: int = typer.Option(2, "--workers", help="Parallel worker processes (joblib)."),
+               as_json: bool = typer.Option(False, "--json"),
+               figure: Optional[Path] = typer.Option(None, "--figure", help="Write the specification curve (.png, .svg or .pdf)."),
+               csv: Optional[Path] = typer.Option(None, "--csv", help="Write one row per specification."),
+               opts=None):
+    """The default model under every defensible choice (attack family, epsilon bucket, threat model, assumed n, rho, effect,
+    high-risk rows): the specification curve and the share of specifications whose CI excludes zero."""
+    from .multiverse import multiverse as run_multiverse
+
+    results = opts.snapshot().results
+    if question:
+        from evidence.vocab import Question
+
+        from .contradictions import question_scope
+
+        try:
+            q = Question(question)
+        except ValueError:
+            _fail(f"--question must be one of {', '.join(x.value for x in Question)}, not {question!r}")
+        results = question_scope(results, q)
+        if results is None:
+            _fail(f"no result in the database measures question {question!r}")
+    mv = run_multiverse(results, workers=workers)
+    if csv:
+        mv.to_frame().to_csv(csv, index=False)
+    if figure:
+        mv.figure().savefig(figure, dpi=120, bbox_inches="tight")
+    typer.echo(json.dumps(mv.to_dict(), indent=1) if as_json else mv.summary())
+    for path in (csv, figure):
+        if path:
+            typer.echo(f"wrote {path}", err=True)
+
+
+@app.command()
+@_db_options
 def plot(kind: str = typer.Argument(..., help="forest, funnel, bubble or dose"), out: Path = typer.Option(..., "--out", help="FILE.png, .svg, .pdf or .html"),
          x: str = typer.Option("sparsity", "--x", help="Moderator for bubble and dose plots."), method: str = typer.Option("REML", "--method"),
          opts=None):
     """Draw a plot of the filtered evidence to a file (headless)."""
     from .analysis import AnalysisSpec, dose_response, per_study, run_analysis
     from .bias import egger_test
-    from .plots import bubble_figure, dose_figure, forest_figure, funnel_figure, save_figure
+    from .plots import StaticExportError, bubble_figure, dose_figure, forest_figure, funnel_figure, save_figure
 
     table = opts.table()
     unit = "log odds ratio" if opts.settings.measure.value == "log_odds_ratio" else "percentage points"
@@ -287,26 +364,24 @@ def plot(kind: str = typer.Argument(..., help="forest, funnel, bubble or dose"),
         fig = dose_figure(dose_response(table, x, spec), unit=unit)
     else:
         _fail("plot kind must be forest, funnel, bubble or dose")
-    save_figure(fig, out)
+    try:
+        save_figure(fig, out)
+    except StaticExportError as exc:
+        _fail(str(exc))
     typer.echo(f"wrote {out}")
 
 
 @app.command()
 @_db_options
-def bias(method: str = typer.Option("REML", "--method"), opts=None):
-    """Egger's test, Begg's rank test and trim-and-fill on the filtered effects (one effect per row;
-    dependent effects make these tests anti-conservative, which the output says)."""
-    from .bias import egger_test, rank_test, trim_and_fill
+def bias(method: str = typer.Option("REML", "--method"),
+         row_level: bool = typer.Option(False, "--row-level", help="Also the row-level Egger/Begg/trim-and-fill (assume independent rows)."),
+         as_json: bool = typer.Option(False, "--json"), opts=None):
+    """Publication bias for dependent effects: multilevel Egger (CR2 by study), PET-PEESE and the 3-parameter selection model on
+    study aggregates, Mathur-VanderWeele sensitivity; each answers "not assessable with N studies" below its minimum."""
+    from .pubbias import bias_report
 
-    t = opts.table()
-    y, v = t.effects["yi"], t.effects["vi"]
-    typer.echo(egger_test(y, v, method=method).summary())
-    typer.echo(egger_test(y, v, model="lm").summary())
-    rt = rank_test(y, v)
-    typer.echo(f"Begg's rank test: Kendall tau = {rt.tau:.4f}, p = {rt.pval:.4g}")
-    typer.echo(trim_and_fill(y, v, method=method).summary())
-    if t.effects["study"].duplicated().any():
-        typer.echo("note: several effects per study: these tests assume independent effects and are anti-conservative here")
+    rep = bias_report(opts.table(), row_level=row_level, method=method)
+    typer.echo(json.dumps(rep.to_dict(), indent=1) if as_json else rep.summary())
 
 
 @app.command()

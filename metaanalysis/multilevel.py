@@ -72,11 +72,7 @@ def random_structure(df: pd.DataFrame, names: tuple[str, ...], *, simplify: bool
         df = df.assign(**{EFFECT_LEVEL: np.arange(len(df))})
     if not simplify:
         return df, names, notes
-    keys = []
-    key = pd.Series("", index=df.index)
-    for n in names:
-        key = key + "\x1f" + df[n].astype(str)
-        keys.append(key.nunique())
+    keys = list(encode_levels([df[n] for n in names], list(names)).counts)
     kept = []
     for i, n in enumerate(names):
         if keys[i] == 1:
@@ -266,13 +262,13 @@ def _optimise(st: NestedCovariance, X, y, reml: bool, scale: float, free: np.nda
         f, g, _ = _objective(full, st, X, y, reml, scale)
         return f, g[free]
 
-    starts = [np.full(n_free, 0.3)]
-    if len(y) <= 20_000:
-        starts += [np.where(np.arange(n_free) == i, 1.0, 0.05) for i in range(n_free)]
-    best = None
     # L-BFGS-B calls BLAS on tiny matrices: threaded BLAS only adds contention there (30x on a busy machine)
     with threadpool_limits(1, user_api="blas"):
-        best = _minimise(fun, starts, n_free)
+        best = _minimise(fun, [np.full(n_free, 0.3)], n_free)
+        if n_free > 1 and np.any(best.x <= 1e-10) and len(y) <= 50_000:
+            # a component at its bound: also start from each component alone, keep the best optimum
+            others = _minimise(fun, [np.where(np.arange(n_free) == i, 1.0, 0.05) for i in range(n_free)], n_free)
+            best = others if others.fun < best.fun else best
     theta = np.zeros(L)
     theta[free] = best.x
     return theta, bool(best.success)

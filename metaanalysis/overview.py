@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
 import numpy as np
 import pandas as pd
 
 from .analysis import AnalysisSpec, run_analysis
 from .effects import EffectTable
+from .results import clean
 from .uni import MetaInputError, rma_uni
 
-__all__ = ["evidence_map", "headline"]
+__all__ = ["evidence_map", "headline", "Headline"]
 
 MAP_AXES = ("compression_family", "adversarial_training", "threat_model")
 
@@ -38,22 +41,58 @@ def evidence_map(results: pd.DataFrame, table: EffectTable | None = None) -> pd.
     return counts
 
 
-def headline(table: EffectTable, spec: AnalysisSpec | None = None) -> dict:
-    """The pooled effect of the current filters with its uncertainty, in words and numbers."""
+@dataclass(frozen=True)
+class Headline:
+    """The pooled effect of the current filters under the default model, in words and numbers.
+    ``ok`` is False (and ``text`` says why) when there is nothing to pool."""
+
+    ok: bool
+    text: str
+    k: int
+    n_studies: int = 0
+    estimate: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    pi_low: float | None = None
+    pi_high: float | None = None
+    pval: float | None = None
+    df: float | None = None
+    test: str | None = None
+    model: str | None = None
+    notes: tuple[str, ...] = ()
+
+    def __getitem__(self, key: str):  # mapping access, kept while the app moves to attributes
+        return getattr(self, key)
+
+    def get(self, key: str, default=None):
+        return getattr(self, key, default)
+
+    def to_dict(self) -> dict:
+        return clean(asdict(self))
+
+
+def _model_words(fit) -> str:
+    if fit.model != "rma.mv":
+        return f"{fit.method} random-effects model"
+    return "multilevel model (" + " / ".join(name.split("/")[-1] for name in fit.sigma2) + ")"
+
+
+def headline(table: EffectTable, spec: AnalysisSpec | None = None) -> Headline:
+    """The pooled effect of the current filters with its uncertainty (default model: study / cluster /
+    effect with CR2 by study). Evaluations of different kinds are pooled here as filtered: the per-question,
+    per-kind answer is :func:`metaanalysis.answer`."""
     if len(table) < 2:
-        return {"ok": False, "text": f"{len(table)} effect(s) under the current filters: too few to pool.", "k": len(table)}
+        return Headline(False, f"{len(table)} effect(s) under the current filters: too few to pool.", len(table))
     try:
         an = run_analysis(table, spec or AnalysisSpec())
     except MetaInputError as exc:
-        return {"ok": False, "text": str(exc), "k": len(table)}
+        return Headline(False, str(exc), len(table))
     c = an.fit.coefficients[0]
     word = "lower" if c.ci_high < 0 else "higher" if c.ci_low > 0 else "not clearly different"
-    n_st = int(an.effects["study"].nunique())
-    levels = len(an.fit.sigma2)
-    model = ("three-level model (effects within clusters within studies)" if levels == 2 and "study" in an.fit.sigma2
-             else "multilevel model over one study's clusters" if "cluster" in an.fit.sigma2
-             else "two-level model (effects within studies)" if an.fit.model == "rma.mv" else f"{an.fit.method} random-effects model")
-    return {"ok": True, "estimate": c.estimate, "ci_low": c.ci_low, "ci_high": c.ci_high, "pi_low": an.fit.pi_low, "pi_high": an.fit.pi_high,
-            "pval": c.pval, "k": an.fit.k, "n_studies": n_st, "model": an.fit.model, "notes": an.notes,
-            "text": (f"Compressed models' robust accuracy is {word} than their dense counterparts': {c.estimate:+.2f} pp "
-                     f"(95% CI {c.ci_low:+.2f} to {c.ci_high:+.2f}; {an.fit.k} effects from {n_st} stud{'y' if n_st == 1 else 'ies'}, {model})")}
+    n_st = an.n_studies
+    model = _model_words(an.fit)
+    infer = f"CR2 by study, {c.df:.1f} df" if an.fit.test == "CR2" else f"t, {c.df:g} df" if c.df is not None else "z"
+    text = (f"Compressed models' robust accuracy is {word} than their dense counterparts': {c.estimate:+.2f} pp "
+            f"(95% CI {c.ci_low:+.2f} to {c.ci_high:+.2f}; {an.fit.k} effects from {n_st} stud{'y' if n_st == 1 else 'ies'}, {model}; {infer})")
+    return Headline(True, text, an.fit.k, n_st, c.estimate, c.ci_low, c.ci_high, an.fit.pi_low, an.fit.pi_high, c.pval, c.df, an.fit.test,
+                    an.fit.model, tuple(dict.fromkeys(an.notes + an.fit.notes)))

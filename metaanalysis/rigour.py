@@ -22,10 +22,50 @@ accuracy exceeds clean accuracy, or a replication check flagged possible gradien
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 import numpy as np
 import pandas as pd
 
-__all__ = ["RIGOUR_COMPONENTS", "rigour_scores", "MAX_SCORE"]
+from evidence.vocab import Attack
+
+__all__ = ["RIGOUR_COMPONENTS", "rigour_scores", "MAX_SCORE", "AttackFamily", "ATTACK_FAMILY", "attack_family"]
+
+
+class AttackFamily(StrEnum):
+    """Kinds of evaluation that measure different things and are not pooled together."""
+
+    iterative_gradient = "iterative gradient"  # PGD and its adaptive variants, APGD, CW
+    autoattack = "AutoAttack"
+    single_step = "single-step"  # FGSM
+    query_based = "query-based"  # Square and other score/decision attacks
+    universal = "universal perturbation"  # one perturbation for all images (UAP)
+    certified = "certified bound"
+    other = "other"
+
+
+ATTACK_FAMILY: dict[Attack, AttackFamily] = {
+    Attack.fgsm: AttackFamily.single_step,
+    Attack.pgd: AttackFamily.iterative_gradient,
+    Attack.apgd: AttackFamily.iterative_gradient,
+    Attack.pgd_pp: AttackFamily.iterative_gradient,
+    Attack.eot_pgd: AttackFamily.iterative_gradient,
+    Attack.bpda: AttackFamily.iterative_gradient,
+    Attack.cw: AttackFamily.iterative_gradient,
+    Attack.autoattack: AttackFamily.autoattack,
+    Attack.autoattack_fast: AttackFamily.autoattack,
+    Attack.autoattack_standard: AttackFamily.autoattack,
+    Attack.square: AttackFamily.query_based,
+    Attack.uap: AttackFamily.universal,
+    Attack.certified: AttackFamily.certified,
+    Attack.other: AttackFamily.other,
+}
+
+
+def attack_family(attack: pd.Series) -> pd.Series:
+    """The :class:`AttackFamily` value of every attack (``other`` for an unknown text)."""
+    table = {a.value: f.value for a, f in ATTACK_FAMILY.items()}
+    return attack.astype(str).map(table).fillna(AttackFamily.other.value)
 
 RIGOUR_COMPONENTS = ("attack_strength", "epsilon_stated", "n_test_known", "verbatim", "not_transfer_only", "robust_below_clean")
 MAX_SCORE = 7
