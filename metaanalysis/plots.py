@@ -2,7 +2,7 @@
 
 Each figure is built once, as a Plotly figure (interactive in the app), from numbers the analysis
 functions computed; :func:`save_figure` writes it headless: ``.html`` through Plotly, ``.png``,
-``.svg`` and ``.pdf`` through a small Matplotlib renderer of the same traces (no browser needed).
+``.svg`` and ``.pdf`` through Plotly's Kaleido with the local Chromium (the same rendering as the app).
 The plots hold no statistics of their own.
 """
 
@@ -19,7 +19,8 @@ from .analysis import Analysis, DoseResponse
 from .bias import EggerResult
 from .results import MetaResult
 
-__all__ = ["forest_figure", "funnel_figure", "bubble_figure", "dose_figure", "change_by_study_figure", "evidence_map_figure", "save_figure"]
+__all__ = ["forest_figure", "funnel_figure", "bubble_figure", "dose_figure", "change_by_study_figure", "evidence_map_figure", "save_figure",
+           "StaticExportError"]
 
 _ZERO = dict(type="line", line=dict(color="grey", dash="dot", width=1))
 _POOLED = dict(type="line", line=dict(color="firebrick", dash="dash", width=1))
@@ -145,21 +146,18 @@ def evidence_map_figure(m: pd.DataFrame) -> go.Figure:
     return fig
 
 
-def _mpl_color(c, default="black"):
-    if c is None:
-        return default
-    c = str(c)
-    if c.startswith("rgba("):
-        r, g, b, a = [float(v) for v in c[5:-1].split(",")]
-        return (r / 255, g / 255, b / 255, a)
-    if c.startswith("rgb("):
-        r, g, b = [float(v) for v in c[4:-1].split(",")]
-        return (r / 255, g / 255, b / 255)
-    return c
+class StaticExportError(RuntimeError):
+    """A static image (.png/.svg/.pdf) could not be written: Kaleido found no Chromium to render it."""
 
 
 def save_figure(fig: go.Figure, path: str | Path) -> Path:
-    """Write ``fig`` to ``.html`` (interactive) or ``.png`` / ``.svg`` / ``.pdf`` (static, headless)."""
+    """Write ``fig`` to ``.html`` (interactive) or ``.png`` / ``.svg`` / ``.pdf`` (static, headless).
+
+    Static images are rendered by Plotly itself through Kaleido (>= 1), so a file shows exactly what
+    the app shows (heatmaps, styling, annotations). Kaleido drives a local Chromium: Debian's
+    ``chromium`` on the PATH, or the browser named by ``BROWSER_PATH``; nothing is downloaded.
+    Without one, :class:`StaticExportError` says what to install (``.html`` needs no browser).
+    """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".html":
@@ -167,45 +165,16 @@ def save_figure(fig: go.Figure, path: str | Path) -> Path:
         return path
     if suffix not in (".png", ".svg", ".pdf"):
         raise ValueError("the output must end in .png, .svg, .pdf or .html")
-    import matplotlib
+    import kaleido
+    from kaleido.errors import ChromeNotFoundError
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    lay = fig.layout
-    height = (lay.height or 500) / 100
-    f, ax = plt.subplots(figsize=(9, max(4.5, height)))
-    for tr in fig.data:
-        x = np.asarray(tr.x, dtype=float) if tr.x is not None else np.array([])
-        y = np.asarray(tr.y, dtype=float) if tr.y is not None else np.array([])
-        label = (tr.name or "").replace("<br>", " ")
-        if tr.fill == "toself":
-            ax.fill(x, y, color=_mpl_color(tr.fillcolor, "lightgrey"), label=label, linewidth=0)
-            continue
-        mode = tr.mode or "markers"
-        if tr.error_x is not None and tr.error_x.array is not None:
-            ax.errorbar(x, y, xerr=[np.asarray(tr.error_x.arrayminus, float), np.asarray(tr.error_x.array, float)], fmt="s", color="black",
-                        markersize=4, capsize=2, label=label)
-            continue
-        if "lines" in mode:
-            dash = {"dash": "--", "dot": ":"}.get(tr.line.dash, "-") if tr.line else "-"
-            ax.plot(x, y, linestyle=dash, color=_mpl_color(tr.line.color if tr.line else None), label=label)
-        if "markers" in mode:
-            ax.scatter(x, y, s=12, alpha=tr.marker.opacity or 0.8, color=_mpl_color(tr.marker.color if tr.marker else None, "steelblue"), label=label)
-    for sh in lay.shapes or []:
-        ax.plot([sh.x0, sh.x1], [sh.y0, sh.y1], linestyle=":" if (sh.line and sh.line.dash == "dot") else "--",
-                color=_mpl_color(sh.line.color if sh.line else None, "grey"), linewidth=1)
-    if lay.yaxis and lay.yaxis.tickvals is not None:
-        ax.set_yticks(list(lay.yaxis.tickvals))
-        ax.set_yticklabels(list(lay.yaxis.ticktext), fontsize=7)
-    if lay.yaxis and lay.yaxis.autorange == "reversed":
-        ax.invert_yaxis()
-    title = (lay.title.text or "").replace("<br><sup>", "\n").replace("</sup>", "")
-    ax.set_title(title, fontsize=10)
-    ax.set_xlabel(lay.xaxis.title.text or "")
-    ax.set_ylabel(lay.yaxis.title.text or "")
-    ax.legend(fontsize=7, loc="best")
-    f.tight_layout()
-    f.savefig(path)
-    plt.close(f)
+    size = dict(width=fig.layout.width or 900, height=fig.layout.height or 500)
+    try:
+        # Kaleido directly rather than fig.write_image: Plotly cannot turn MathJax off, and Kaleido's
+        # default page loads it from a CDN (no figure here uses LaTeX; the machine may be offline).
+        image = kaleido.calc_fig_sync(fig, opts=dict(format=suffix[1:], **size), kopts=dict(mathjax=False))
+    except ChromeNotFoundError as exc:
+        raise StaticExportError(f"{path}: writing {suffix} needs Chromium (apt-get install chromium, or set BROWSER_PATH to a "
+                                f"Chrome/Chromium binary); .html needs none ({type(exc).__name__})") from None
+    path.write_bytes(image)
     return path
