@@ -1,8 +1,10 @@
 """Meta-analysis benchmarks (issue 4). Prints medians of several runs and ratios measured in the same run.
 
 Targets: REML on k = 10,000 at most 1.0 x PyMARE's time, on k = 1,000,000 under 5 s; three-level REML
-on 10,000 effects in 500 clusters under 0.5 s; meta-regression with 5 moderators on 10,000 effects at
-most 1.0 x PyMARE's time; the contradiction report on the seed database under 10 s.
+on 10,000 effects in 500 clusters under 0.5 s; four-level REML (study/lab/cluster/es) on k = 100,000 in
+1,000 studies under 1 s; CR2 by study with one 7,798-effect study under 1 s; meta-regression with 5
+moderators on 10,000 effects at most 1.0 x PyMARE's time; the contradiction report on the seed
+database under 10 s; crev meta answer on the seed (reported).
 PyMARE and statsmodels are bench-only peers (`pip install -e .[bench]`).
 """
 
@@ -70,6 +72,27 @@ def main() -> None:
     three = timeit(lambda: rma_mv(y, v, study, cluster, method="REML"))
     print(f"three-level REML (10,000 effects, 500 studies, 2,000 clusters): ours {1000 * three:.1f} ms (target < 500 ms)")
 
+    rng = np.random.default_rng(4)
+    k4 = 100_000
+    s4, l4, c4 = np.repeat(np.arange(1000), 100), np.repeat(np.arange(4000), 25), np.repeat(np.arange(20_000), 5)
+    y4 = (rng.normal(0, .3, 1000)[s4] + rng.normal(0, .2, 4000)[l4] + rng.normal(0, .15, 20_000)[c4] + rng.normal(0, .1, k4)
+          + rng.normal(0, .1, k4))
+    v4 = rng.uniform(.005, .05, k4)
+    four = timeit(lambda: rma_mv(y4, v4, random=[s4, l4, c4, np.arange(k4)], random_names=["study", "lab", "cluster", "es"]), runs=3)
+    print(f"four-level REML (k = 100,000; 1,000 studies / 4,000 labs / 20,000 clusters / effects): ours {four:.2f} s (target < 1 s)")
+
+    from metaanalysis import robust
+
+    sizes = [7798, 84, 18, 96, 70, 14, 18, 300, 48, 12, 48]  # the seed's studies: one of 7,798 effects
+    sc = np.repeat(np.arange(len(sizes)), sizes)
+    cc = np.concatenate([np.repeat(np.arange(n // 40 + 1), 40)[:n] + 1000 * i for i, n in enumerate(sizes)])
+    yc = rng.normal(0, 8, len(sizes))[sc] + rng.normal(0, 10, cc.max() + 1)[cc] + rng.normal(0, 20, len(sc))
+    vc = rng.uniform(0.05, 5, len(sc))
+    Xc = np.column_stack([np.ones(len(sc)), rng.uniform(0, 1, len(sc))])
+    fit_c = rma_mv(yc, vc, X=Xc, names=["intrcpt", "sparsity"], random=[sc, cc, np.arange(len(sc))], random_names=["study", "cluster", "es"])
+    cr2 = timeit(lambda: robust(fit_c, yc, vc, Xc, sc, kind="CR2"))
+    print(f"CR2 by study, 11 studies, largest 7,798 effects (p x p form), 2 coefficients: ours {1000 * cr2:.1f} ms (target < 1 s)")
+
     y5, v5, _, _, X5 = synthetic(p=5, seed=2)
     Xd = np.column_stack([np.ones(len(y5)), X5])
     names = ["intrcpt"] + [f"x{i}" for i in range(5)]
@@ -95,6 +118,25 @@ def main() -> None:
 
         t = timeit(report, runs=3)
         print(f"contradiction report on the seed database (query + effects + all tests + pairs): {t:.2f} s (target < 10 s)")
+
+        from metaanalysis import answer
+
+        table = compute_effects(query_results(engine), EffectSettings(assume_n="dataset"))
+        t = timeit(lambda: answer(table), runs=1)
+        print(f"crev meta answer on the seed (6 questions x evaluation kinds, leave-one-study-out refits): {t:.2f} s")
+
+        # issue 14: the full multiverse grid (384 specifications) on the seed, 2 worker processes, one run each way
+        from metaanalysis.multiverse import multiverse
+
+        res = query_results(engine)
+        t0 = time.perf_counter()
+        mv = multiverse(res, workers=2)
+        t_par = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        multiverse(res, workers=1)
+        t_one = time.perf_counter() - t0
+        print(f"multiverse on the seed database ({len(mv.results)} specifications, {mv.n_distinct_fits} distinct fits of the default model): "
+              f"{t_par:.1f} s with 2 workers (target < 30 s on 2 cores); 1 worker {t_one:.1f} s; ratio {t_par / t_one:.2f}")
 
 
 if __name__ == "__main__":

@@ -152,3 +152,19 @@ def test_bias_report_runs_every_method_with_enough_studies():
     assert all(a.assessable for a in rep.assessments), rep.summary()
     egger = rep.assessments[0]
     assert egger.result.n_studies == 14 and 0 <= egger.pval <= 1
+
+
+def test_cli_bias_answers_not_assessable_and_row_level_only_with_the_flag(seeded_url):
+    from typer.testing import CliRunner
+
+    from crev_cli import app
+
+    runner = CliRunner()
+    args = ["meta", "bias", "--db", seeded_url, "--assume-n", "dataset", "--study", "sen_2020_empir", "--study", "sehwag_2020_hydra"]
+    r = runner.invoke(app, args + ["--json"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    assert d["n_studies"] == 2 and all(a["verdict"].startswith("not assessable with 2 studies") for a in d["assessments"])
+    assert d["row_level"] == []
+    r = runner.invoke(app, args + ["--row-level"])
+    assert r.exit_code == 0 and "WARNING: row-level Egger, Begg and trim-and-fill treat every effect as an independent study" in r.stdout

@@ -151,3 +151,22 @@ def test_report_document_lists_what_cannot_be_told_with_catalogue_links(seeded):
     page = doc.to_html()
     assert page.startswith("<!DOCTYPE html>") and "data:image/png;base64," in page and "What the evidence cannot tell yet" in page
     assert json.loads(doc.to_json())["cannot_tell_yet"]["settlements"]
+
+
+def test_cli_report_writes_html_with_inline_plots_and_contradictions_states_the_correction(seeded_url, tmp_path):
+    from typer.testing import CliRunner
+
+    from crev_cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "report.html"
+    r = runner.invoke(app, ["meta", "report", "--db", seeded_url, "--assume-n", "dataset", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    page = out.read_text()
+    assert "data:image/png;base64," in page and "What the evidence cannot tell yet" in page and "crev replicate run" in page
+    r = runner.invoke(app, ["meta", "contradictions", "--db", seeded_url, "--assume-n", "dataset", "--correction", "fdr_bh", "--json"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    assert d["correction"] == "fdr_bh" and "Benjamini-Hochberg (false discovery rate)" in d["summary"]
+    r = runner.invoke(app, ["meta", "report", "--db", seeded_url, "--out", str(tmp_path / "r.txt")])
+    assert r.exit_code == 2 and "written as .html, .md or .json" in r.stderr
