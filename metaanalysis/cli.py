@@ -221,7 +221,7 @@ def run(
     """Fit a model: over the database (filters as options) or over --input FILE.csv."""
     if input_ is not None:
         # with --input, --study names the study column of the file
-        study = opts.filt.study_ids[0] if opts.filt.study_ids else None
+        study = opts.study[0] if opts.study else None  # the raw option: opts.filt would import the evidence store
         _run_input(input_, yi, vi, random_text, study, cluster, mods, method, knha, test, robust_col, robust_kind, as_json)
         return
     from .analysis import AnalysisSpec, run_analysis
