@@ -15,8 +15,9 @@ from .models import Claim, Job, JobCell, Result, Study, Submission
 from .queries import ResultFilter, data_version, count_results, distinct_values, list_claims, list_studies, query_results, stats
 from .review import approve, history, pending_submissions, propose_correction, reject, submission_diff, submission_rows, whoami
 from .rows import RESULT_COLUMNS, convert_result_row
-from .seed import load_seed, seed_loaded
-from .store import ImportReport, add_study, import_results, insert_results, read_study_file
+from .seed import ShippedRelease, load_releases, load_seed, loaded_releases, seed_loaded, shipped_releases
+from .store import add_study, import_results, insert_results, preview_import, read_study_file
+from .submit import ImportReport, SubmissionCreate, submit
 from .vocab import (
     AdvTraining,
     Attack,
@@ -25,6 +26,8 @@ from .vocab import (
     Direction,
     Norm,
     Provenance,
+    Question,
+    QuestionScope,
     ReviewStatus,
     SourceKind,
     SubmissionKind,
@@ -40,8 +43,9 @@ __all__ = [
     "ResultFilter", "data_version", "count_results", "distinct_values", "list_claims", "list_studies", "query_results", "stats",
     "approve", "history", "pending_submissions", "propose_correction", "reject", "submission_diff", "submission_rows", "whoami",
     "RESULT_COLUMNS", "convert_result_row",
-    "load_seed", "seed_loaded",
-    "ImportReport", "add_study", "import_results", "insert_results", "read_study_file",
-    "AdvTraining", "Attack", "CompressionFamily", "CompressionKind", "Direction", "Norm", "Provenance",
+    "ShippedRelease", "load_releases", "load_seed", "loaded_releases", "seed_loaded", "shipped_releases",
+    "add_study", "import_results", "insert_results", "preview_import", "read_study_file",
+    "ImportReport", "SubmissionCreate", "submit",
+    "AdvTraining", "Attack", "CompressionFamily", "CompressionKind", "Direction", "Norm", "Provenance", "Question", "QuestionScope",
     "ReviewStatus", "SourceKind", "SubmissionKind", "ThreatModel",
 ]

@@ -31,27 +31,48 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+_DB_IN_USE: dict[str, str | None] = {}  # the --db of this invocation, for naming it in an error
+
+
 def _engine(db: Optional[str]):
+    _DB_IN_USE["url"] = db
     engine = get_engine(db)
     upgrade_schema(engine)
     return engine
 
 
 def _run(fn):
+    """Run a command body; every error a user can meet becomes a short message and exit 2.
+
+    Validation problems print the first few and a count per column (a bad column on 300,000 rows is
+    not 300,000 lines); a database that cannot be used, a refused write and an unreadable file print
+    one line naming the database or file and the reason.
+    """
+    import sqlalchemy as sa
+
+    from .db import database_error, resolve_url
+
     try:
         return fn()
     except ValidationFailed as exc:
-        typer.echo(f"error: {len(exc.problems)} problem(s), nothing was written", err=True)
-        for p in exc.problems:
-            typer.echo(f"  {p}", err=True)
+        lines = exc.lines()
+        typer.echo(f"error: {lines[0]}", err=True)
+        for line in lines[1:]:
+            typer.echo(line, err=True)
         raise typer.Exit(2)
-    except (EvidenceError, ValueError, FileNotFoundError) as exc:
-        fail(str(exc))
+    except (EvidenceError, ValueError) as exc:
+        fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    except OSError as exc:
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        fail(f"{where}{exc.strerror or exc}")
+    except sa.exc.SQLAlchemyError as exc:
+        fail(str(database_error(exc, resolve_url(_DB_IN_USE.get("url")))))
 
 
 @app.command()
 def init(db: Optional[str] = DbOption, no_seed: bool = typer.Option(False, help="Do not load the seed.")):
     """Create or migrate the schema and load the seed if the database is empty (safe to run again)."""
+    _DB_IN_USE["url"] = db
     _, result = _run(lambda: init_database(db, load=not no_seed))
     typer.echo(result.to_text())
 
@@ -61,11 +82,13 @@ def stats_cmd(db: Optional[str] = DbOption, as_json: bool = typer.Option(False, 
     """Totals of approved studies, claims and results, by review status and by study."""
     s = _run(lambda: stats(_engine(db)))
     if as_json:
-        typer.echo(json.dumps(s, indent=1))
+        typer.echo(json.dumps(s.to_dict(), indent=1))
         return
-    typer.echo(f"studies {s['studies']}, claims {s['claims']}, results {s['results']} (approved, current)")
-    typer.echo(f"pending submissions: {s['pending_submissions']}")
-    for sid, v in s["by_study"].items():
+    typer.echo(f"studies {s.studies} ({s.studies_with_results} with results), claims {s.claims}, results {s.results} (approved, current)")
+    typer.echo(f"pending submissions: {s.pending_submissions}")
+    for r in s.by_release:
+        typer.echo(f"  release {r.release or '(user submissions)'}: {r.studies} studies, {r.claims} claims, {r.results} results")
+    for sid, v in s.by_study.items():
         if v["results"] or v["claims"]:
             typer.echo(f"  {sid}: {v['results']} results, {v['claims']} claims")
 
@@ -100,10 +123,13 @@ def export(
     study: list[str] = typer.Option([], "--study"),
     family: list[str] = typer.Option([], "--family"),
     full: bool = typer.Option(False, "--full", help="Every stored column (not importable)."),
+    spreadsheet: bool = typer.Option(
+        False, "--spreadsheet", help="CSV to open in a spreadsheet: text cells starting with = + - @ are prefixed with ' (not for re-import)."
+    ),
     db: Optional[str] = DbOption,
 ):
     """Export approved results (importable columns by default)."""
-    data = _run(lambda: export_results(_engine(db), fmt, ResultFilter(study_ids=study, families=family), full=full))
+    data = _run(lambda: export_results(_engine(db), fmt, ResultFilter(study_ids=study, families=family), full=full, spreadsheet=spreadsheet))
     if out:
         out.write_bytes(data)
         typer.echo(f"wrote {out}", err=True)
@@ -131,9 +157,17 @@ def diff(submission_id: int, db: Optional[str] = DbOption):
 
 
 @app.command("approve")
-def approve_cmd(submission_id: int, db: Optional[str] = DbOption, by: Optional[str] = ByOption):
-    """Approve a pending submission: its entries count in analyses from now on."""
-    sub = _run(lambda: approve(_engine(db), submission_id, by))
+def approve_cmd(
+    submission_id: int,
+    db: Optional[str] = DbOption,
+    by: Optional[str] = ByOption,
+    reason: str = typer.Option("", "--reason", help="Why (kept with the submission)."),
+):
+    """Approve a pending submission: its entries count in analyses from now on.
+
+    Approving one's own submission is refused unless CREV_ALLOW_SELF_APPROVAL=1 (one person curating alone).
+    """
+    sub = _run(lambda: approve(_engine(db), submission_id, by, reason))
     typer.echo(f"submission {sub.id} approved by {sub.reviewed_by}")
 
 

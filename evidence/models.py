@@ -52,11 +52,33 @@ __all__ = [
     "Job",
     "JobCell",
     "utcnow",
+    "MAX_INT",
+    "max_lengths",
+    "MAX_BITS",
+    "STUDY_SLUG",
 ]
 
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def max_lengths(model: type[SQLModel]) -> dict[str, int]:
+    """``{field: max_length}`` of a model's length-limited text fields, to check before the database does."""
+    out = {}
+    for name, info in model.model_fields.items():
+        for meta in info.metadata:
+            if getattr(meta, "max_length", None) is not None:
+                out[name] = meta.max_length
+    return out
+
+
+# Limits every number must meet before it reaches the database (PostgreSQL INTEGER is 32-bit; no
+# infinities or NaN); the same limits are checked by the parsers in :mod:`evidence.parsing`.
+MAX_INT = 2**31 - 1
+MAX_BITS = 64
+STUDY_SLUG = r"^[a-z0-9][a-z0-9_\-]*$"
+_FINITE = {"allow_inf_nan": False}
 
 
 def _enum(enum_cls, **kw):
@@ -93,6 +115,9 @@ class Submission(SQLModel, table=True):
     submitted_at: datetime = Field(default_factory=utcnow)
     status: ReviewStatus = Field(default=ReviewStatus.pending, sa_type=_enum(ReviewStatus), index=True)
     reviewed_by: Optional[str] = Field(default=None, max_length=120)
+    # PostgreSQL: the database roles that submitted and reviewed (session_user; set by the database, migration 0003)
+    submitted_db_user: Optional[str] = Field(default=None, max_length=120)
+    reviewed_db_user: Optional[str] = Field(default=None, max_length=120)
     reviewed_at: Optional[datetime] = None
     reason: Optional[str] = None
     summary: str = Field(default="", sa_type=sa.Text)
@@ -107,7 +132,7 @@ class Submission(SQLModel, table=True):
 
 
 class StudyBase(SQLModel):
-    study_id: str = Field(index=True, min_length=3, max_length=120, regex=r"^[a-z0-9][a-z0-9_\-]*$")
+    study_id: str = Field(index=True, min_length=3, max_length=120, schema_extra={"pattern": STUDY_SLUG})  # pydantic v2 ignores regex=
     title: str = Field(min_length=1)
     authors: str = ""
     year: Optional[int] = Field(default=None, ge=1900, le=2100)
@@ -176,7 +201,10 @@ class Claim(ClaimBase, _Versioned, table=True):
 
 
 class ClaimCreate(ClaimBase):
-    pass
+    """A claim as submitted; ``uid`` names an existing claim (a correction, a release's row) or is
+    assigned on submission."""
+
+    uid: Optional[str] = Field(default=None, min_length=1, max_length=64)
 
 
 class ClaimPublic(ClaimBase):
@@ -197,36 +225,36 @@ class ResultBase(SQLModel):
     compression_family: CompressionFamily = Field(sa_type=_enum(CompressionFamily))
     compression_method: str = ""
     compression_level_text: str = ""
-    sparsity: Optional[float] = Field(default=None, ge=0.0, lt=1.0)
-    bits: Optional[int] = Field(default=None, ge=1)
+    sparsity: Optional[float] = Field(default=None, ge=0.0, lt=1.0, schema_extra=_FINITE)
+    bits: Optional[int] = Field(default=None, ge=1, le=MAX_BITS)
     adversarial_training: AdvTraining = Field(default=AdvTraining.unknown, sa_type=_enum(AdvTraining))
     adversarial_training_text: str = ""
     attack: Attack = Field(default=Attack.other, sa_type=_enum(Attack))
     attack_text: str = ""
     norm: Norm = Field(default=Norm.unknown, sa_type=_enum(Norm))
     norm_text: str = ""
-    epsilon: Optional[float] = Field(default=None, ge=0.0)
+    epsilon: Optional[float] = Field(default=None, ge=0.0, schema_extra=_FINITE)
     epsilon_text: str = ""
-    steps: Optional[int] = Field(default=None, ge=0)
+    steps: Optional[int] = Field(default=None, ge=0, le=MAX_INT)
     steps_text: str = ""
     threat_model: ThreatModel = Field(default=ThreatModel.unknown, sa_type=_enum(ThreatModel))
     threat_model_text: str = ""
-    clean_acc_dense: Optional[float] = Field(default=None, ge=0.0, le=100.0)
-    robust_acc_dense: Optional[float] = Field(default=None, ge=0.0, le=100.0)
-    clean_acc_compressed: Optional[float] = Field(default=None, ge=0.0, le=100.0)
-    robust_acc_compressed: Optional[float] = Field(default=None, ge=0.0, le=100.0)
-    n_test: Optional[int] = Field(default=None, ge=1)
+    clean_acc_dense: Optional[float] = Field(default=None, ge=0.0, le=100.0, schema_extra=_FINITE)
+    robust_acc_dense: Optional[float] = Field(default=None, ge=0.0, le=100.0, schema_extra=_FINITE)
+    clean_acc_compressed: Optional[float] = Field(default=None, ge=0.0, le=100.0, schema_extra=_FINITE)
+    robust_acc_compressed: Optional[float] = Field(default=None, ge=0.0, le=100.0, schema_extra=_FINITE)
+    n_test: Optional[int] = Field(default=None, ge=1, le=MAX_INT)
     # Exact counts out of n_test (replications, and sources that print them). Where a count is given
     # the percentage is derived from it exactly (count / n_test * 100), see ResultCreate.
-    n_clean_correct_dense: Optional[int] = Field(default=None, ge=0)
-    n_robust_correct_dense: Optional[int] = Field(default=None, ge=0)
-    n_clean_correct_compressed: Optional[int] = Field(default=None, ge=0)
-    n_robust_correct_compressed: Optional[int] = Field(default=None, ge=0)
+    n_clean_correct_dense: Optional[int] = Field(default=None, ge=0, le=MAX_INT)
+    n_robust_correct_dense: Optional[int] = Field(default=None, ge=0, le=MAX_INT)
+    n_clean_correct_compressed: Optional[int] = Field(default=None, ge=0, le=MAX_INT)
+    n_robust_correct_compressed: Optional[int] = Field(default=None, ge=0, le=MAX_INT)
     # Paired discordant counts on the robust outcome over the same images (McNemar's b and c):
     # dense right and compressed wrong, and the reverse.
-    n_robust_dense_only: Optional[int] = Field(default=None, ge=0)
-    n_robust_compressed_only: Optional[int] = Field(default=None, ge=0)
-    attack_queries: Optional[int] = Field(default=None, ge=1)  # query budget of score/decision attacks (Square)
+    n_robust_dense_only: Optional[int] = Field(default=None, ge=0, le=MAX_INT)
+    n_robust_compressed_only: Optional[int] = Field(default=None, ge=0, le=MAX_INT)
+    attack_queries: Optional[int] = Field(default=None, ge=1, le=MAX_INT)  # query budget of score/decision attacks (Square)
     provenance: Provenance = Field(default=Provenance.verbatim, sa_type=_enum(Provenance))
     provenance_text: str = Field(default="", sa_type=sa.Text, sa_column_kwargs={"server_default": ""})
     url_or_path: str = Field(default="", sa_type=sa.Text)
@@ -273,7 +301,10 @@ PERCENT_TOLERANCE = 0.05
 
 class ResultCreate(ResultBase):
     """A result as submitted. Counts, where given, must fit ``n_test`` and agree with each other;
-    the percentage they determine is then derived exactly from the count."""
+    the percentage they determine is then derived exactly from the count. ``uid`` names an
+    existing result (a correction, a release's row) or is assigned on submission."""
+
+    uid: Optional[str] = Field(default=None, min_length=1, max_length=64)
 
     @model_validator(mode="after")
     def _counts_fit(self) -> "ResultCreate":

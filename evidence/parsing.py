@@ -8,12 +8,18 @@ is always stored beside the parsed value, so nothing read from a source is lost.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
-from .vocab import AdvTraining, Attack, CompressionFamily, CompressionKind, Direction, Norm, ThreatModel
+from .models import MAX_BITS, MAX_INT
+from .vocab import AdvTraining, Attack, CompressionFamily, CompressionKind, Direction, Norm, Provenance, ThreatModel
 
 __all__ = [
+    "Annotated",
+    "split_annotation",
+    "parse_annotated_number",
+    "parse_provenance",
     "parse_epsilon",
     "parse_level",
     "parse_year",
@@ -34,7 +40,7 @@ _NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
 _FRACTION = re.compile(rf"^\s*({_NUMBER})\s*/\s*({_NUMBER})\s*$")
 _PLAIN = re.compile(rf"^\s*({_NUMBER})\s*$")
 _PERCENT = re.compile(rf"^\s*({_NUMBER})\s*%\s*$")
-_BITS = re.compile(r"^\s*(\d+)\s*[- ]?\s*(?:bits?|b)\s*$", re.IGNORECASE)
+_BITS = re.compile(r"^\s*(\d+)\s*[- ]?\s*(?:bits?|b)(?:\s*$|\s+[A-Za-z(])", re.IGNORECASE)
 _YEAR = re.compile(r"^\s*((?:19|20)\d\d)\b")
 
 
@@ -42,29 +48,99 @@ def _blank(text: str | None) -> bool:
     return text is None or str(text).strip() == ""
 
 
-def parse_epsilon(text: str | None) -> float | None:
-    """``"2/255"`` → 0.00784…, ``"0.031"`` → 0.031, empty → ``None``.
+def _finite(value: float, what: str, text: str) -> float:
+    """``value`` if finite; ``ValueError`` for ``1e999`` (infinity) or ``1e999/1e999`` (NaN)."""
+    if not math.isfinite(value):
+        raise ValueError(f"{what} {text!r} is not a finite number")
+    return value
 
-    The result is on the [0, 1] pixel scale as written; a value above 1 is returned as is (the
-    validator flags it). Raises ``ValueError`` for text that is not a number or a fraction, and
-    for a negative epsilon.
+
+# A leading value followed by a curator's annotation: "8/255 (as printed)", "20 (x10 restarts)",
+# "yes (secondhand copy)", "0.005; standardized input". The annotation must be set off by a bracket,
+# a semicolon or a comma: "8/255abc" or "0.03 0.05" are not annotations, and neither is a unit
+# ("10 epochs over test loader" is not 10 attack steps), which stays descriptive text.
+_LEADING = re.compile(rf"^\s*(?P<value>{_NUMBER}(?:\s*/\s*{_NUMBER})?|[A-Za-z]+)(?P<note>\s*[(\[;,].*)?$", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class Annotated:
+    """A value read from the start of a cell, and the curator's annotation that followed it."""
+
+    value: str
+    note: str = ""
+
+
+def split_annotation(text: str | None) -> Annotated | None:
+    """``"8/255 (as printed)"`` → ``Annotated("8/255", "(as printed)")``; ``None`` for an empty cell.
+
+    Returns the whole text as the value when nothing leads it that could be a value.
     """
     if _blank(text):
         return None
     s = str(text).strip()
+    m = _LEADING.match(s)
+    if not m:
+        return Annotated(s)
+    return Annotated(m.group("value").strip(), (m.group("note") or "").strip())
+
+
+def parse_annotated_number(text: str | None, field: str) -> tuple[float | None, str]:
+    """The leading number of a cell and its annotation: ``"93.1 (as printed)"`` → ``(93.1, "(as printed)")``.
+
+    ``ValueError`` naming ``field`` where the cell does not start with a number (``"abc"``).
+    """
+    parts = split_annotation(text)
+    if parts is None:
+        return None, ""
+    m = _PLAIN.match(parts.value)
+    if not m:
+        raise ValueError(f"{field} {str(text).strip()!r} is not a number")
+    return _finite(float(m.group(1)), field, str(text).strip()), parts.note
+
+
+def parse_provenance(text: str | None) -> Provenance | None:
+    """A ``verbatim_check`` cell: ``yes`` / ``verbatim`` → verbatim, ``no`` / ``derived`` → derived,
+    ``replication``; an annotation after the word is allowed (``yes (secondhand copy)``) and kept by
+    the caller. ``None`` for an empty cell; ``ValueError`` for any other word."""
+    parts = split_annotation(text)
+    if parts is None:
+        return None
+    word = parts.value.lower()
+    if word in ("yes", "verbatim", "true", "1"):
+        return Provenance.verbatim
+    if word in ("no", "derived", "false", "0"):
+        return Provenance.derived
+    if word == "replication":
+        return Provenance.replication
+    raise ValueError(f"{str(text).strip()!r} is not yes (verbatim), no (derived) or replication")
+
+
+def parse_epsilon(text: str | None) -> float | None:
+    """``"2/255"`` → 0.00784…, ``"0.031"`` → 0.031, ``"8/255 (as printed)"`` → 0.0313…, empty → ``None``.
+
+    The result is on the [0, 1] pixel scale as written; a value above 1 is returned as is (the
+    validator flags it). A curator's annotation after the value is allowed (the caller keeps the
+    whole text). Raises ``ValueError`` for text that does not start with a number or a fraction,
+    and for a negative epsilon.
+    """
+    if _blank(text):
+        return None
+    whole = str(text).strip()
+    parts = split_annotation(whole)
+    s = parts.value if parts is not None else whole
     m = _FRACTION.match(s)
     if m:
-        num, den = float(m.group(1)), float(m.group(2))
+        num, den = _finite(float(m.group(1)), "epsilon", whole), _finite(float(m.group(2)), "epsilon", whole)
         if den == 0:
-            raise ValueError(f"epsilon {s!r} divides by zero")
-        value = num / den
+            raise ValueError(f"epsilon {whole!r} divides by zero")
+        value = _finite(num / den, "epsilon", whole)
     else:
         m = _PLAIN.match(s)
         if not m:
-            raise ValueError(f"epsilon {s!r} is not a number or a fraction such as 8/255")
-        value = float(m.group(1))
+            raise ValueError(f"epsilon {whole!r} is not a number or a fraction such as 8/255")
+        value = _finite(float(m.group(1)), "epsilon", whole)
     if value < 0:
-        raise ValueError(f"epsilon {s!r} is negative")
+        raise ValueError(f"epsilon {whole!r} is negative")
     return value
 
 
@@ -81,7 +157,8 @@ class Level:
 
 
 def parse_level(text: str | None) -> Level:
-    """``"0.90"`` → sparsity 0.9, ``"90%"`` → 0.9, ``"2-bit"`` → 2 bits; other text → neither.
+    """``"0.90"`` → sparsity 0.9, ``"90%"`` → 0.9, ``"2-bit"`` and ``"1-bit weights"`` → 2 and 1
+    bits; other text (``"random precision (4~16-bit)"``) → neither.
 
     Raises ``ValueError`` for a sparsity outside [0, 1) or a bit width below 1: those are numbers a
     user wrote wrongly, not descriptions to keep as text.
@@ -91,18 +168,20 @@ def parse_level(text: str | None) -> Level:
     s = str(text).strip()
     m = _BITS.match(s)
     if m:
-        bits = int(m.group(1))
+        bits = int(m.group(1)) if len(m.group(1)) <= 6 else MAX_BITS + 1
         if bits < 1:
             raise ValueError(f"bit width {s!r} is below 1")
+        if bits > MAX_BITS:
+            raise ValueError(f"bit width {s!r} is above {MAX_BITS}")
         return Level(bits=bits)
     m = _PERCENT.match(s)
     if m:
-        value = float(m.group(1)) / 100.0
+        value = _finite(float(m.group(1)), "sparsity", s) / 100.0
     else:
         m = _PLAIN.match(s)
         if not m:
             return Level()
-        value = float(m.group(1))
+        value = _finite(float(m.group(1)), "sparsity", s)
     if not 0.0 <= value < 1.0:
         raise ValueError(f"sparsity {s!r} is outside [0, 1)")
     return Level(sparsity=value)
@@ -117,13 +196,21 @@ def parse_year(text: str | None) -> int | None:
 
 
 def parse_int(text: str | None) -> int | None:
-    """An integer such as ``"10"``, or ``None`` for empty or descriptive text."""
-    if _blank(text):
+    """An integer such as ``"10"`` or ``"20 (x10 restarts)"`` (the leading value of an annotated
+    cell), or ``None`` for empty or descriptive text.
+
+    Raises ``ValueError`` for a number too large to store (beyond ±2³¹−1, PostgreSQL's INTEGER) or
+    not finite: ``"1e999"`` or twenty digits are a typing error, not a description to keep as text.
+    """
+    parts = split_annotation(text)
+    if parts is None:
         return None
-    m = _PLAIN.match(str(text))
+    m = _PLAIN.match(parts.value)
     if not m:
         return None
     value = float(m.group(1))
+    if not math.isfinite(value) or abs(value) > MAX_INT:
+        raise ValueError(f"{str(text).strip()!r} is outside the range a whole number can be stored in (±{MAX_INT})")
     return int(value) if value.is_integer() else None
 
 
@@ -134,7 +221,7 @@ def parse_float(text: str | None, field: str) -> float | None:
     m = _PLAIN.match(str(text))
     if not m:
         raise ValueError(f"{field} {str(text)!r} is not a number")
-    return float(m.group(1))
+    return _finite(float(m.group(1)), field, str(text).strip())
 
 
 def _low(text: str | None) -> str:

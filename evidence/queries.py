@@ -9,14 +9,30 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Literal, Sequence
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from .models import Claim, Result, Study, Submission
-from .vocab import AdvTraining, Attack, CompressionFamily, ReviewStatus, SourceKind, ThreatModel, coerce
+from .vocab import (
+    AdvTraining,
+    Attack,
+    CompressionFamily,
+    CompressionKind,
+    Direction,
+    Norm,
+    Provenance,
+    ReviewStatus,
+    SourceKind,
+    ThreatModel,
+    coerce,
+)
 
-__all__ = ["data_version", "ResultFilter", "query_results", "count_results", "list_studies", "list_claims", "stats", "distinct_values"]
+__all__ = [
+    "data_version", "ResultFilter", "query_results", "count_results", "list_studies", "list_claims",
+    "ReleaseCounts", "EvidenceStats", "stats", "distinct_values",
+]
 
 Status = Literal["approved", "pending", "all"]
 
@@ -38,6 +54,7 @@ class ResultFilter:
     bits_min: int | None = None
     bits_max: int | None = None
     source_kinds: Sequence[SourceKind | str] = field(default_factory=list)
+    releases: Sequence[str] = field(default_factory=list)  # curated release names; "" for user submissions
     include_quick: bool = False
     status: Status = "approved"
 
@@ -69,6 +86,7 @@ class ResultFilter:
             ("adversarial_training", [v.value for v in self.adversarial_training]),
             ("attack", [v.value for v in self.attacks]),
             ("source_kind", [v.value for v in self.source_kinds]),
+            ("release", list(self.releases)),
         ):
             if values:
                 clauses.append(c[col].in_(list(values)))
@@ -116,12 +134,34 @@ def query_results(engine: Engine, filt: ResultFilter | None = None, columns: Seq
 
 
 _FLOAT_COLS = ("epsilon", "sparsity", "clean_acc_dense", "robust_acc_dense", "clean_acc_compressed", "robust_acc_compressed")
-_INT_COLS = ("bits", "n_test", "steps", "version", "id", "submission_id")
+_INT_COLS = (
+    "bits", "n_test", "steps", "version", "id", "submission_id", "n_clean_correct_dense", "n_robust_correct_dense",
+    "n_clean_correct_compressed", "n_robust_correct_compressed", "n_robust_dense_only", "n_robust_compressed_only", "attack_queries",
+)
 _BOOL_COLS = ("current", "quick")
 
 
+_ENUM_COLS = {
+    "compression_family": CompressionFamily, "adversarial_training": AdvTraining, "attack": Attack, "norm": Norm,
+    "threat_model": ThreatModel, "provenance": Provenance, "source_kind": SourceKind, "review_status": ReviewStatus,
+    "compression_kind": CompressionKind, "main_direction": Direction, "direction": Direction,
+}
+
+
+def _enums(df: pd.DataFrame) -> pd.DataFrame:
+    """Vocabulary columns as their enum members (a ``StrEnum`` compares equal to its value), mapped
+    once per distinct value: the raw strings of the cursor never leave this module."""
+    for c, enum in _ENUM_COLS.items():
+        if c in df and len(df):
+            codes, uniques = pd.factorize(df[c].to_numpy(dtype=object))
+            lookup = np.array([enum(getattr(u, "value", u)) for u in uniques] + [None], dtype=object)
+            # an object Series: pandas would turn a mapped column back into plain strings
+            df[c] = pd.Series(lookup[codes], index=df.index, dtype=object)
+    return df
+
+
 def _typed(df: pd.DataFrame) -> pd.DataFrame:
-    """Numbers as numbers (nullable where the database allows null), flags as booleans."""
+    """Numbers as numbers (nullable where the database allows null), flags as booleans, vocabularies as enums."""
     for c in _FLOAT_COLS:
         if c in df:
             df[c] = df[c].astype("float64")
@@ -133,7 +173,7 @@ def _typed(df: pd.DataFrame) -> pd.DataFrame:
             df[c] = df[c].astype(bool)
     if "gradient_masking" in df:
         df["gradient_masking"] = df["gradient_masking"].astype("float64").astype("boolean")
-    return df
+    return _enums(df)
 
 
 def count_results(engine: Engine, filt: ResultFilter | None = None) -> int:
@@ -155,20 +195,14 @@ def list_studies(engine: Engine, status: Status = "approved") -> pd.DataFrame:
     t = Study.__table__
     with engine.connect() as conn:
         df = _frame(conn, sa.select(t).where(*_status_clause(t, status)).order_by(t.c.study_id, t.c.version))
-    for c in ("compression_kind", "main_direction", "adversarial_training", "review_status"):
-        if c in df:
-            df[c] = df[c].map(lambda v: getattr(v, "value", v))
-    return df
+    return _enums(df)
 
 
 def list_claims(engine: Engine, status: Status = "approved") -> pd.DataFrame:
     t = Claim.__table__
     with engine.connect() as conn:
         df = _frame(conn, sa.select(t).where(*_status_clause(t, status)).order_by(t.c.question_id, t.c.study_id, t.c.id))
-    for c in ("direction", "compression_family", "adversarial_training", "threat_model", "review_status"):
-        if c in df:
-            df[c] = df[c].map(lambda v: getattr(v, "value", v))
-    return df
+    return _enums(df)
 
 
 def distinct_values(engine: Engine, column: str) -> list:
@@ -179,33 +213,85 @@ def distinct_values(engine: Engine, column: str) -> list:
     return sorted((getattr(v, "value", v) for v in vals if v is not None), key=str)
 
 
-def stats(engine: Engine) -> dict:
-    """Totals of current (approved) entries, and breakdowns by review status and by study."""
-    out: dict = {}
+@dataclass(frozen=True)
+class ReleaseCounts:
+    """Current (approved) entries that came from one release ("" = user submissions)."""
+
+    release: str
+    studies: int
+    claims: int
+    results: int
+
+    def to_dict(self) -> dict:
+        return {"studies": self.studies, "claims": self.claims, "results": self.results}
+
+
+@dataclass(frozen=True)
+class EvidenceStats:
+    """Totals of current (approved) entries, with breakdowns; counts only (derive shares from them)."""
+
+    studies: int
+    claims: int
+    results: int
+    studies_with_results: int
+    pending_submissions: int
+    by_review_status: dict[str, dict[ReviewStatus, int]]
+    by_study: dict[str, dict[str, int]]
+    by_family: dict[CompressionFamily, int]
+    by_threat_model: dict[ThreatModel, int]
+    by_release: tuple[ReleaseCounts, ...]
+
+    def to_dict(self) -> dict:
+        return {
+            "studies": self.studies,
+            "claims": self.claims,
+            "results": self.results,
+            "studies_with_results": self.studies_with_results,
+            "pending_submissions": self.pending_submissions,
+            "by_review_status": {k: {str(s): n for s, n in v.items()} for k, v in self.by_review_status.items()},
+            "by_study": self.by_study,
+            "by_family": {str(k): n for k, n in self.by_family.items()},
+            "by_threat_model": {str(k): n for k, n in self.by_threat_model.items()},
+            "by_release": {r.release: r.to_dict() for r in self.by_release},
+        }
+
+    def release_frame(self) -> pd.DataFrame:
+        return pd.DataFrame([{"release": r.release or "(user submissions)", **r.to_dict()} for r in self.by_release])
+
+
+def stats(engine: Engine) -> EvidenceStats:
+    """Totals of current (approved) entries, and breakdowns by review status, study, family, threat
+    model and release."""
     with engine.connect() as conn:
-        for name, table in (("studies", Study), ("claims", Claim), ("results", Result)):
-            t = table.__table__
-            out[name] = int(conn.execute(sa.select(sa.func.count()).select_from(t).where(t.c.current.is_(True))).scalar_one())
+        totals = {}
         by_status: dict = {}
+        per_release: dict[str, dict[str, int]] = {}
         for name, table in (("studies", Study), ("claims", Claim), ("results", Result)):
             t = table.__table__
+            totals[name] = int(conn.execute(sa.select(sa.func.count()).select_from(t).where(t.c.current.is_(True))).scalar_one())
             rows = conn.execute(sa.select(t.c.review_status, sa.func.count()).group_by(t.c.review_status)).all()
-            by_status[name] = {getattr(s, "value", s): int(n) for s, n in rows}
-        out["by_review_status"] = by_status
+            by_status[name] = {ReviewStatus(s): int(n) for s, n in rows}
+            for rel, n in conn.execute(sa.select(t.c.release, sa.func.count()).where(t.c.current.is_(True)).group_by(t.c.release)).all():
+                per_release.setdefault(rel, {"studies": 0, "claims": 0, "results": 0})[name] = int(n)
         r, c = Result.__table__, Claim.__table__
         res_by = dict(conn.execute(sa.select(r.c.study_id, sa.func.count()).where(r.c.current.is_(True)).group_by(r.c.study_id)).all())
         cl_by = dict(conn.execute(sa.select(c.c.study_id, sa.func.count()).where(c.c.current.is_(True)).group_by(c.c.study_id)).all())
         s = Study.__table__
         ids = conn.execute(sa.select(s.c.study_id).where(s.c.current.is_(True)).order_by(s.c.study_id)).scalars().all()
-        out["by_study"] = {i: {"results": int(res_by.get(i, 0)), "claims": int(cl_by.get(i, 0))} for i in ids}
-        for key, col in (("by_family", r.c.compression_family), ("by_threat_model", r.c.threat_model)):
+        by_study = {i: {"results": int(res_by.get(i, 0)), "claims": int(cl_by.get(i, 0))} for i in ids}
+        by_col = {}
+        for key, col, enum in (("family", r.c.compression_family, CompressionFamily), ("threat", r.c.threat_model, ThreatModel)):
             rows = conn.execute(sa.select(col, sa.func.count()).where(r.c.current.is_(True)).group_by(col)).all()
-            out[key] = {getattr(k, "value", k): int(n) for k, n in rows}
+            by_col[key] = {enum(getattr(k, "value", k)): int(n) for k, n in rows}
         sub = Submission.__table__
-        out["pending_submissions"] = int(
-            conn.execute(sa.select(sa.func.count()).select_from(sub).where(sub.c.status == ReviewStatus.pending.value)).scalar_one()
-        )
-    return out
+        pending = int(conn.execute(sa.select(sa.func.count()).select_from(sub).where(sub.c.status == ReviewStatus.pending.value)).scalar_one())
+    return EvidenceStats(
+        studies=totals["studies"], claims=totals["claims"], results=totals["results"],
+        studies_with_results=sum(1 for v in by_study.values() if v["results"]),
+        pending_submissions=pending, by_review_status=by_status, by_study=by_study,
+        by_family=by_col["family"], by_threat_model=by_col["threat"],
+        by_release=tuple(ReleaseCounts(k, **v) for k, v in sorted(per_release.items(), key=lambda kv: (kv[0] == "", kv[0]))),
+    )
 
 
 def data_version(engine: Engine) -> tuple:

@@ -7,27 +7,29 @@ no longer current); rejection keeps the rows, visible, with the reason. Nothing 
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
-import uuid
 from dataclasses import dataclass
 
 import pandas as pd
 import sqlalchemy as sa
+import pydantic
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from .db import session_scope
-from .errors import EvidenceError, NotFound
-from .models import Claim, Result, Study, Submission, utcnow
+from .errors import EvidenceError, NotAuthorized, NotFound, ValidationFailed
+from .models import Claim, ClaimCreate, Result, ResultCreate, Study, StudyCreate, Submission, utcnow
+from .rows import pydantic_problems
+from .submit import SubmissionCreate, new_uid, submit, whoami
 from .vocab import ReviewStatus, SubmissionKind
 
 __all__ = [
     "whoami",
-    "create_submission",
     "approve",
     "reject",
+    "self_approval_allowed",
+    "SELF_APPROVAL_ENV",
     "pending_submissions",
     "submission_rows",
     "submission_diff",
@@ -39,34 +41,7 @@ __all__ = [
 
 # table, entity-key column
 ENTITY_TABLES: dict[str, tuple[type, str]] = {"study": (Study, "study_id"), "claim": (Claim, "uid"), "result": (Result, "uid")}
-
-
-def whoami(by: str | None = None) -> str:
-    """Who acts: ``by``, else ``CREV_USER``, else the login name."""
-    if by:
-        return by
-    if os.environ.get("CREV_USER"):
-        return os.environ["CREV_USER"]
-    try:
-        return getpass.getuser()
-    except Exception:  # getpass raises several types where no login name exists
-        return "unknown"
-
-
-def new_uid() -> str:
-    return uuid.uuid4().hex[:20]
-
-
-def create_submission(session: Session, kind: SubmissionKind, by: str, summary: dict | str, source_file: str | None = None) -> Submission:
-    sub = Submission(
-        kind=kind,
-        submitted_by=by,
-        summary=summary if isinstance(summary, str) else json.dumps(summary, default=str),
-        source_file=source_file,
-    )
-    session.add(sub)
-    session.flush()
-    return sub
+_CREATE = {"study": StudyCreate, "claim": ClaimCreate, "result": ResultCreate}
 
 
 def _get_submission(session: Session, submission_id: int) -> Submission:
@@ -76,13 +51,74 @@ def _get_submission(session: Session, submission_id: int) -> Submission:
     return sub
 
 
-def approve(engine: Engine, submission_id: int, by: str | None = None) -> Submission:
-    """Approve a pending submission: its rows become the current versions of their entities."""
-    by = whoami(by)
+SELF_APPROVAL_ENV = "CREV_ALLOW_SELF_APPROVAL"
+_REVIEW_LOCK = 0x63726577  # PostgreSQL advisory-lock key serialising approvals and rejections
+
+
+def self_approval_allowed(allow: bool | None = None) -> bool:
+    """Whether a user may approve their own submission: ``allow`` if given, else ``CREV_ALLOW_SELF_APPROVAL=1``.
+
+    Off by default: a second person checks every addition. A researcher curating a private SQLite
+    file alone turns it on; file permissions are then the boundary (docs/SECURITY.md).
+    """
+    if allow is not None:
+        return allow
+    return os.environ.get(SELF_APPROVAL_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def _reviewer(by: str | None) -> str:
+    by = whoami(by).strip()
+    if not by or len(by) > 120:
+        raise EvidenceError(f"reviewer name must be 1 to 120 characters, not {len(by)}")
+    return by
+
+
+def _begin_review(session: Session, submission_id: int) -> tuple[Submission, str | None, bool]:
+    """Lock review (PostgreSQL), load the pending submission, and say who the database says we are."""
+    db_user, superuser = None, False
+    if session.get_bind().dialect.name == "postgresql":
+        # One review at a time: each statement after the lock sees the previous review committed,
+        # so two corrections of one entry approved at once still leave one current version.
+        session.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _REVIEW_LOCK})
+        db_user, superuser = session.execute(
+            sa.text("SELECT session_user, COALESCE((SELECT rolsuper FROM pg_roles WHERE rolname = session_user), false)")
+        ).one()
+    sub = _get_submission(session, submission_id)
+    session.refresh(sub)
+    if sub.status != ReviewStatus.pending:
+        raise EvidenceError(f"submission {submission_id} is {sub.status.value}, not pending")
+    return sub, db_user, bool(superuser)
+
+
+def approve(
+    engine: Engine,
+    submission_id: int,
+    by: str | None = None,
+    reason: str = "",
+    *,
+    allow_self_approval: bool | None = None,
+) -> Submission:
+    """Approve a pending submission: its rows become the current versions of their entities.
+
+    Refused (:class:`~evidence.errors.NotAuthorized`) when the reviewer submitted it — by name, and
+    on PostgreSQL by database role (``session_user``, unless a superuser, who can bypass any rule
+    anyway) — unless :func:`self_approval_allowed`. The reviewer's name, the reason and, on
+    PostgreSQL, ``session_user`` are recorded with the decision.
+    """
+    by = _reviewer(by)
     with session_scope(engine) as session:
-        sub = _get_submission(session, submission_id)
-        if sub.status != ReviewStatus.pending:
-            raise EvidenceError(f"submission {submission_id} is {sub.status.value}, not pending")
+        sub, db_user, superuser = _begin_review(session, submission_id)
+        if not self_approval_allowed(allow_self_approval):
+            if by.lower() == (sub.submitted_by or "").strip().lower():
+                raise NotAuthorized(
+                    f"{by} submitted submission {submission_id} and cannot approve it: another curator must "
+                    f"(or set {SELF_APPROVAL_ENV}=1 where one person curates alone)"
+                )
+            if db_user is not None and not superuser and db_user == sub.submitted_db_user:
+                raise NotAuthorized(
+                    f"database role {db_user} submitted submission {submission_id} and cannot approve it: "
+                    "another curator's role must"
+                )
         for table, key in ENTITY_TABLES.values():
             key_col = getattr(table, key)
             keys = sa.select(key_col).where(table.submission_id == submission_id).scalar_subquery()
@@ -96,19 +132,23 @@ def approve(engine: Engine, submission_id: int, by: str | None = None) -> Submis
             )
         sub.status = ReviewStatus.approved
         sub.reviewed_by, sub.reviewed_at = by, utcnow()
+        sub.reviewed_db_user = db_user
+        if reason and reason.strip():
+            sub.reason = reason.strip()
         session.add(sub)
         return sub
 
 
 def reject(engine: Engine, submission_id: int, reason: str, by: str | None = None) -> Submission:
-    """Reject a pending submission; its rows stay, visible, with the reason."""
+    """Reject a pending submission; its rows stay, visible, with the reason.
+
+    A submitter may reject (withdraw) their own submission: that adds nothing to the evidence.
+    """
     if not reason or not reason.strip():
         raise EvidenceError("a rejection needs a reason")
-    by = whoami(by)
+    by = _reviewer(by)
     with session_scope(engine) as session:
-        sub = _get_submission(session, submission_id)
-        if sub.status != ReviewStatus.pending:
-            raise EvidenceError(f"submission {submission_id} is {sub.status.value}, not pending")
+        sub, db_user, _ = _begin_review(session, submission_id)
         for table, _key in ENTITY_TABLES.values():
             session.execute(
                 sa.update(table).where(table.submission_id == submission_id).values(review_status=ReviewStatus.rejected)
@@ -116,6 +156,7 @@ def reject(engine: Engine, submission_id: int, reason: str, by: str | None = Non
         sub.status = ReviewStatus.rejected
         sub.reason = reason.strip()
         sub.reviewed_by, sub.reviewed_at = by, utcnow()
+        sub.reviewed_db_user = db_user
         session.add(sub)
         return sub
 
@@ -172,38 +213,29 @@ def submission_diff(engine: Engine, submission_id: int) -> pd.DataFrame:
 def propose_correction(engine: Engine, entity: str, key: str, changes: dict, by: str | None = None, reason: str = "") -> Submission:
     """Submit a corrected version of one entry (study slug, claim uid or result uid), pending review.
 
-    The new version copies the current one with ``changes`` applied and is validated by the same
-    models as any addition.
+    The new version copies the current one with ``changes`` applied and goes through
+    :func:`evidence.submit.submit`, validated by the same Create models as any addition.
     """
     if entity not in ENTITY_TABLES:
         raise EvidenceError(f"entity must be one of {', '.join(ENTITY_TABLES)}, not {entity!r}")
     table, key_col = ENTITY_TABLES[entity]
-    by = whoami(by)
-    with session_scope(engine) as session:
+    with Session(engine) as session:
         cur = session.exec(select(table).where(getattr(table, key_col) == key, table.current.is_(True))).first()
         if cur is None:
             raise NotFound(f"no approved {entity} with id {key!r}")
-        data = cur.model_dump(exclude=_META)
-        unknown = set(changes) - set(data)
-        if unknown:
-            raise EvidenceError(f"{entity} has no field(s) {', '.join(sorted(unknown))}")
-        data.update(changes)
-        from .store import validate_entity  # local: store imports this module
-
-        data = validate_entity(entity, data)
-        last = session.execute(sa.select(sa.func.max(table.version)).where(getattr(table, key_col) == key)).scalar_one()
-        sub = create_submission(session, SubmissionKind.correction, by, {"entity": entity, "key": key, "changes": changes, "reason": reason})
-        extra = {key_col: key} if key_col not in data else {}
-        if entity == "result":
-            from .rows import fingerprint, result_warnings
-
-            data["warnings"] = "; ".join(result_warnings(data))
-            extra["fingerprint"] = fingerprint(data)
-        row = table(**data, **extra, version=last + 1, submission_id=sub.id, created_by=by)
-        session.add(row)
-        setattr(sub, f"n_{entity}s" if entity != "study" else "n_studies", 1)
-        session.add(sub)
-        return sub
+        data = cur.model_dump(exclude=_META | {"release"})
+    unknown = set(changes) - set(data)
+    if unknown:
+        raise EvidenceError(f"{entity} has no field(s) {', '.join(sorted(unknown))}")
+    data.update(changes)
+    if entity == "result" and "warnings" not in changes:
+        data["warnings"] = ""  # recomputed from the corrected numbers
+    try:
+        item = _CREATE[entity].model_validate(data)
+    except pydantic.ValidationError as exc:
+        raise ValidationFailed(pydantic_problems(exc, file=f"correction of {entity} {key}", row=None)) from None
+    summary = json.dumps({"entity": entity, "key": key, "changes": changes, "reason": reason}, default=str)
+    return submit(engine, SubmissionCreate(kind=SubmissionKind.correction, submitted_by=whoami(by), summary=summary, **{f"{entity}s" if entity != "study" else "studies": [item]}))
 
 
 def history(engine: Engine, key: str) -> pd.DataFrame:

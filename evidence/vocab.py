@@ -108,6 +108,9 @@ class SubmissionKind(StrEnum):
     import_results = "import_results"
     correction = "correction"
     replication = "replication"
+    release = "release"  # a curated release shipped with the package or read from a data package
+    robustbench = "robustbench"  # entries imported from RobustBench model_info files
+    bibtex = "bibtex"  # study stubs from a BibTeX file or a DOI list
 
 
 class Provenance(StrEnum):

@@ -14,13 +14,13 @@ def test_stats_json_has_integer_totals(seeded_url):
     res = runner.invoke(app, ["evidence", "stats", "--json", "--db", seeded_url])
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
-    assert (data["studies"], data["claims"], data["results"]) == (40, 43, 8349)
+    assert (data["studies"], data["claims"], data["results"]) == (45, 43, 8714)
     assert data["by_study"]["sen_2020_empir"]["results"] == 12
 
 
 def test_init_is_safe_to_run_again(seeded_url):
     res = runner.invoke(app, ["evidence", "init", "--db", seeded_url])
-    assert res.exit_code == 0 and "seed: not loaded" in res.stdout
+    assert res.exit_code == 0 and "releases: none loaded" in res.stdout
 
 
 def test_import_error_exits_2_with_one_line_per_problem(seeded_url, tmp_path):

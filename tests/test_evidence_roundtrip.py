@@ -4,7 +4,7 @@ import io
 
 import pandas as pd
 
-from evidence import approve, export_results, get_engine, import_results, init_database, load_seed, query_results
+from evidence import approve, export_results, get_engine, import_results, init_database, load_releases, query_results
 from evidence.db import upgrade_schema
 
 COMPARE = [
@@ -21,10 +21,10 @@ def test_export_then_import_gives_back_the_same_results(seeded, tmp_path):
     path.write_bytes(csv_bytes)
     fresh = get_engine(f"sqlite:///{tmp_path / 'fresh.db'}")
     upgrade_schema(fresh)
-    load_seed(fresh, results=False)  # the studies and claims, no results
+    load_releases(fresh, results=False)  # the studies and claims of every shipped release, no results
     report = import_results(fresh, path, by="roundtrip")
-    assert report.rows_read == 8349
-    approve(fresh, report.submission_id, by="roundtrip")
+    assert report.rows_read == 8714
+    approve(fresh, report.submission_id, by="second curator")
     a = query_results(seeded)[COMPARE].sort_values(COMPARE[:16]).reset_index(drop=True)
     b = query_results(fresh)[COMPARE].sort_values(COMPARE[:16]).reset_index(drop=True)
     pd.testing.assert_frame_equal(a, b)
@@ -34,5 +34,5 @@ def test_export_then_import_gives_back_the_same_results(seeded, tmp_path):
 def test_json_and_parquet_exports_hold_every_row(seeded):
     js = pd.read_json(io.BytesIO(export_results(seeded, "json")))
     pq = pd.read_parquet(io.BytesIO(export_results(seeded, "parquet")))
-    assert len(js) == len(pq) == 8349
+    assert len(js) == len(pq) == 8714
     assert list(pq.columns)[:3] == ["study_id", "source_location", "dataset"]

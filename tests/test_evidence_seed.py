@@ -7,10 +7,15 @@ from evidence import ResultFilter, list_claims, list_studies, load_seed, query_r
 from evidence.models import Result, Study
 
 
+SEED = ResultFilter(releases=["seed-2025.1"])
+
+
 def test_seed_counts_per_study(seeded):
     s = stats(seeded)
-    assert (s["studies"], s["claims"], s["results"]) == (40, 43, 8349)
-    per_study = {k: v["results"] for k, v in s["by_study"].items() if v["results"]}
+    seed = {r.release: r for r in s.by_release}["seed-2025.1"]
+    assert (seed.studies, seed.claims, seed.results) == (40, 43, 8349)
+    seed_rows = query_results(seeded, SEED, columns=["study_id"])
+    per_study = seed_rows["study_id"].value_counts().to_dict()
     assert per_study == {
         "merkle_2022_pruningfaceadversaries": 7798,
         "matachana_2020_uap": 336,
@@ -18,18 +23,18 @@ def test_seed_counts_per_study(seeded):
         "sehwag_2020_hydra": 49,
         "sen_2020_empir": 12,
     }
-    assert s["by_review_status"]["results"] == {"approved": 8349}
+    assert s.by_review_status["results"] == {"approved": 8714}
 
 
 def test_seed_is_curated_by_seed_with_a_source(seeded):
-    df = query_results(seeded)
+    df = query_results(seeded, SEED)
     assert set(df["created_by"]) == {"seed"}
     assert (df["url_or_path"].str.len() > 0).all()
     assert set(df["review_status"]) == {"approved"}
 
 
 def test_seed_parses_tricky_values(seeded):
-    df = query_results(seeded)
+    df = query_results(seeded, SEED)
     two = df[df["epsilon_text"] == "2/255"]
     assert len(two) == 1163
     assert two["epsilon"].iloc[0] == pytest.approx(0.00784313725490196, abs=1e-12)
@@ -77,8 +82,8 @@ def test_seed_claims_have_six_questions(seeded):
 def test_loading_seed_twice_adds_nothing(seeded):
     assert load_seed(seeded) is None
     with seeded.connect() as conn:
-        assert conn.execute(sa.select(sa.func.count()).select_from(Result.__table__)).scalar_one() == 8349
-        assert conn.execute(sa.select(sa.func.count()).select_from(Study.__table__)).scalar_one() == 40
+        assert conn.execute(sa.select(sa.func.count()).select_from(Result.__table__)).scalar_one() == 8349 + 365
+        assert conn.execute(sa.select(sa.func.count()).select_from(Study.__table__)).scalar_one() == 40 + 5
 
 
 def test_seed_flags_warnings_on_rows(seeded):
