@@ -164,24 +164,35 @@ class MultiverseResult:
         return specification_curve_figure(self)
 
 
-def spec_mask(eff: pd.DataFrame, s: Specification) -> np.ndarray:
+class _Columns:
+    """The columns a specification filters on, as plain arrays (converted once per effect table)."""
+
+    def __init__(self, eff: pd.DataFrame):
+        self.attack = eff["attack"].astype(str).to_numpy()
+        self.epsilon = pd.to_numeric(eff["epsilon"], errors="coerce").astype(float).to_numpy()
+        self.linf = eff["norm"].astype(str).to_numpy() == "linf"
+        self.white_box = eff["threat_model"].astype(str).to_numpy() == "white_box"
+        self.low_risk = ~eff["high_risk"].astype(bool).to_numpy()
+        self.iterative = np.isin(self.attack, list(ITERATIVE_ATTACKS))
+        self.autoattack = np.isin(self.attack, list(AUTOATTACK))
+
+
+def spec_mask(eff: pd.DataFrame | _Columns, s: Specification) -> np.ndarray:
     """The rows of an effect table that specification ``s`` keeps."""
-    m = np.ones(len(eff), dtype=bool)
-    attack = eff["attack"].astype(str).to_numpy()
+    c = eff if isinstance(eff, _Columns) else _Columns(eff)
+    m = np.ones(len(c.attack), dtype=bool)
     if s.attack == "iterative only":
-        m &= np.isin(attack, list(ITERATIVE_ATTACKS))
+        m &= c.iterative
     elif s.attack == "AutoAttack only":
-        m &= np.isin(attack, list(AUTOATTACK))
+        m &= c.autoattack
     bucket = EPS_BUCKETS[s.epsilon]
     if bucket is not None:
-        e = eff["epsilon"].astype(float).to_numpy()
-        linf = eff["norm"].astype(str).to_numpy() == "linf"
         with np.errstate(invalid="ignore"):
-            m &= linf & (e > bucket[0] + 1e-12) & (e <= bucket[1] + 1e-12)
+            m &= c.linf & (c.epsilon > bucket[0] + 1e-12) & (c.epsilon <= bucket[1] + 1e-12)
     if s.threat == "white-box only":
-        m &= eff["threat_model"].astype(str).to_numpy() == "white_box"
+        m &= c.white_box
     if s.high_risk == "excluded":
-        m &= ~eff["high_risk"].astype(bool).to_numpy()
+        m &= c.low_risk
     return m
 
 
@@ -203,8 +214,9 @@ def _table_task(results: pd.DataFrame, key: tuple, specs: list[Specification], b
     cols = [c for c in ("yi", "vi", "study", "cluster") if c in eff]
     fits: dict[str, tuple] = {}
     out = []
+    arrays = _Columns(eff) if len(eff) else None
     for s in specs:
-        m = spec_mask(eff, s) if len(eff) else np.zeros(0, dtype=bool)
+        m = spec_mask(arrays, s) if arrays is not None else np.zeros(0, dtype=bool)
         k = int(m.sum())
         n_st = int(eff.loc[m, "study"].nunique()) if k else 0
         if k < min_effects:
