@@ -19,7 +19,7 @@ import pandas as pd
 from scipy import stats
 
 from .design import ALIASES, design_matrix
-from .effects import EffectTable
+from .effects import EffectMeasure, EffectTable, binomial_variance
 from .multilevel import DEFAULT_RANDOM, MULTILEVEL_METHODS, parse_random, random_structure, rma_mv
 from .results import MetaResult, clean
 from .robust import ROBUST_KINDS
@@ -27,7 +27,9 @@ from .robust import robust as robust_fit
 from .uni import MetaInputError, rma_uni
 
 __all__ = ["AnalysisSpec", "Analysis", "run_analysis", "StudyEstimate", "study_estimate", "per_study", "SubgroupResult", "subgroups",
-           "DoseResponse", "dose_response", "Sensitivity", "rigour_sensitivity"]
+           "DoseResponse", "dose_response", "Sensitivity", "rigour_sensitivity", "CorrelationSensitivity", "correlation_sensitivity", "RHO_SWEEP"]
+
+RHO_SWEEP = (0.0, 0.5, 0.8, 0.9)
 
 ModelKind = Literal["multilevel", "random", "common"]
 @dataclass(frozen=True)
@@ -327,3 +329,46 @@ def per_study(table: EffectTable | pd.DataFrame, spec: AnalysisSpec | None = Non
     for s in sorted(df["study"].unique()):
         rows.append(study_estimate(df, s, spec).to_dict())
     return pd.DataFrame(rows)
+
+
+@dataclass
+class CorrelationSensitivity:
+    """The default analysis under several correlations ρ of the dense and compressed accuracies
+    (rows without discordant counts; rows with them keep their exact paired variance). The variance
+    never falls below |Δ|(1 − |Δ|)/n, the least a difference Δ allows."""
+
+    rows: pd.DataFrame
+    n_paired: int
+    n_floor: int
+
+    def to_frame(self) -> pd.DataFrame:
+        return self.rows
+
+    def summary(self) -> str:
+        return (f"sensitivity to the assumed correlation of dense and compressed accuracies ({self.n_paired} effects use exact paired "
+                f"counts and do not change; {self.n_floor} floor rows with both models at or below chance):\n"
+                + self.rows.to_string(index=False, float_format=lambda x: f"{x:.2f}"))
+
+
+def correlation_sensitivity(table: EffectTable, spec: AnalysisSpec | None = None, rhos=RHO_SWEEP) -> CorrelationSensitivity:
+    """Refit the analysis with vi recomputed for each ρ (``delta_robust`` only)."""
+    if table.settings.measure != EffectMeasure.delta_robust:
+        raise MetaInputError("the correlation sweep applies to delta_robust (difference of accuracies)")
+    spec = (spec or AnalysisSpec()).replace(component_tests=False)
+    e = table.effects
+    n = e["n_test"].to_numpy(float)
+    rd, rc = e["robust_acc_dense"].to_numpy(float) / 100, e["robust_acc_compressed"].to_numpy(float) / 100
+    vd, _ = binomial_variance(rd, n)
+    vc, _ = binomial_variance(rc, n)
+    d = np.abs(rc - rd)
+    paired = e["paired_variance"].to_numpy(bool) if "paired_variance" in e else np.zeros(len(e), bool)
+    rows = []
+    for rho in rhos:
+        vi = np.where(paired, e["vi"].to_numpy(float), 1e4 * np.maximum(vd + vc - 2 * rho * np.sqrt(vd * vc), d * (1 - d) / n))
+        an = run_analysis(EffectTable(e.assign(vi=vi), table.excluded, table.settings, table.notes), spec)
+        c = an.fit.coefficients[0]
+        rows.append({"rho": rho, "k": an.fit.k, "estimate": c.estimate, "se": c.se, "ci_low": c.ci_low, "ci_high": c.ci_high,
+                     "pi_low": an.fit.pi_low, "pi_high": an.fit.pi_high, "df": c.df,
+                     "sum_sigma2": float(sum(an.fit.sigma2.values())) if an.fit.sigma2 else an.fit.tau2})
+    n_floor = int(e["floor"].sum()) if "floor" in e else 0
+    return CorrelationSensitivity(pd.DataFrame(rows), int(paired.sum()), n_floor)

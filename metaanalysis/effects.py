@@ -3,9 +3,14 @@
 Each comparison of a dense and a compressed model on one test set gives one effect:
 
 - ``delta_robust``: robust accuracy of the compressed model minus the dense one, in percentage
-  points. Variance from the binomial variance of each proportion, p(1-p)/n, minus twice the
-  covariance ρ·sqrt(v₁v₂) of two accuracies measured on the same images (default ρ = 0: the
-  conservative choice, which over-states the variance when the models agree on many images).
+  points. Both models are scored on the same images, so the two accuracies are paired. Where the
+  discordant counts are stored (``n_robust_dense_only`` = p10·n, ``n_robust_compressed_only`` =
+  p01·n: replication rows) the variance is the exact paired one, [p10 + p01 − (p10 − p01)²]/n
+  (metafor's ``escalc(measure = "MPRD")``, with its 0.5 added to every cell of a row with an empty
+  cell, flagged). Elsewhere it is the binomial variance of each proportion, p(1-p)/n, minus twice the
+  covariance ρ·sqrt(v₁v₂) (default ρ = 0: conservative), never below |Δ|(1 − |Δ|)/n, the least
+  paired variance that a difference Δ allows (p10 + p01 ≥ |Δ|). :func:`metaanalysis.analysis.
+  correlation_sensitivity` repeats the analysis over ρ = 0, 0.5, 0.8, 0.9.
 - ``log_odds_ratio``: log odds ratio of robust accuracy (compressed vs dense) from the 2×2 table of
   correct / incorrect images, 0.5 added to every cell of a row only where a cell is 0
   (Haldane-Anscombe; metafor's ``escalc(measure = "OR", add = 1/2, to = "only0")``).
@@ -30,12 +35,16 @@ import pandas as pd
 
 from .rigour import rigour_scores
 
-__all__ = ["EffectMeasure", "EffectSettings", "EffectTable", "compute_effects", "STANDARD_TEST_SIZES", "MODERATOR_COLUMNS"]
+__all__ = ["EffectMeasure", "EffectSettings", "EffectTable", "compute_effects", "STANDARD_TEST_SIZES", "MODERATOR_COLUMNS", "N_CLASSES",
+           "binomial_variance", "paired_variance"]
 
 STANDARD_TEST_SIZES = {
     "MNIST": 10000, "Fashion-MNIST": 10000, "CIFAR-10": 10000, "CIFAR-100": 10000, "SVHN": 26032, "ImageNet": 50000,
     "Imagenette": 3925, "Tiny-ImageNet": 10000,
 }
+# number of classes: chance accuracy is 100 / classes; rows where both models are at or below it are "floor" rows
+N_CLASSES = {"MNIST": 10, "Fashion-MNIST": 10, "CIFAR-10": 10, "CIFAR-100": 100, "SVHN": 10, "ImageNet": 1000, "Imagenette": 10,
+             "Tiny-ImageNet": 200}
 MODERATOR_COLUMNS = (
     "compression_family", "sparsity", "bits", "adversarial_training", "epsilon", "threat_model", "attack", "dataset", "norm",
     "architecture", "provenance", "source_kind", "steps",
@@ -95,7 +104,7 @@ class EffectTable:
     def to_csv(self, path=None) -> str | None:
         """CSV with ``yi, vi, study, cluster`` and every moderator, ready for metafor."""
         cols = ["yi", "vi", "study", "cluster", *[c for c in MODERATOR_COLUMNS if c in self.effects], "n_test", "n_assumed",
-                "variance_corrected", "rigour_score", "high_risk", "uid"]
+                "variance_corrected", "paired_variance", "floor", "rigour_score", "high_risk", "uid"]
         return self.effects[[c for c in cols if c in self.effects]].to_csv(path, index=False)
 
     def summary(self) -> str:
@@ -105,17 +114,35 @@ class EffectTable:
             for reason, n in self.excluded["reason"].value_counts().items():
                 lines.append(f"  excluded: {reason} ({n} rows)")
         if len(self.effects):
-            lines.append(f"  assumed n_test on {int(self.effects['n_assumed'].sum())} effects; "
-                         f"continuity-corrected variance on {int(self.effects['variance_corrected'].sum())}")
+            e = self.effects
+            lines.append(f"  assumed n_test on {int(e['n_assumed'].sum())} effects; "
+                         f"continuity-corrected variance on {int(e['variance_corrected'].sum())}")
+            if "paired_variance" in e:
+                lines.append(f"  exact paired variance (discordant counts) on {int(e['paired_variance'].sum())} effects; "
+                             f"floor rows (both models at or below chance) {int(e['floor'].sum())}")
         lines.extend(f"  {n}" for n in self.settings.describe())
         return "\n".join(lines)
 
 
-def _binom_var(p: np.ndarray, n: np.ndarray):
+def binomial_variance(p: np.ndarray, n: np.ndarray):
     """p(1-p)/n, with p in {0, 1} replaced by (x + 0.5)/(n + 1); returns (variance, corrected?)."""
+    p, n = np.asarray(p, float), np.asarray(n, float)
     edge = (p <= 0) | (p >= 1)
     pc = np.where(edge, (p * n + 0.5) / (n + 1), p)
     return pc * (1 - pc) / n, edge
+
+
+def paired_variance(n11: np.ndarray, n10: np.ndarray, n01: np.ndarray, n00: np.ndarray):
+    """Variance of p01 − p10 for paired binary outcomes on the same n images from the four cells
+    (both right, dense only, compressed only, neither): [p10 + p01 − (p10 − p01)²]/n, metafor's
+    ``escalc(measure = "MPRD")`` with its default ``add = 1/2, to = "only0"`` (0.5 added to every cell
+    of a row with an empty cell). Returns (variance, corrected?)."""
+    cells = [np.asarray(x, float) for x in (n11, n10, n01, n00)]
+    zero = np.any([c <= 0 for c in cells], axis=0)
+    n11, n10, n01, n00 = (np.where(zero, c + 0.5, c) for c in cells)
+    n = n11 + n10 + n01 + n00
+    p10, p01 = n10 / n, n01 / n
+    return (p10 + p01 - (p10 - p01) ** 2) / n, zero
 
 
 def compute_effects(results: pd.DataFrame, settings: EffectSettings | None = None) -> EffectTable:
@@ -152,13 +179,25 @@ def compute_effects(results: pd.DataFrame, settings: EffectSettings | None = Non
     yi = np.full(len(r), np.nan)
     vi = np.full(len(r), np.nan)
     corrected = np.zeros(len(r), dtype=bool)
+    paired = np.zeros(len(r), dtype=bool)
     with np.errstate(divide="ignore", invalid="ignore"):
         if measure == EffectMeasure.delta_robust:
-            vd, ed = _binom_var(rd, n)
-            vc, ec = _binom_var(rc, n)
+            vd, ed = binomial_variance(rd, n)
+            vc, ec = binomial_variance(rc, n)
             yi = 100 * (rc - rd)
-            vi = 1e4 * (vd + vc - 2 * settings.correlation * np.sqrt(vd * vc))
+            d = np.abs(rc - rd)
+            vi = 1e4 * np.maximum(vd + vc - 2 * settings.correlation * np.sqrt(vd * vc), d * (1 - d) / n)
             corrected = ed | ec
+            if {"n_robust_dense_only", "n_robust_compressed_only"} <= set(r.columns):
+                n10 = pd.to_numeric(r["n_robust_dense_only"], errors="coerce").to_numpy(float)
+                n01 = pd.to_numeric(r["n_robust_compressed_only"], errors="coerce").to_numpy(float)
+                paired = np.isfinite(n10) & np.isfinite(n01) & ~n_assumed.to_numpy() & np.isfinite(n)
+                if paired.any():
+                    n11 = np.where(paired, np.rint(rd * n) - n10, 1)  # both right = dense right − dense only
+                    n00 = np.where(paired, n - n11 - n10 - n01, 1)
+                    pv, pz = paired_variance(n11, np.where(paired, n10, 1), np.where(paired, n01, 1), n00)
+                    vi = np.where(paired, 1e4 * pv, vi)
+                    corrected = np.where(paired, pz, corrected)
         elif measure == EffectMeasure.log_odds_ratio:
             a, c = rc * n, rd * n
             b, d = n - a, n - c
@@ -172,8 +211,8 @@ def compute_effects(results: pd.DataFrame, settings: EffectSettings | None = Non
             cd = (r["clean_acc_dense"].astype(float) / 100).to_numpy()
             cc = (r["clean_acc_compressed"].astype(float) / 100).to_numpy()
             Rd, Rc = rd / cd, rc / cc
-            vd, ed = _binom_var(Rd, n * cd)
-            vc, ec = _binom_var(Rc, n * cc)
+            vd, ed = binomial_variance(Rd, n * cd)
+            vc, ec = binomial_variance(Rc, n * cc)
             yi = 100 * (Rc - Rd)
             vi = 1e4 * (vd + vc - 2 * settings.correlation * np.sqrt(vd * vc))
             corrected = ed | ec
@@ -186,7 +225,10 @@ def compute_effects(results: pd.DataFrame, settings: EffectSettings | None = Non
     eff.insert(2, "study", eff["study_id"])
     eff["n_test"] = n[ok]
     eff["n_assumed"] = n_assumed.to_numpy()[ok]
-    eff["variance_corrected"] = corrected[ok]
+    eff["variance_corrected"] = np.asarray(corrected, bool)[ok]
+    eff["paired_variance"] = paired[ok]
+    chance = 100.0 / eff["dataset"].map(N_CLASSES).astype(float) if "dataset" in eff else np.nan
+    eff["floor"] = ((eff["robust_acc_dense"] <= chance) & (eff["robust_acc_compressed"] <= chance)).fillna(False).astype(bool)
     eff = eff.join(rigour_scores(eff))
     eff = eff.reset_index(drop=True)
     excl = r.loc[~ok, [c for c in ("uid", "study_id", "dataset", "compression_method", "compression_level_text", "epsilon_text") if c in r]].copy()

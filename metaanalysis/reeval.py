@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .effects import STANDARD_TEST_SIZES, _binom_var
+from .effects import STANDARD_TEST_SIZES, binomial_variance
 from .results import MetaResult
 from .uni import rma_uni
 
@@ -73,7 +73,7 @@ def reevaluation_gaps(results: pd.DataFrame) -> ReevaluationGaps:
                 "method": label, "dataset": e["dataset"], "architecture": e["architecture"], "sparsity": e["sparsity"],
                 "original_study": o["study_id"], "reevaluating_study": e["study_id"], "reported": o["robust_acc_compressed"],
                 "reevaluated": e["robust_acc_compressed"], "gap": o["robust_acc_compressed"] - e["robust_acc_compressed"],
-                "vi": 1e4 * float(_binom_var(np.array([po]), np.array([float(n_o)]))[0][0] + _binom_var(np.array([pe]), np.array([float(n_e)]))[0][0]),
+                "vi": 1e4 * float(binomial_variance(np.array([po]), np.array([float(n_o)]))[0][0] + binomial_variance(np.array([pe]), np.array([float(n_e)]))[0][0]),
                 "n_assumed": pd.isna(o["n_test"]) or pd.isna(e["n_test"]), "original_uid": o.get("uid"), "reeval_uid": e.get("uid"),
             })
     df = pd.DataFrame(pairs)

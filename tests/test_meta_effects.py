@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,6 +15,7 @@ from metaanalysis import (
     AnalysisSpec, EffectSettings, MetaInputError, compute_effects, contradiction_report, dose_response, reevaluation_gaps,
     rigour_scores, rigour_sensitivity, run_analysis, subgroups, vote_count,
 )
+from metaanalysis.effects import paired_variance
 
 runner = CliRunner()
 
@@ -200,3 +202,29 @@ def test_cli_over_database_and_plots(seeded_url, tmp_path):
     assert r.exit_code == 0 and json.loads(r.stdout)["n_pairs"] > 0
     r = runner.invoke(app, ["meta", "run", "--db", seeded_url, "--family", "binarization"])
     assert r.exit_code == 2 and "0 effect(s) after filtering" in r.stderr
+
+
+def test_paired_variance_equals_metafor_mprd():
+    ref = json.loads((Path(__file__).parent / "data" / "metafor" / "expected" / "paired_mprd.json").read_text())
+    a, b, c, d = (np.array(ref[x], float) for x in ("ai", "bi", "ci", "di"))
+    n = a + b + c + d
+    v, corrected = paired_variance(a, b, c, d)
+    np.testing.assert_allclose(v, ref["vi"], rtol=1e-12)
+    assert list(corrected) == [False, True, False, True, True]  # an empty cell: metafor adds 1/2 to every cell
+    ok = ~corrected
+    np.testing.assert_allclose(((c - b) / n)[ok], -np.array(ref["yi"])[ok], atol=1e-15)  # crev: compressed minus dense
+
+
+def test_rows_with_discordant_counts_use_the_paired_variance_and_others_the_floor():
+    rows = pd.DataFrame([
+        _row(robust_acc_dense=45.0, robust_acc_compressed=43.0, n_test=1000, n_robust_dense_only=50, n_robust_compressed_only=30),
+        _row(robust_acc_dense=45.0, robust_acc_compressed=43.0, n_test=1000, n_robust_dense_only=None, n_robust_compressed_only=None),
+        _row(robust_acc_dense=5.0, robust_acc_compressed=8.0, n_test=1000, dataset="CIFAR-10"),
+    ])
+    t = compute_effects(rows, EffectSettings(correlation=0.99))
+    e = t.effects
+    assert list(e["paired_variance"]) == [True, False, False]
+    assert e.loc[0, "vi"] == pytest.approx(1e4 * (0.05 + 0.03 - 0.02 ** 2) / 1000, rel=1e-12)
+    # rho = 0.99 would push the variance below what a 2-point difference allows: the floor holds it
+    assert e.loc[1, "vi"] == pytest.approx(1e4 * 0.02 * 0.98 / 1000, rel=1e-12)
+    assert list(e["floor"]) == [False, False, True]  # CIFAR-10: chance is 10 %
