@@ -107,6 +107,15 @@ def dose_figure(dr: DoseResponse, *, unit: str = "percentage points", title: str
                              mode="lines", line=dict(width=0), fillcolor="rgba(178,34,34,0.2)", name="95% CI of the fit"))
     fig.add_trace(go.Scatter(x=dr.points[dr.x], y=dr.points["yi"], mode="markers", marker=dict(size=4, opacity=0.35, color="steelblue"), name="effects"))
     fig.add_trace(go.Scatter(x=g[dr.x], y=g["fitted"], mode="lines", line=dict(color="firebrick", width=2), name="linear + quadratic fit"))
+    fm = getattr(dr, "factor_means", None)
+    if fm is not None and len(fm):  # the dose as a factor: pooled effect per level with its CI, beside the curve
+        xs = dr.points.groupby(dr.points[dr.x].round(3))[dr.x].median() if fm["level"].str.startswith("(").any() else None
+        xm = [float(v) for v in fm["level"]] if xs is None else [float(dr.points[dr.x][(dr.points[dr.x] > float(lv.strip("(]").split(",")[0]))
+                                                                                   & (dr.points[dr.x] <= float(lv.strip("(]").split(",")[1]))].median())
+                                                                  for lv in fm["level"]]
+        fig.add_trace(go.Scatter(x=xm, y=fm["estimate"], mode="markers", marker=dict(symbol="diamond", size=10, color="black"),
+                                 error_y=dict(type="data", symmetric=False, array=fm["ci_high"] - fm["estimate"], arrayminus=fm["estimate"] - fm["ci_low"]),
+                                 name=f"{dr.x} as a factor: pooled effect per level (95% CI)"))
     fig.update_layout(title=title or f"Dose-response: effect against {dr.x}<br><sup>{dr.verdict}</sup>", xaxis_title=dr.x, yaxis_title=f"effect ({unit})",
                       shapes=[dict(_ZERO, x0=float(g[dr.x].min()), x1=float(g[dr.x].max()), y0=0, y1=0)], legend=dict(orientation="h", y=1.0, yanchor="bottom"))
     return fig

@@ -228,3 +228,23 @@ def test_rows_with_discordant_counts_use_the_paired_variance_and_others_the_floo
     # rho = 0.99 would push the variance below what a 2-point difference allows: the floor holds it
     assert e.loc[1, "vi"] == pytest.approx(1e4 * 0.02 * 0.98 / 1000, rel=1e-12)
     assert list(e["floor"]) == [False, False, True]  # CIFAR-10: chance is 10 %
+
+
+def test_dose_response_reports_a_vertex_only_when_the_curvature_ci_excludes_zero(seeded):
+    t = compute_effects(query_results(seeded), EffectSettings(assume_n="dataset"))
+    dr = dose_response(t, "sparsity")
+    q = dr.fit.coef("sparsity^2")
+    assert dr.fit.test == "CR2" and dr.curvature_ci == (q.ci_low, q.ci_high)
+    if q.ci_low < 0 < q.ci_high:
+        assert dr.vertex is None and "includes 0" in dr.verdict
+    assert list(dr.comparison["model"]) == ["linear", "quadratic", "factor"]
+    assert (dr.comparison["AIC"] == -2 * dr.comparison["logLik"] + 2 * dr.comparison["parameters"]).all()
+    assert len(dr.factor_means) >= 3 and (dr.factor_means["ci_low"] < dr.factor_means["estimate"]).all()
+
+
+def test_merkle_losses_grow_with_sparsity_as_a_factor(seeded):
+    t = compute_effects(query_results(seeded, ResultFilter(study_ids=["merkle_2022_pruningfaceadversaries"])), EffectSettings(assume_n="dataset"))
+    dr = dose_response(t, "sparsity")
+    est = dr.factor_means["estimate"].to_numpy()
+    assert len(est) == 6 and np.all(np.diff(est) < 0)  # monotone: no sweet spot among the measured levels
+    assert not dr.supported
