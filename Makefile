@@ -34,6 +34,7 @@ bench: install
 	$(BIN)/pip install -q -e ".[bench]"
 	$(BIN)/python bench/evidence.py
 	$(BIN)/python bench/meta.py
+	$(BIN)/python bench/cli.py
 	$(BIN)/python bench/replicate.py
 	$(BIN)/python bench/app.py
 
