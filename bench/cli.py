@@ -83,12 +83,16 @@ def main() -> None:
         write_effects(csv, args.k)
         ours_cmd = crev + ["meta", "run", "--input", str(csv)]
         peer_cmd = [sys.executable, "-c", PYMARE_SCRIPT, str(csv)]
+        ours_start = [sys.executable, "-c", "import crev_cli, metaanalysis.cli, pyarrow.csv"]
+        peer_start = [sys.executable, "-c", "import pandas, pymare.estimators"]
         wall(ours_cmd)  # warm the file cache for both
-        ours, peer = [], []
+        ours, peer, ours_imp, peer_imp = [], [], [], []
         for _ in range(args.runs):
             ours.append(wall(ours_cmd))
+            ours_imp.append(wall(ours_start))
             if pymare_ok:
                 peer.append(wall(peer_cmd))
+                peer_imp.append(wall(peer_start))
     line = f"crev meta run --input ({args.k:,} effects, REML), whole process: median {statistics.median(ours):.2f} s of {args.runs}"
     if pymare_ok:
         ratio = statistics.median(ours) / statistics.median(peer)
@@ -96,6 +100,10 @@ def main() -> None:
                  f" ratio ours/PyMARE = {ratio:.2f} (target <= 1.0)")
     else:
         line += " (PyMARE not installed: pip install -e .[bench])"
+    print(line)
+    line = f"  of which interpreter start and imports: ours {statistics.median(ours_imp):.2f} s"
+    if pymare_ok:
+        line += f", PyMARE's {statistics.median(peer_imp):.2f} s (pandas, scipy, sympy)"
     print(line)
 
 
