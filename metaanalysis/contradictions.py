@@ -54,7 +54,7 @@ from statsmodels.stats.multitest import multipletests
 
 from evidence.vocab import Question
 
-from .analysis import AnalysisSpec, run_analysis, study_estimate
+from .analysis import AnalysisSpec, StudyEstimate, run_analysis, study_estimate
 from .effects import EffectTable
 from .results import MetaResult, clean
 from .uni import MetaInputError
@@ -223,8 +223,9 @@ class ContradictionReport:
         return contradictions_markdown(self)
 
 
-def question_scope(effects: pd.DataFrame, q: Question) -> pd.DataFrame | None:
-    """The effects that bear on question ``q`` (its scope in :class:`evidence.vocab.Question`)."""
+def question_scope(effects: pd.DataFrame, q: Question, *, baseline: bool = True) -> pd.DataFrame | None:
+    """The effects that bear on question ``q`` (its scope in :class:`evidence.vocab.Question`);
+    ``baseline=False`` leaves out the comparison results (white-box beside transfer)."""
     sc = q.scope
     if not sc.measurable:
         return None
@@ -233,8 +234,9 @@ def question_scope(effects: pd.DataFrame, q: Question) -> pd.DataFrame | None:
         m &= effects["compression_family"].astype(str).isin([str(f) for f in sc.families])
     if sc.adversarial_training:
         m &= effects["adversarial_training"].astype(str).isin([str(a) for a in sc.adversarial_training])
-    if sc.result_threat_models():
-        m &= effects["threat_model"].astype(str).isin([str(t) for t in sc.result_threat_models()])
+    threats = sc.result_threat_models() if baseline else sc.threat_models
+    if threats:
+        m &= effects["threat_model"].astype(str).isin([str(t) for t in threats])
     return effects[m].reset_index(drop=True)
 
 
@@ -285,7 +287,7 @@ def _fit_moderator(scope: pd.DataFrame, q: str, c: Candidate, spec: AnalysisSpec
     out.n_studies_varying = int((vals.groupby(sub["study"]).nunique() > 1).sum())
     df = sub.assign(**{c.column: vals}).reset_index(drop=True)
     try:
-        an = run_analysis(df, AnalysisSpec(**{**spec.__dict__, "mods": c.column, "robust": "CR2", "robust_cluster": "study"}))
+        an = run_analysis(df, spec.replace(mods=c.column, robust="CR2", robust_cluster="study", component_tests=False))
     except (MetaInputError, np.linalg.LinAlgError) as exc:
         out.reason = str(exc)
         return out
@@ -366,7 +368,7 @@ def contradiction_report(table: EffectTable, studies: pd.DataFrame, claims: pd.D
     level = spec.level
     scopes: dict[str, pd.DataFrame | None] = {}
     fits: dict[tuple[str, str], ModeratorFit] = {}
-    estimates: dict[tuple[str, str], dict | None] = {}
+    estimates: dict[tuple[str, str], StudyEstimate | None] = {}
     pairs: list[PairReport] = []
     for qid, g in claims.groupby("question_id", sort=True):
         q = Question(qid)
@@ -386,8 +388,8 @@ def contradiction_report(table: EffectTable, studies: pd.DataFrame, claims: pd.D
                 srow = st.loc[s] if s in st.index else pd.Series(dtype=object)
                 vals = {c.column: _value(c, d, r, srow) for c in CANDIDATES}
                 ev.append(StudyEvidence(s, r["direction"], str(r["position"]), len(d) > 0, int(len(d)),
-                                        None if est is None else est["estimate"], None if est is None else est["ci_low"],
-                                        None if est is None else est["ci_high"], "no numbers in the database" if est is None else est["model"],
+                                        None if est is None else est.estimate, None if est is None else est.ci_low,
+                                        None if est is None else est.ci_high, "no numbers in the database" if est is None else est.model,
                                         {k: (f"{_fmt(v)} ({src})" if v is not None else src) for k, (v, src) in vals.items()}))
                 data.append(vals)
             checks = []

@@ -234,9 +234,7 @@ def multiverse(results: pd.DataFrame, *, spec: AnalysisSpec | None = None, worke
     """Fit the default model under every specification of :func:`specifications` to ``results``
     (a frame from :func:`evidence.query_results`, already filtered to what the analysis is about)."""
     t0 = time.perf_counter()
-    base = spec or AnalysisSpec()
-    if "component_tests" in base.__dict__:
-        base = AnalysisSpec(**{**base.__dict__, "component_tests": False})  # the curve needs the estimate and its CI only
+    base = (spec or AnalysisSpec()).replace(component_tests=False)  # the curve needs the estimate and its CI only
     groups: dict[tuple, list[Specification]] = {}
     for s in specifications():
         groups.setdefault((s.effect, s.assume_n, s.rho), []).append(s)

@@ -246,7 +246,7 @@ def bias_report(table: EffectTable, spec: AnalysisSpec | None = None, *, row_lev
     else:
         try:
             an = run_analysis(df.assign(sei=np.sqrt(df["vi"])).reset_index(drop=True),
-                              AnalysisSpec(**{**(spec or AnalysisSpec()).__dict__, "mods": "sei", "robust": "CR2", "robust_cluster": "study"}))
+                              (spec or AnalysisSpec()).replace(mods="sei", robust="CR2", robust_cluster="study", component_tests=False))
             b0, b1 = an.fit.coefficients[0], an.fit.coef("sei")
             res = MultilevelEggerResult("sei", an.fit.k, n, b1.estimate, b1.se, b1.stat, float(b1.df or np.nan), b1.pval, b0.estimate, b0.se,
                                         b0.ci_low, b0.ci_high, dict(an.fit.sigma2))

@@ -247,7 +247,7 @@ def build_report(table, studies: pd.DataFrame, claims: pd.DataFrame, spec=None, 
     effects = table.effects
     bias = {}
     for q in Question:
-        scope = question_scope(effects, q)
+        scope = question_scope(effects, q, baseline=False)  # a question's own results (bias acts on what was published about it)
         if scope is None or len(scope) == 0:
             continue
         bias[q.value] = bias_report(scope, spec)

@@ -121,10 +121,11 @@ def test_svalue_not_possible_when_the_worst_case_stays_away_from_zero(name):
 
 
 def test_seed_bias_methods_are_not_assessable_with_its_studies(seeded):
-    t = compute_effects(query_results(seeded), EffectSettings(assume_n="dataset"))
+    res = query_results(seeded)
+    t = compute_effects(res[res["release"] == "seed-2025.1"], EffectSettings(assume_n="dataset"))
     rep = bias_report(t)
     n = t.effects["study"].nunique()
-    assert n < 10
+    assert 2 <= n < 10  # 4 of the seed's 5 studies with results give effects (piras_2024 reports no dense robust accuracy)
     assert [a.method for a in rep.assessments] == list(MIN_STUDIES)
     for a in rep.assessments:
         assert not a.assessable and a.pval is None and a.result is None

@@ -9,7 +9,8 @@ from statsmodels.stats.multitest import multipletests
 
 from evidence import list_claims, list_studies, query_results
 from metaanalysis import EffectSettings, compute_effects
-from metaanalysis.contradictions import NamedTest, Verdict, contradiction_report
+from evidence.vocab import Question
+from metaanalysis.contradictions import NamedTest, Verdict, contradiction_report, question_scope
 from metaanalysis.report import build_report, read_catalogue
 from metaanalysis.uni import MetaInputError
 
@@ -146,8 +147,16 @@ def test_report_document_lists_what_cannot_be_told_with_catalogue_links(seeded):
     assert cap.catalogue_id is None and "no catalogue entry" in cap.text
     md = doc.to_markdown()
     assert "## What the evidence cannot tell yet" in md and "tests in this report, corrected together by Holm" in md
-    for q, b in doc.bias.items():  # every question's scope has fewer than 10 studies in the seed
-        assert all(a.verdict.startswith("not assessable with") for a in b.assessments), q
+    for q, b in doc.bias.items():  # bias on each question's own results (transfer: without its white-box baseline)
+        own = question_scope(table.effects, Question(q), baseline=False)
+        assert (b.k, b.n_studies) == (len(own), own["study"].nunique())
+        if q == "transfer":
+            assert set(own["threat_model"].astype(str)) == {"transfer"}
+    seed = res["release"] == "seed-2025.1"
+    seed_doc = build_report(compute_effects(res[seed], EffectSettings(assume_n="dataset")), studies, claims)
+    assert seed_doc.bias
+    for q, b in seed_doc.bias.items():  # every question's scope has fewer than 10 studies in the seed release
+        assert b.n_studies < 10 and all(a.verdict.startswith(f"not assessable with {b.n_studies} stud") for a in b.assessments), q
     page = doc.to_html()
     assert page.startswith("<!DOCTYPE html>") and "data:image/png;base64," in page and "What the evidence cannot tell yet" in page
     assert json.loads(doc.to_json())["cannot_tell_yet"]["settlements"]
