@@ -27,7 +27,8 @@ from .robust import robust as robust_fit
 from .uni import MetaInputError, rma_uni
 
 __all__ = ["AnalysisSpec", "Analysis", "run_analysis", "StudyEstimate", "study_estimate", "per_study", "SubgroupResult", "subgroups",
-           "DoseResponse", "dose_response", "Sensitivity", "rigour_sensitivity", "CorrelationSensitivity", "correlation_sensitivity", "RHO_SWEEP"]
+           "DoseResponse", "dose_response", "Sensitivity", "rigour_sensitivity", "CorrelationSensitivity", "correlation_sensitivity", "RHO_SWEEP",
+           "RigourModerators", "rigour_moderators"]
 
 RHO_SWEEP = (0.0, 0.5, 0.8, 0.9)
 
@@ -459,3 +460,46 @@ def correlation_sensitivity(table: EffectTable, spec: AnalysisSpec | None = None
                      "sum_sigma2": float(sum(an.fit.sigma2.values())) if an.fit.sigma2 else an.fit.tau2})
     n_floor = int(e["floor"].sum()) if "floor" in e else 0
     return CorrelationSensitivity(pd.DataFrame(rows), int(paired.sum()), n_floor)
+
+
+@dataclass
+class RigourModerators:
+    """Each rigour component (and the high-risk flag) as the only moderator of the default model:
+    does the pooled effect differ with how the robustness was evaluated? (one fit per component)."""
+
+    rows: pd.DataFrame  # component, levels, k, coefficient (1 vs 0), se, ci, QM, p, df
+    notes: list[str] = field(default_factory=list)
+
+    def to_frame(self) -> pd.DataFrame:
+        return self.rows
+
+    def summary(self) -> str:
+        return ("rigour components as moderators (difference in pooled effect, higher-rigour minus lower):\n"
+                + self.rows.to_string(index=False, float_format=lambda x: f"{x:.3g}") + "".join(f"\nnote: {n}" for n in self.notes))
+
+
+def rigour_moderators(table: EffectTable, spec: AnalysisSpec | None = None) -> RigourModerators:
+    from .rigour import RIGOUR_COMPONENTS
+
+    spec = (spec or AnalysisSpec()).replace(component_tests=False)
+    rows, notes = [], []
+    for comp in (*RIGOUR_COMPONENTS, "high_risk"):
+        e = table.effects
+        if comp not in e or e[comp].nunique() < 2:
+            notes.append(f"{comp}: one value among the effects, not a moderator here")
+            continue
+        col = e[comp].astype(int).astype(float) if comp != "attack_strength" else e[comp].astype(float)
+        per_level = e.groupby(col)["study"].nunique()
+        if (per_level >= 2).sum() < 2:
+            notes.append(f"{comp}: its levels are spread over too few studies ({', '.join(f'{lv:g}: {n}' for lv, n in per_level.items())} "
+                         "studies): not assessable as a moderator with study-level inference")
+            continue
+        try:
+            an = run_analysis(EffectTable(e.assign(**{comp: col}), table.excluded, table.settings, table.notes), spec.replace(mods=comp))
+        except MetaInputError as exc:
+            notes.append(f"{comp}: {exc}")
+            continue
+        c = an.fit.coef(comp)
+        rows.append({"component": comp, "levels": int(e[comp].nunique()), "k": an.fit.k, "coefficient": c.estimate, "se": c.se,
+                     "ci_low": c.ci_low, "ci_high": c.ci_high, "pval": c.pval, "df": c.df, "test": an.fit.test})
+    return RigourModerators(pd.DataFrame(rows), notes)

@@ -45,8 +45,9 @@ class _Opts:
     settings and the database are built on first use, so `run --input` opens no database."""
 
     def __init__(self, db, study, dataset, family, threat, adv, attack, eps_min, eps_max, sparsity_min, sparsity_max, bits_min, bits_max,
-                 effect, assume_n, correlation):
+                 effect, assume_n, correlation, release=None):
         self.db, self.study = db, list(study)
+        self.release, self.release_package = release, None
         self._filter_args = dict(study_ids=study, datasets=dataset, families=family, threat_models=threat, adversarial_training=adv,
                                  attacks=attack, eps_min=eps_min, eps_max=eps_max, sparsity_min=sparsity_min, sparsity_max=sparsity_max,
                                  bits_min=bits_min, bits_max=bits_max)
@@ -69,6 +70,11 @@ class _Opts:
         from evidence import get_engine, upgrade_schema
 
         _ = (self.filt, self.settings)  # bad filters or settings fail before the database is touched
+        if self.release:  # pinned: an in-memory database holding exactly the release's rows
+            from evidence.releases import release_engine
+
+            engine, self.release_package = release_engine(self.release)
+            return engine
         engine = get_engine(self.db)
         upgrade_schema(engine)
         return engine
@@ -109,6 +115,8 @@ def _db_options(fn):
         ("effect", str, typer.Option("delta_robust", "--effect", help="delta_robust, log_odds_ratio or delta_retention")),
         ("assume_n", str, typer.Option("none", "--assume-n", help="n_test where missing: none (exclude), dataset, or a number (flagged)")),
         ("correlation", float, typer.Option(0.0, "--correlation", help="Correlation of dense and compressed accuracies (default 0, conservative)")),
+        ("release", Optional[str], typer.Option(None, "--release", help="Pin the analysis to an evidence release (version or folder; see "
+                                                "`crev evidence release`) instead of the live database.")),
     ]
     sig = inspect.signature(fn)
     params = [p for p in sig.parameters.values() if p.name != "opts"]
@@ -241,7 +249,15 @@ def run(
     an = run_analysis(table, spec)
     if effects_out:
         table.to_csv(effects_out)
-    typer.echo(json.dumps(an.to_dict(), indent=1) if as_json else an.summary() + "\n\n" + table.summary())
+    pinned = opts.release_package
+    evidence_used = ({"release": pinned.version, "content_hash": pinned.content_hash} if pinned is not None
+                     else {"release": None, "database": "live database (not pinned to a release)"})
+    if as_json:
+        typer.echo(json.dumps({**an.to_dict(), "evidence": evidence_used}, indent=1))
+    else:
+        head = (f"evidence: release {pinned.version} ({pinned.content_hash})" if pinned is not None
+                else "evidence: the live database (not pinned to a release; see --release)")
+        typer.echo(head + "\n" + an.summary() + "\n\n" + table.summary())
 
 
 @app.command()
@@ -389,11 +405,12 @@ def bias(method: str = typer.Option("REML", "--method"),
 def sensitivity(opts=None):
     """The default analysis with and without the high-risk results (evaluation rigour), and over the
     assumed correlation of dense and compressed accuracies (rho = 0, 0.5, 0.8, 0.9; exact paired counts kept)."""
-    from .analysis import correlation_sensitivity, rigour_sensitivity
+    from .analysis import correlation_sensitivity, rigour_moderators, rigour_sensitivity
     from .effects import EffectMeasure
 
     table = opts.table()
     typer.echo(rigour_sensitivity(table).summary())
+    typer.echo("\n" + rigour_moderators(table).summary())
     if opts.settings.measure == EffectMeasure.delta_robust:
         typer.echo("\n" + correlation_sensitivity(table).summary())
 

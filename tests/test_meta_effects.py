@@ -248,3 +248,33 @@ def test_merkle_losses_grow_with_sparsity_as_a_factor(seeded):
     est = dr.factor_means["estimate"].to_numpy()
     assert len(est) == 6 and np.all(np.diff(est) < 0)  # monotone: no sweet spot among the measured levels
     assert not dr.supported
+
+
+def test_rigour_fixes_library_defaults_uap_and_different_image_sets():
+    df = pd.DataFrame([
+        _row(steps=None, steps_text="library default (not set in code)", attack_text="PGD (foolbox 3 LinfProjectedGradientDescentAttack, library defaults)"),
+        _row(attack="uap", steps=20),
+        _row(robust_acc_dense=99.0, clean_acc_dense=90.0, notes="attack set: first 1000 MNIST test images; clean acc from column accuracy (test split)"),
+        _row(robust_acc_dense=99.0, clean_acc_dense=90.0),
+        _row(robust_acc_dense=90.5, clean_acc_dense=90.0),  # within binomial noise on 1,000 images
+        _row(attack="autoattack_fast", steps=None), _row(attack="eot_pgd", steps=None), _row(attack="apgd", steps=None),
+    ])
+    r = rigour_scores(df)
+    assert r.loc[0, "attack_strength"] == 1 and r.loc[0, "steps_effective"] == 40  # foolbox 3's documented default
+    assert r.loc[1, "attack_strength"] == 0 and r.loc[1, "high_risk"]  # a universal perturbation is not a per-image attack
+    assert r.loc[2, "robust_below_clean"] == 1 and not r.loc[2, "same_images"]  # different image sets: not assessed
+    assert r.loc[3, "robust_below_clean"] == 0 and r.loc[3, "high_risk"]
+    assert r.loc[4, "robust_below_clean"] == 1
+    assert list(r.loc[5:7, "attack_strength"]) == [1, 2, 1]
+
+
+def test_low_risk_sensitivity_fits_on_the_seed_and_components_are_moderators(seeded):
+    t = compute_effects(query_results(seeded), EffectSettings(assume_n="dataset"))
+    s = rigour_sensitivity(t)
+    assert s.low_risk is not None and s.low_risk.fit.k > 1000  # Merkle's library-default PGD is no longer high-risk
+    from metaanalysis.analysis import rigour_moderators
+
+    m = rigour_moderators(t)
+    assert "attack_strength" in set(m.rows["component"])
+    assert len(m.rows) + len(m.notes) == 7  # every component is either a moderator or says why not
+    assert (m.rows["test"] == "CR2").all()
