@@ -208,3 +208,35 @@ def correct(
         changes[field.strip()] = None if value == "" else value
     sub = _run(lambda: propose_correction(_engine(db), entity, key, changes, by, reason))
     typer.echo(f"submission {sub.id}: correction of {entity} {key} pending review")
+
+
+@app.command("release")
+def release_cmd(
+    version: str = typer.Option(..., "--version", help="Release version, e.g. 2026.11."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder to write (default: <user data dir>/crev/releases/VERSION)."),
+    previous: Optional[str] = typer.Option(None, "--previous", help="Release to compare with (version or folder; default: the newest one)."),
+    title: Optional[str] = typer.Option(None, "--title"),
+    db: Optional[str] = DbOption,
+    by: Optional[str] = ByOption,
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Write the current evidence as a versioned Frictionless Data Package (datapackage.json, CSVs,
+    content hash, changelog, CITATION.cff)."""
+    from .releases import write_release
+
+    info = _run(lambda: write_release(_engine(db), version, out, previous=previous, title=title, curator=by))
+    typer.echo(json.dumps(info.to_dict(), indent=1) if as_json else info.to_text())
+
+
+@app.command("diff-release")
+def diff_release_cmd(
+    a: str = typer.Argument(..., help="The earlier release (version or folder)."),
+    b: str = typer.Argument(..., help="The later release (version or folder)."),
+    as_json: bool = typer.Option(False, "--json"),
+    limit: int = typer.Option(10, "--limit", help="Entries listed per kind of change."),
+):
+    """What changed between two releases: entries added, corrected (field by field) and removed."""
+    from .releases import diff_releases
+
+    d = _run(lambda: diff_releases(a, b))
+    typer.echo(json.dumps(d.to_dict(), indent=1) if as_json else d.to_text(limit))

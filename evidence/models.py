@@ -295,6 +295,7 @@ COUNT_COLUMNS: dict[str, str] = {
     "n_clean_correct_compressed": "clean_acc_compressed",
     "n_robust_correct_compressed": "robust_acc_compressed",
 }
+_ALL_COUNTS = (*COUNT_COLUMNS, "n_robust_dense_only", "n_robust_compressed_only")
 # A percentage printed beside a count may be rounded to one decimal: it must agree within this many points.
 PERCENT_TOLERANCE = 0.05
 
@@ -308,7 +309,8 @@ class ResultCreate(ResultBase):
 
     @model_validator(mode="after")
     def _counts_fit(self) -> "ResultCreate":
-        counts = {name: getattr(self, name) for name in (*COUNT_COLUMNS, "n_robust_dense_only", "n_robust_compressed_only")}
+        values = self.__dict__  # plain reads: this runs for every row of every import
+        counts = {name: values.get(name) for name in _ALL_COUNTS}
         given = {k: v for k, v in counts.items() if v is not None}
         if not given:
             return self

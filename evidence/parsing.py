@@ -78,6 +78,8 @@ def split_annotation(text: str | None) -> Annotated | None:
     if _blank(text):
         return None
     s = str(text).strip()
+    if _PLAIN.match(s):  # the common case: a bare number
+        return Annotated(s)
     m = _LEADING.match(s)
     if not m:
         return Annotated(s)

@@ -156,8 +156,7 @@ _MAX_LENGTHS = max_lengths(ResultBase)
 
 
 def _text(row: dict, name: str) -> str:
-    v = row.get(name)
-    return "" if v is None else str(v).strip()
+    return row.get(name) or ""
 
 
 def convert_result_row(row: dict, *, file: str, row_number: int, release: bool = False) -> tuple[ConvertedRow | None, list[Problem]]:
@@ -171,6 +170,7 @@ def convert_result_row(row: dict, *, file: str, row_number: int, release: bool =
     def problem(column: str, reason: str) -> None:
         problems.append(Problem(file, row_number, column, reason))
 
+    row = {k: ("" if v is None else str(v).strip()) for k, v in row.items()}  # every cell as stripped text, once
     for name in REQUIRED_FIELDS:
         if not _text(row, name):
             problem(name, "required field is missing")

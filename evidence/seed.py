@@ -27,7 +27,7 @@ from sqlalchemy.engine import Engine
 from .db import session_scope
 from .errors import EvidenceError, Problem, ValidationFailed
 from .models import Claim, Result, Study, Submission
-from .rows import claim_record, fingerprint, study_record
+from .rows import claim_record, study_record
 from .store import convert_rows, validate_entity
 from .submit import ImportReport, SubmissionCreate, known_study_ids, submit
 from .vocab import ReviewStatus, SubmissionKind
@@ -176,11 +176,9 @@ def release_submission(release: ShippedRelease, engine: Engine, *, results: bool
             problems.extend(exc.problems)
     if problems:
         raise ValidationFailed([Problem(f"{release.name}/{p.file}", p.row, p.column, p.reason) for p in problems])
-    for r in result_models:
-        r.uid = r.uid or fingerprint(r.model_dump())[:20]
     sub = SubmissionCreate(
         kind=release.kind, submitted_by=release.curator, reviewed_by=release.curator, approved=release.approved,
-        release=release.name, studies=studies, claims=claims, results=result_models, result_rows=row_numbers,
+        release=release.name, studies=studies, claims=claims, results=result_models, result_rows=row_numbers, uids_from_fingerprint=True,
         source_file=f"evidence/data/releases/{release.name}",
         summary=f"{release.title} (curated release {release.name}, version {release.version}; source: {release.source})",
     )

@@ -69,6 +69,9 @@ class SubmissionCreate(pydantic.BaseModel):
     release: str = pydantic.Field(default="", max_length=64)
     approved: bool = False
     reviewed_by: str | None = None
+    # Results without a uid get the first 20 characters of their fingerprint (curated releases: the
+    # same row has the same uid in every database) instead of a random one.
+    uids_from_fingerprint: bool = False
 
     def is_empty(self) -> bool:
         return not (self.studies or self.claims or self.results)
@@ -163,14 +166,14 @@ class _Prepared:
     studies: list[dict]
 
 
-def _result_record(r: ResultCreate) -> dict:
+def _result_record(r: ResultCreate, uid_from_fingerprint: bool) -> dict:
     rec = r.model_dump(exclude={"uid"})
     if not rec["cluster"]:
         rec["cluster"] = f"{rec['study_id']}:{rec['source_location'] or rec['url_or_path']}"[:255]
     if not rec["warnings"]:
         rec["warnings"] = "; ".join(result_warnings(rec))
     rec["fingerprint"] = fingerprint(rec)
-    rec["uid"] = r.uid
+    rec["uid"] = r.uid or (rec["fingerprint"][:20] if uid_from_fingerprint else None)
     return rec
 
 
@@ -210,7 +213,7 @@ def check_submission(conn: Connection, sub: SubmissionCreate) -> tuple[list[Prob
     results = []
     in_file: dict[str, int] = {}
     for row, r in zip(rownum, sub.results):
-        rec = _result_record(r)
+        rec = _result_record(r, sub.uids_from_fingerprint)
         if rec["study_id"] not in available:
             problems.append(Problem(file, row, "study_id", f"unknown study id {rec['study_id']!r} (add the study first)"))
             continue
