@@ -11,6 +11,7 @@ with the install hint its package gives, not with "No such command".
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import os
 import subprocess
@@ -90,6 +91,15 @@ class LazyGroup(TyperGroup):
             return TyperCommand(cmd_name, help=SUBCOMMANDS[cmd_name].help)
         self._loaded[cmd_name] = load_subcommand(cmd_name)
         return self._loaded[cmd_name]
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        name = args[0] if args else ""
+        known = self.list_commands(ctx)
+        if name and not name.startswith("-") and name not in known:  # suggest among the lazy names too
+            close = difflib.get_close_matches(name, known)
+            if close:
+                ctx.fail(f"No such command {name!r}. Did you mean {', '.join(repr(c) for c in close)}?")
+        return super().resolve_command(ctx, args)
 
     def format_help(self, ctx: Any, formatter: Any) -> None:
         self._listing = True

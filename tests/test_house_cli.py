@@ -100,6 +100,12 @@ def test_unknown_command_is_still_a_usage_error():
     assert "No such command 'bogus'" in res.output
 
 
+def test_a_mistyped_engine_name_gets_a_suggestion():
+    res = CliRunner().invoke(app, ["evidnce", "stats"])
+    assert res.exit_code == 2
+    assert "No such command 'evidnce'. Did you mean 'evidence'?" in res.output
+
+
 def test_sub_commands_run_through_the_lazy_group(tmp_path):
     res = CliRunner().invoke(app, ["evidence", "--help"])
     assert res.exit_code == 0 and "init" in res.output and "--install-completion" not in res.output
