@@ -467,7 +467,7 @@ class RigourModerators:
     """Each rigour component (and the high-risk flag) as the only moderator of the default model:
     does the pooled effect differ with how the robustness was evaluated? (one fit per component)."""
 
-    rows: pd.DataFrame  # component, levels, k, coefficient (1 vs 0), se, ci, QM, p, df
+    rows: pd.DataFrame  # component, levels, k, coefficient (1 vs 0), se, ci, p, df, Holm-adjusted p
     notes: list[str] = field(default_factory=list)
 
     def to_frame(self) -> pd.DataFrame:
@@ -502,4 +502,10 @@ def rigour_moderators(table: EffectTable, spec: AnalysisSpec | None = None) -> R
         c = an.fit.coef(comp)
         rows.append({"component": comp, "levels": int(e[comp].nunique()), "k": an.fit.k, "coefficient": c.estimate, "se": c.se,
                      "ci_low": c.ci_low, "ci_high": c.ci_high, "pval": c.pval, "df": c.df, "test": an.fit.test})
-    return RigourModerators(pd.DataFrame(rows), notes)
+    out = pd.DataFrame(rows)
+    if len(out):
+        from statsmodels.stats.multitest import multipletests
+
+        out["pval_holm"] = multipletests(out["pval"].to_numpy(), method="holm")[1]  # several components tested on the same data
+        notes.append("pval_holm: Holm-adjusted over the components tested (statsmodels multipletests)")
+    return RigourModerators(out, notes)

@@ -22,7 +22,9 @@ A proportion of exactly 0 or 1 has a binomial variance of 0; its variance is com
 (x + 0.5) / (n + 1) instead, and the effect is flagged. A row that cannot give the chosen effect is
 listed in ``excluded`` with its reason, never dropped silently. ``n_test`` missing can be replaced
 by an assumed value (a number, or ``"dataset"`` for the dataset's standard test-set size); every
-effect that uses it carries ``n_assumed = True``.
+effect that uses it carries ``n_assumed = True``. A **floor** row (``floor``) is one where both
+models are at or below chance (100 / classes): the Wilson 95% CI of each robust accuracy reaches
+down to chance (statsmodels ``proportion_confint``), so the row cannot show a change.
 """
 
 from __future__ import annotations
@@ -145,6 +147,23 @@ def paired_variance(n11: np.ndarray, n10: np.ndarray, n01: np.ndarray, n00: np.n
     return (p10 + p01 - (p10 - p01) ** 2) / n, zero
 
 
+def _floor(eff: pd.DataFrame) -> pd.Series:
+    """Both models at or below chance (100 / classes): the Wilson 95% CI of each robust accuracy
+    reaches down to chance (statsmodels ``proportion_confint``), so the row cannot show a change."""
+    from statsmodels.stats.proportion import proportion_confint
+
+    if "dataset" not in eff or not len(eff):
+        return pd.Series(False, index=eff.index)
+    chance = (1.0 / eff["dataset"].map(N_CLASSES).astype(float)).to_numpy()
+    n = eff["n_test"].to_numpy(float)
+    out = np.isfinite(chance)
+    for col in ("robust_acc_dense", "robust_acc_compressed"):
+        x = np.rint(eff[col].to_numpy(float) / 100 * n)
+        low, _ = proportion_confint(x, n, alpha=0.05, method="wilson")
+        out &= np.asarray(low) <= chance
+    return pd.Series(out, index=eff.index)
+
+
 def compute_effects(results: pd.DataFrame, settings: EffectSettings | None = None) -> EffectTable:
     """Effects for every row of a results frame (from :func:`evidence.query_results`)."""
     settings = settings or EffectSettings()
@@ -227,8 +246,7 @@ def compute_effects(results: pd.DataFrame, settings: EffectSettings | None = Non
     eff["n_assumed"] = n_assumed.to_numpy()[ok]
     eff["variance_corrected"] = np.asarray(corrected, bool)[ok]
     eff["paired_variance"] = paired[ok]
-    chance = 100.0 / eff["dataset"].map(N_CLASSES).astype(float) if "dataset" in eff else np.nan
-    eff["floor"] = ((eff["robust_acc_dense"] <= chance) & (eff["robust_acc_compressed"] <= chance)).fillna(False).astype(bool)
+    eff["floor"] = _floor(eff)
     eff = eff.join(rigour_scores(eff))
     eff = eff.reset_index(drop=True)
     excl = r.loc[~ok, [c for c in ("uid", "study_id", "dataset", "compression_method", "compression_level_text", "epsilon_text") if c in r]].copy()

@@ -10,20 +10,23 @@ import pandas as pd
 from .analysis import AnalysisSpec, run_analysis
 from .effects import EffectTable
 from .results import clean
-from .uni import MetaInputError, rma_uni
+from .uni import MetaInputError
 
 __all__ = ["evidence_map", "headline", "Headline"]
 
 MAP_AXES = ("compression_family", "adversarial_training", "threat_model")
 
 
-def evidence_map(results: pd.DataFrame, table: EffectTable | None = None) -> pd.DataFrame:
+def evidence_map(results: pd.DataFrame, table: EffectTable | None = None, spec: AnalysisSpec | None = None) -> pd.DataFrame:
     """Compression family × adversarial training × threat model: number of results and studies per
-    cell, and where the cell has at least two effects, their pooled direction (random effects by
-    REML over the cell's effects; with several effects per study this is descriptive, not inference)."""
+    cell, and the cell's pooled effect under the default model (study / cluster / effect, CR2 by
+    study). A direction is stated only from at least 3 studies; below that the cell says so (one or
+    two studies cannot show what compression does in general). Cells mix attack families: the
+    per-kind answer is :func:`metaanalysis.answer`."""
     counts = results.groupby(list(MAP_AXES)).agg(results=("study_id", "size"), studies=("study_id", "nunique")).reset_index()
     counts["pooled"] = np.nan
     counts["direction"] = "no effect sizes"
+    spec = (spec or AnalysisSpec()).replace(component_tests=False, mods=None)
     if table is not None and len(table.effects):
         for i, row in counts.iterrows():
             g = table.effects
@@ -31,13 +34,16 @@ def evidence_map(results: pd.DataFrame, table: EffectTable | None = None) -> pd.
                   & (g["threat_model"] == row["threat_model"])]
             if len(g) < 2:
                 continue
+            n_st = g["study"].nunique()
             try:
-                f = rma_uni(g["yi"], g["vi"], method="REML")
+                c = run_analysis(g.reset_index(drop=True), spec).fit.coefficients[0]
             except MetaInputError:
                 continue
-            c = f.coefficients[0]
             counts.loc[i, "pooled"] = c.estimate
-            counts.loc[i, "direction"] = "robustness up" if c.ci_low > 0 else "robustness down" if c.ci_high < 0 else "no clear change"
+            if n_st < 3:
+                counts.loc[i, "direction"] = f"not assessable with {n_st} stud{'y' if n_st == 1 else 'ies'}"
+            else:
+                counts.loc[i, "direction"] = "robustness up" if c.ci_low > 0 else "robustness down" if c.ci_high < 0 else "no clear change"
     return counts
 
 

@@ -233,3 +233,17 @@ def test_egger_rank_trimfill_leave1out(name):
     ref = e["leave1out_REML"]
     np.testing.assert_allclose(l1["estimate"], ref["estimate"], atol=1e-5 * max(1, np.max(np.abs(ref["estimate"]))))
     np.testing.assert_allclose(l1["Q"], ref["Q"], rtol=1e-8)
+
+
+def test_common_effect_meta_regression_equals_statsmodels_wls():
+    """A regression-based check with statsmodels: the common-effect meta-regression is WLS with
+    weights 1/vi and a known scale of 1 (statsmodels' SEs divided by the estimated residual SD)."""
+    import statsmodels.api as sm
+
+    d, _ = load("bcg_rr")
+    X = np.column_stack([np.ones(len(d)), d.ablat, d.year])
+    fit = rma_uni(d.yi, d.vi, X, ["intrcpt", "ablat", "year"], method="EE")
+    w = sm.WLS(d.yi.to_numpy(), X, weights=1 / d.vi.to_numpy()).fit()
+    np.testing.assert_allclose([c.estimate for c in fit.coefficients], w.params, rtol=1e-10)
+    np.testing.assert_allclose([c.se for c in fit.coefficients], w.bse / np.sqrt(w.scale), rtol=1e-10)
+    assert fit.q == pytest.approx(w.ssr, rel=1e-10)  # QE is the weighted residual sum of squares
