@@ -92,3 +92,37 @@ def test_subgroups_knapp_hartung_between_test_is_metafors_f_test():
 def test_subgroups_name_a_missing_column():
     with pytest.raises(ValueError, match="no column 'nope'"):
         subgroups(_bcg_table(), "nope", AnalysisSpec(model="random"))
+
+
+def _nested4_table() -> EffectTable:
+    d = _csv("nested4.csv")
+    return _table(d.assign(study=d["study"].astype(str), cluster=d["cluster"].astype(str)))
+
+
+def test_subgroups_under_the_default_multilevel_model_match_metafor_and_clubsandwich():
+    """crev's default: rma.mv(random = ~ 1 | study/cluster/es), REML, CR2 by study (clubSandwich).
+    Per level: the fit on that level's effects; between: the CR2 Wald test of the factor, which
+    for two levels is clubSandwich's HTZ F test (= the Satterthwaite t test squared)."""
+    ref = REF["subgroups"]["nested4_g_REML_es"]
+    res = subgroups(_nested4_table(), "g")
+    groups = res.groups.set_index("group")
+    for level, r in ref["groups"].items():
+        g = groups.loc[level]
+        assert g["k"] == r["k"]
+        assert g["estimate"] == pytest.approx(r["estimate"], rel=1e-5, abs=1e-7), level
+        for ours, theirs in (("se", "se"), ("ci_low", "ci.lb"), ("ci_high", "ci.ub"), ("pval", "pval")):
+            assert g[ours] == pytest.approx(r["CR2"][theirs], rel=1e-4, abs=1e-6), (level, ours)
+    between = ref["between_CR2"]
+    assert res.between.qm == pytest.approx(between["HTZ_F"], rel=1e-4)
+    assert res.between.qm_df[0] == between["HTZ_df_num"] == 1
+    assert res.between.qm_df[1] == pytest.approx(between["HTZ_df_denom"], rel=1e-4)
+    assert res.between.qm_pval == pytest.approx(between["HTZ_p"], rel=1e-4)
+    sigma2 = list(res.between.sigma2.values())
+    np.testing.assert_allclose(sigma2, ref["between"]["sigma2"], rtol=1e-4)
+
+
+def test_subgroups_without_robust_inference_use_the_model_based_qm():
+    ref = REF["subgroups"]["nested4_g_REML_es"]["between"]
+    res = subgroups(_nested4_table(), "g", AnalysisSpec(robust=None, test="z"))
+    assert res.between.qm == pytest.approx(ref["QM"], rel=1e-4)
+    assert res.between.qm_pval == pytest.approx(ref["QMp"], rel=1e-4)
