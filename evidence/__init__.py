@@ -16,7 +16,7 @@ from .queries import ResultFilter, data_version, count_results, distinct_values,
 from .review import approve, history, pending_submissions, propose_correction, reject, submission_diff, submission_rows, whoami
 from .rows import RESULT_COLUMNS, convert_result_row
 from .seed import ShippedRelease, load_releases, load_seed, loaded_releases, seed_loaded, shipped_releases
-from .store import add_study, import_results, insert_results, preview_import, read_study_file
+from .store import add_study, import_results, preview_import, read_study_file
 from .submit import ImportReport, SubmissionCreate, submit
 from .vocab import (
     AdvTraining,
@@ -44,7 +44,7 @@ __all__ = [
     "approve", "history", "pending_submissions", "propose_correction", "reject", "submission_diff", "submission_rows", "whoami",
     "RESULT_COLUMNS", "convert_result_row",
     "ShippedRelease", "load_releases", "load_seed", "loaded_releases", "seed_loaded", "shipped_releases",
-    "add_study", "import_results", "insert_results", "preview_import", "read_study_file",
+    "add_study", "import_results", "preview_import", "read_study_file",
     "ImportReport", "SubmissionCreate", "submit",
     "AdvTraining", "Attack", "CompressionFamily", "CompressionKind", "Direction", "Norm", "Provenance", "Question", "QuestionScope",
     "ReviewStatus", "SourceKind", "SubmissionKind", "ThreatModel",

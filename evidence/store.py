@@ -12,15 +12,14 @@ from pathlib import Path
 from typing import IO
 
 import pydantic
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from .errors import Problem, ValidationFailed
-from .models import ClaimCreate, Result, ResultCreate, StudyCreate, Submission
+from .models import ClaimCreate, ResultCreate, StudyCreate, Submission
 from .readers import check_study_payload, read_results_csv, read_study_file
 from .rows import claim_record, convert_result_row, pydantic_problems, study_record
-from .submit import ImportReport, SubmissionCreate, known_study_ids, new_uid, submit, whoami
-from .vocab import ReviewStatus, SubmissionKind
+from .submit import ImportReport, SubmissionCreate, known_study_ids, submit, whoami
+from .vocab import SubmissionKind
 
 __all__ = [
     "ImportReport",
@@ -35,7 +34,6 @@ __all__ = [
     "results_submission",
     "convert_rows",
     "read_results_csv",
-    "insert_results",
     "known_study_ids",
 ]
 
@@ -167,33 +165,3 @@ def import_results(engine: Engine, source, by: str | None = None, *, name: str |
     written = submit(engine, sub)  # re-checks duplicates and studies under the write lock
     report.submission_id, report.written = written.id, True
     return report
-
-
-def insert_results(session, records: list[dict], *, submission_id: int, by: str, approved: bool = False, uid_from_fingerprint: bool = False) -> None:
-    """Bulk-insert converted result records as one submission's rows.
-
-    Deprecated: kept only until ``replicate.jobs`` writes through :func:`evidence.submit`; the
-    records bypass the Create models' validation.
-    """
-    status = ReviewStatus.approved if approved else ReviewStatus.pending
-    defaults = {c.name: c.default.arg for c in Result.__table__.columns if c.default is not None and not callable(c.default.arg)}
-    payload = []
-    for rec in records:
-        row = dict(defaults)
-        row.update(rec)
-        row.update(
-            uid=rec["fingerprint"][:20] if uid_from_fingerprint else new_uid(),
-            version=1,
-            submission_id=submission_id,
-            review_status=status,
-            current=approved,
-            created_by=by,
-        )
-        payload.append(row)
-    if payload:
-        from .models import utcnow
-
-        now = utcnow()
-        for row in payload:
-            row["created_at"] = now
-        session.execute(sa.insert(Result), payload)
