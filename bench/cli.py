@@ -13,6 +13,7 @@ PyMARE is a bench-only peer: ``pip install -e .[bench]``.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import statistics
 import subprocess
 import sys
@@ -72,12 +73,7 @@ def main() -> None:
     print(f"crev --help: median {statistics.median(helps):.3f} s of 5 processes "
           f"(min {min(helps):.3f} s, max {max(helps):.3f} s; target < 0.3 s)")
 
-    try:
-        import pymare  # noqa: F401
-    except ImportError:
-        pymare_ok = False
-    else:
-        pymare_ok = True
+    pymare_ok = importlib.util.find_spec("pymare") is not None
     with tempfile.TemporaryDirectory() as d:
         csv = Path(d) / "effects.csv"
         write_effects(csv, args.k)
