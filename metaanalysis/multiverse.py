@@ -117,6 +117,7 @@ class MultiverseResult:
     seconds: float
     workers: int
     notes: list[str] = field(default_factory=list)
+    cpu_seconds: float = 0.0  # CPU time of the effect tables and fits, summed over the worker processes
 
     def to_frame(self) -> pd.DataFrame:
         rows = []
@@ -136,7 +137,8 @@ class MultiverseResult:
         return out
 
     def summary(self) -> str:
-        lines = [f"{len(self.results)} specifications ({self.n_distinct_fits} distinct fits, {self.workers} worker(s), {self.seconds:.1f} s)."]
+        lines = [f"{len(self.results)} specifications ({self.n_distinct_fits} distinct fits, {self.workers} worker(s), {self.seconds:.1f} s wall, "
+                 f"{self.cpu_seconds:.1f} s CPU in the fits)."]
         for eff, c in self.counts().items():
             n = c["fitted"]
             excl = c["ci_below_zero"] + c["ci_above_zero"]
@@ -152,7 +154,7 @@ class MultiverseResult:
 
     def to_dict(self) -> dict:
         return clean({"summary": self.summary(), "counts": self.counts(), "n_specifications": len(self.results),
-                      "n_distinct_fits": self.n_distinct_fits, "seconds": self.seconds, "workers": self.workers,
+                      "n_distinct_fits": self.n_distinct_fits, "seconds": self.seconds, "cpu_seconds": self.cpu_seconds, "workers": self.workers,
                       "dimensions": {k: list(v) for k, v in DIMENSIONS.items()},
                       "specifications": [{**asdict(r), "excludes_zero": r.excludes_zero} for r in self.results], "notes": self.notes})
 
@@ -208,6 +210,7 @@ def _fit(sub: pd.DataFrame, spec: AnalysisSpec) -> tuple:
 
 def _table_task(results: pd.DataFrame, key: tuple, specs: list[Specification], base: AnalysisSpec, min_effects: int):
     """One effect table (effect, assumed n, rho): its effects, then one fit per distinct row subset."""
+    cpu0 = time.process_time()
     eff_name, n, rho = key
     settings = EffectSettings(measure=eff_name, correlation=float(rho or 0), assume_n="dataset" if n == "dataset size" else None)
     eff = compute_effects(results, settings).effects
@@ -227,7 +230,7 @@ def _table_task(results: pd.DataFrame, key: tuple, specs: list[Specification], b
             fits[h] = _fit(eff.loc[m, cols].reset_index(drop=True), base)
         ok, reason, est, lo, hi, df, test = fits[h]
         out.append(SpecResult(s, ok, reason, k, n_st, est, lo, hi, df, test))
-    return out, len(fits)
+    return out, len(fits), time.process_time() - cpu0
 
 
 def multiverse(results: pd.DataFrame, *, spec: AnalysisSpec | None = None, workers: int = 2, min_effects: int = 2) -> MultiverseResult:
@@ -245,8 +248,9 @@ def multiverse(results: pd.DataFrame, *, spec: AnalysisSpec | None = None, worke
         done = Parallel(n_jobs=workers, backend="loky")(delayed(_table_task)(results, k, groups[k], base, min_effects) for k in keys)
     else:
         done = [_table_task(results, k, groups[k], base, min_effects) for k in keys]
-    by_spec = {r.spec: r for rs, _ in done for r in rs}
-    n_fits = sum(n for _, n in done)
+    by_spec = {r.spec: r for rs, _, _ in done for r in rs}
+    n_fits = sum(n for _, n, _ in done)
+    cpu = sum(c for _, _, c in done)
     notes = ["each specification fits the default model (multilevel, CR2 by study where there are 2 or more studies); "
              "the share of CIs excluding zero is descriptive, not a test"]
-    return MultiverseResult([by_spec[s] for s in specifications()], n_fits, time.perf_counter() - t0, workers, notes)
+    return MultiverseResult([by_spec[s] for s in specifications()], n_fits, time.perf_counter() - t0, workers, notes, cpu)

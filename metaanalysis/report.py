@@ -86,8 +86,8 @@ def _settle(p: PairReport, cat: list[CatalogueEntry]) -> Settlement:
     return Settlement(p.question, p.a.study, p.b.study, p.verdict.value, missing, e.id if e else None, e.title if e else "", match, text)
 
 
-def _pct(n: int, d: int) -> str:
-    return f"{n} of {d}" + (f" ({100 * n / d:.0f}%)" if d else "")
+def _n(n: int, one: str, many: str) -> str:
+    return f"{n:,} {one if n == 1 else many}"
 
 
 def contradictions_markdown(rep: ContradictionReport) -> str:
@@ -126,6 +126,7 @@ class ReportDocument:
     studies_without_numbers: list[str]
     multiverse: object | None = None  # MultiverseResult
     notes: list[str] = field(default_factory=list)
+    results_without_effects: dict[str, str] = field(default_factory=dict)  # study -> why its results give no effect
 
     def to_dict(self) -> dict:
         return clean({
@@ -143,8 +144,12 @@ class ReportDocument:
     def _cannot_tell(self) -> list[str]:
         n_claims = len(self.studies_without_numbers)
         out = ["## What the evidence cannot tell yet", "",
-               f"{n_claims} stud{'y' if n_claims == 1 else 'ies'} with coded claims have no numbers in the database: "
+               f"{_n(n_claims, 'study', 'studies')} with coded claims have no effect sizes in the database: "
                + (", ".join(self.studies_without_numbers) or "none") + ".", ""]
+        for s, why in self.results_without_effects.items():
+            out.append(f"- {s} has results in the database, but none gives an effect size: {why}")
+        if self.results_without_effects:
+            out.append("")
         todo = [s for s in self.settlements if s.verdict != Verdict.explained.value]
         out.append(f"{len(todo)} pair(s) are not explained by the database's numbers. The replication that would settle each:")
         out.append("")
@@ -154,7 +159,7 @@ class ReportDocument:
     def _bias_md(self) -> list[str]:
         out = ["## Publication bias, per question (methods for dependent effects)", ""]
         for q, b in self.bias.items():
-            out.append(f"### `{q}`: {b.k} effects from {b.n_studies} studies")
+            out.append(f"### `{q}`: {_n(b.k, 'effect', 'effects')} from {_n(b.n_studies, 'study', 'studies')}")
             out += [f"- {a.method}: {a.verdict}" for a in b.assessments]
             out.append("")
         return out
@@ -167,7 +172,8 @@ class ReportDocument:
 
     def to_markdown(self) -> str:
         md = contradictions_markdown(self.contradictions).split("\n")
-        return "\n".join(md[:4] + self._cannot_tell() + self._bias_md() + self._multiverse_md() + md[4:] + [f"- note: {n}" for n in self.notes])
+        cut = md.index("## Moderator fits (multilevel meta-regression over each question's scope, CR2 by study)")
+        return "\n".join(md[:cut] + self._cannot_tell() + self._bias_md() + self._multiverse_md() + md[cut:] + [f"- note: {n}" for n in self.notes])
 
     def to_html(self) -> str:
         """A self-contained HTML page: the Markdown's content with the plots as inline PNG images."""
@@ -258,4 +264,9 @@ def build_report(table, studies: pd.DataFrame, claims: pd.DataFrame, spec=None, 
     cat = read_catalogue(catalogue_dir)
     settle = [_settle(p, cat) for p in rep.pairs]
     notes = [] if cat else [f"no replication catalogue found at {catalogue_dir or CATALOGUE_DIR}"]
-    return ReportDocument(rep, bias, settle, without, multiverse, notes)
+    excl = table.excluded
+    no_effects = {}
+    if len(excl) and "study_id" in excl:
+        for s, g in excl[~excl["study_id"].isin(with_numbers)].groupby("study_id"):
+            no_effects[str(s)] = "; ".join(f"{r} ({n} rows)" for r, n in g["reason"].value_counts().items())
+    return ReportDocument(rep, bias, settle, without, multiverse, notes, no_effects)
