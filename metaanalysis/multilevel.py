@@ -152,6 +152,11 @@ class NestedCovariance:
                     raise MetaInputError("the random levels are not nested (a group spans groups of an outer level)")
                 self._starts.append(starts)
                 self._sizes.append(np.diff(np.r_[starts, len(sc)]))
+            # level l's groups as runs of level l+1's groups: sums move outward in group space
+            self._up = []
+            for l in range(len(levels) - 1):
+                sc = levels.codes[l][self._order][self._starts[l + 1]]
+                self._up.append(np.flatnonzero(np.r_[True, sc[1:] != sc[:-1]]))
         else:
             self._order = np.arange(len(self.v))
         self._identity = bool(np.all(self._order[1:] > self._order[:-1]))
@@ -180,21 +185,42 @@ class NestedCovariance:
         return self
 
     def solve(self, U: np.ndarray) -> np.ndarray:
-        """V⁻¹U for U of shape (k,) or (k, m)."""
+        """V⁻¹U for U of shape (k,) or (k, m).
+
+        Level by level, innermost first: A_l⁻¹U = A_{l+1}⁻¹U − h_l·γ_l[Z_l'A_{l+1}⁻¹U]. The group sums
+        Z_l'A_{l+1}⁻¹U are formed in group space (Σ_g h_m = q_m), so the rows are summed once."""
         U = np.asarray(U, float)
         two = U.ndim == 2
-        W = (U if self._identity else U[self._order]) / (self._vs[:, None] if two else self._vs)
-        for l in reversed(range(len(self.levels))):
+        W0 = (U if self._identity else U[self._order]) / (self._vs[:, None] if two else self._vs)
+        L = len(self.levels)
+        if L == 0:
+            return W0 if self._identity else self._unsort(W0)
+        S = self.all_group_sums_sorted(W0)
+        W = W0
+        D = None  # Σ over inner levels of the group sums already taken out, at the current level
+        for l in reversed(range(L)):
+            t = S[l] if D is None else S[l] - D
             gamma = self.sigma2[l] / self._a[l]
-            if not np.any(gamma):
-                continue
-            t = self._sum(l, W)
-            corr = self._rep(l, gamma[:, None] * t if two else gamma * t)
-            W = W - (self._h[l][:, None] * corr if two else self._h[l] * corr)
-        if self._identity:
-            return W
+            c = gamma[:, None] * t if two else gamma * t
+            E = (self._q[l][:, None] * c if two else self._q[l] * c) + (0 if D is None else D)
+            if l > 0:
+                D = np.add.reduceat(E, self._up[l - 1], axis=0)
+            if np.any(gamma):
+                corr = self._rep(l, c)
+                W = W - (self._h[l][:, None] * corr if two else self._h[l] * corr)
+        return W if self._identity else self._unsort(W)
+
+    def _unsort(self, W: np.ndarray) -> np.ndarray:
         out = np.empty_like(W)
         out[self._order] = W
+        return out
+
+    def all_group_sums_sorted(self, x: np.ndarray) -> list[np.ndarray]:
+        L = len(self.levels)
+        out = [None] * L
+        out[-1] = self._sum(L - 1, x)
+        for l in reversed(range(L - 1)):
+            out[l] = np.add.reduceat(out[l + 1], self._up[l], axis=0)
         return out
 
     def logdet_gradient(self) -> np.ndarray:
@@ -210,6 +236,11 @@ class NestedCovariance:
                 hb = self._rep(l, abar * self.sigma2[l])
                 hbar = hb if hbar is None else hbar / self._rep(l, a) + hb
         return grad
+
+    def all_group_sums(self, x: np.ndarray) -> list[np.ndarray]:
+        """Σ over the rows of every group, for every level (outer to inner): one pass over the rows."""
+        x = np.asarray(x, float)
+        return self.all_group_sums_sorted(x if self._identity else x[self._order])
 
     def group_sums(self, l: int, x: np.ndarray) -> np.ndarray:
         """Σ over the rows of every group of level l (groups in code order)."""
@@ -238,8 +269,9 @@ def _objective(theta, st: NestedCovariance, X, y, reml: bool, scale: float):
     logdet_x = float(np.linalg.slogdet(XtVX)[1])
     f = st.logdet + rVr + (logdet_x if reml else 0.0)
     grad = st.logdet_gradient()
+    sums = st.all_group_sums(np.column_stack([Py, VX]) if reml else Py)
     for l in range(len(st.levels)):
-        G = st.group_sums(l, np.column_stack([Py, VX]) if reml else Py)
+        G = sums[l]
         gy = G[:, 0] if reml else G
         g = grad[l] - float(gy @ gy)
         if reml:
