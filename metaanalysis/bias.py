@@ -1,5 +1,11 @@
-"""Publication bias and sensitivity: Egger's test, Begg's rank test, trim-and-fill, leave-one-out
-and influence diagnostics.
+"""Row-level publication-bias tests (Egger, Begg, trim-and-fill), leave-one-out and influence.
+
+These treat every effect as an independent study. On this database's dependent effects (many per
+study, often a complete grid) they are anti-conservative and answer a different question: the
+methods for dependent effects are in :mod:`metaanalysis.pubbias` (multilevel Egger with CR2 by
+study, PET-PEESE and the selection model on study aggregates, Mathur & VanderWeele), and the CLI
+shows the row-level tests only with ``--row-level`` and a warning. They are kept here, pinned to
+metafor, for one-effect-per-study data such as ``crev meta run --input``.
 
 References
 ----------

@@ -155,6 +155,8 @@ class PairCheck:
     pval_adjusted: float | None = None
     predicts: bool | None = None
     status: str = ""
+    n_studies: int = 0  # studies whose effects estimated the moderator
+    n_studies_varying: int = 0  # of them, those within which it varies (0: a purely between-study contrast)
 
 
 @dataclass
@@ -344,6 +346,7 @@ def _check(c: Candidate, fit: ModeratorFit | None, va, vb, level: float) -> Pair
         crit = stats.t.isf((1 - level) / 2, coef.df) if coef.df else stats.norm.isf((1 - level) / 2)
         d = (est, est - crit * se, est + crit * se, coef.df, coef.pval)
     chk.testable = True
+    chk.n_studies, chk.n_studies_varying = fit.n_studies, fit.n_studies_varying
     chk.predicted_a, chk.predicted_b = pa[:3], pb[:3]
     chk.difference, chk.df, chk.pval = d[:3], d[3], d[4]
     return chk
@@ -457,8 +460,10 @@ def _judge(p: PairReport, alpha: float) -> None:
             for s in (p.a, p.b)]
     for chk in p.checks:
         used.append(f"{chk.label}: {chk.value_a} vs {chk.value_b}; "
-                    + (f"meta-regression over the question's scope (CR2 by study), predicted difference {chk.difference[0]:+.3g} "
-                       f"[{chk.difference[1]:+.3g}, {chk.difference[2]:+.3g}], adjusted p = {chk.pval_adjusted:.3g}"
+                    + (f"meta-regression over the question's scope (CR2 by study, {chk.n_studies} studies), predicted difference "
+                       f"{chk.difference[0]:+.3g} [{chk.difference[1]:+.3g}, {chk.difference[2]:+.3g}], adjusted p = {chk.pval_adjusted:.3g}"
+                       + ("; a purely between-study contrast, confounded with everything else that differs between the studies"
+                          if chk.n_studies_varying == 0 else f"; varies within {chk.n_studies_varying} of the studies")
                        if chk.testable else chk.reason))
     p.evidence_used = used
     good = [c for c in p.checks if c.predicts]

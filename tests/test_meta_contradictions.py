@@ -179,3 +179,12 @@ def test_cli_report_writes_html_with_inline_plots_and_contradictions_states_the_
     assert d["correction"] == "fdr_bh" and "Benjamini-Hochberg (false discovery rate)" in d["summary"]
     r = runner.invoke(app, ["meta", "report", "--db", seeded_url, "--out", str(tmp_path / "r.txt")])
     assert r.exit_code == 2 and "written as .html, .md or .json" in r.stderr
+
+
+def test_a_purely_between_study_contrast_is_flagged_as_confounded():
+    eff = _effects()  # adversarial training never varies within a study here
+    studies, claims = _coded([("s0", "up"), ("s7", "down")], {})
+    (p,) = contradiction_report(eff, studies, claims).pairs
+    (chk,) = [c for c in p.checks if c.column == "adversarial_training"]
+    assert chk.n_studies == 8 and chk.n_studies_varying == 0
+    assert any("purely between-study contrast, confounded" in line for line in p.evidence_used)
