@@ -240,3 +240,32 @@ def diff_release_cmd(
 
     d = _run(lambda: diff_releases(a, b))
     typer.echo(json.dumps(d.to_dict(), indent=1) if as_json else d.to_text(limit))
+
+
+@app.command("import-robustbench")
+def import_robustbench_cmd(
+    folder: Path = typer.Argument(..., help="RobustBench model_info folder (or one dataset/threat folder of it)."),
+    db: Optional[str] = DbOption,
+    by: Optional[str] = ByOption,
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Import the compressed models of RobustBench model_info JSON files as pending results (reported and
+    AutoAttack accuracy as two rows); every skipped file or row is listed with its reason."""
+    from .importers import RobustBenchImporter
+
+    report = _run(lambda: RobustBenchImporter().run(_engine(db), folder, by))
+    typer.echo(json.dumps(report.to_dict(), indent=1) if as_json else report.to_text())
+
+
+@app.command("import-bibtex")
+def import_bibtex_cmd(
+    file: Path = typer.Argument(..., help="A .bib file, or a .txt DOI list (one DOI a line, optionally TAB and the title)."),
+    db: Optional[str] = DbOption,
+    by: Optional[str] = ByOption,
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Turn a reference list into study stubs pending review (title, authors, year, venue, identifier)."""
+    from .importers import BibtexImporter
+
+    report = _run(lambda: BibtexImporter().run(_engine(db), file, by))
+    typer.echo(json.dumps(report.to_dict(), indent=1) if as_json else report.to_text())

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
 import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -30,7 +31,10 @@ from .models import Claim, ClaimCreate, Result, ResultCreate, Study, StudyCreate
 from .rows import fingerprint, pydantic_problems, result_warnings
 from .vocab import ReviewStatus, SubmissionKind
 
-__all__ = ["SubmissionCreate", "ImportReport", "submit", "check_submission", "whoami", "new_uid", "known_study_ids"]
+__all__ = [
+    "SubmissionCreate", "ImportReport", "submit", "check_submission", "whoami", "new_uid", "known_study_ids",
+    "study_identifiers", "normalise_identifier", "stored_duplicates",
+]
 
 
 def whoami(by: str | None = None) -> str:
@@ -146,6 +150,40 @@ def known_study_ids(conn: Connection, include_pending: bool = True) -> set[str]:
     t = Study.__table__
     statuses = [ReviewStatus.approved.value] + ([ReviewStatus.pending.value] if include_pending else [])
     return set(conn.execute(sa.select(t.c.study_id).where(t.c.review_status.in_(statuses))).scalars())
+
+
+def study_identifiers(conn: Connection) -> dict[str, str]:
+    """``{identifier (lowercase, no URL prefix): study_id}`` of the studies not rejected, to match a source to a study."""
+    t = Study.__table__
+    rows = conn.execute(sa.select(t.c.identifier, t.c.study_id).where(t.c.review_status != ReviewStatus.rejected.value)).all()
+    return {normalise_identifier(i): sid for i, sid in rows if i}
+
+
+_ARXIV = re.compile(r"^(?:arxiv\.org/(?:abs|pdf)/|arxiv:\s*)(\d{4}\.\d{4,5})")
+
+
+def normalise_identifier(text: str) -> str:
+    """``https://arxiv.org/abs/2002.10509`` and ``arXiv:2002.10509`` → ``arxiv:2002.10509``; DOIs → ``doi:...``."""
+    s = text.strip().lower()
+    for prefix in ("https://", "http://"):
+        s = s.removeprefix(prefix)
+    s = s.removeprefix("www.")
+    m = _ARXIV.match(s)
+    if m:
+        return "arxiv:" + m.group(1)
+    for head in ("doi.org/", "dx.doi.org/", "doi:"):
+        if s.startswith(head):
+            return "doi:" + s[len(head):]
+    if s.startswith("10.") and "/" in s:
+        return "doi:" + s
+    return s
+
+
+def stored_duplicates(conn: Connection, results: list[ResultCreate]) -> set[int]:
+    """Indexes of ``results`` whose fingerprint a stored result (not rejected) already has."""
+    fps = [fingerprint(r.model_dump()) for r in results]
+    found = _existing(conn, Result.__table__.c.fingerprint, fps)
+    return {i for i, fp in enumerate(fps) if fp in found}
 
 
 def _existing(conn: Connection, column, values: Iterable[str], *, current_only: bool = False) -> set[str]:

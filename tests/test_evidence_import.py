@@ -110,3 +110,52 @@ def test_import_is_pending_until_approved(seeded, tmp_path):
     assert count_results(seeded, ResultFilter(status="pending")) == 1
     approve(seeded, report.submission_id, by="curator")
     assert count_results(seeded) == base + 1
+
+
+# --------------------------------------------------------------------------- reference lists -> study stubs
+
+BIB = r"""
+@inproceedings{sehwag2020hydra,
+  title = {{HYDRA}: Pruning Adversarially Robust Neural Networks},
+  author = {Sehwag, Vikash and Wang, Shiqi and Mittal, Prateek and Jana, Suman},
+  booktitle = {NeurIPS}, year = {2020}, eprint = {2002.10509}, archivePrefix = {arXiv}}
+@article{ozturk2026sparse,
+  title = {Sparse and Robust: {A} Study of Pruned Transformers},
+  author = {{\"O}zt{\"u}rk, Ay{\c{s}}e and Doe, John},
+  journal = {TMLR}, year = {2026}, doi = {10.5555/tmlr.2026.42}}
+@misc{notitle2024, author = {Nobody, N.}, year = {2024}}
+@article{broken, title = {Unclosed
+"""
+
+
+def test_a_bibtex_list_becomes_study_stubs_pending_review(seeded, tmp_path):
+    from evidence import list_studies
+    from evidence.importers import BibtexImporter
+
+    path = tmp_path / "refs.bib"
+    path.write_text(BIB, encoding="utf-8")
+    report = BibtexImporter().run(seeded, path, by="curator")
+    stubs = list_studies(seeded, status="pending").set_index("study_id")
+    assert list(stubs.index) == ["ozturk_2026_sparse"]
+    s = stubs.loc["ozturk_2026_sparse"]
+    assert (s["title"], s["year"], s["venue"], s["identifier"]) == ("Sparse and Robust: A Study of Pruned Transformers", 2026, "TMLR", "10.5555/tmlr.2026.42")
+    assert s["compression_kind"] == "other" and s["review_status"] == "pending"
+    skipped = "\n".join(report.skipped)
+    assert "@inproceedings{sehwag2020hydra}: already in the database as 'sehwag_2020_hydra'" in skipped
+    assert "@misc{notitle2024}: no title" in skipped
+    assert "not valid BibTeX" in skipped
+
+
+def test_a_doi_list_becomes_stubs_and_says_which_need_a_title(seeded, tmp_path):
+    from evidence import list_studies
+    from evidence.importers import BibtexImporter
+
+    path = tmp_path / "dois.txt"
+    path.write_text("# reference list\n10.1000/xyz123\thttps://doi.org/ style\nhttps://doi.org/10.1000/abc-9\nnot-a-doi\n10.1000/xyz123\n")
+    report = BibtexImporter().run(seeded, path, by="curator")
+    stubs = list_studies(seeded, status="pending")
+    assert sorted(stubs["identifier"]) == ["doi:10.1000/abc-9", "doi:10.1000/xyz123"]
+    assert "DOI 10.1000/abc-9" in set(stubs["title"])
+    assert any("no title given for 10.1000/abc-9" in w for w in report.warnings)
+    assert "line 4: 'not-a-doi' is not a DOI" in "\n".join(report.skipped)
+    assert "line 5: the same identifier appears earlier in this file" in "\n".join(report.skipped)
