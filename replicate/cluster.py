@@ -95,9 +95,11 @@ def make_jobqueue_cluster(cfg: ClusterConfig):
 def train_dense_task(spec_json: str, seed: int) -> str:
     """Train (or load from the shared cache) a seed's dense model and its transfer surrogate on a worker."""
     from .cells import dense_model, surrogate_model
+    from .device import configure
     from .spec import JobSpec
 
     spec = JobSpec.model_validate_json(spec_json)
+    configure(spec.device, spec.threads, attack_mixed_precision=spec.attack_mixed_precision)
     _, rec = dense_model(spec, seed)
     if spec.checks:
         surrogate_model(spec, seed)
