@@ -168,3 +168,42 @@ def test_the_checker_sees_a_violation(tmp_path):
         assert _private_attribute_reads(probe) == ["evidence/_house_probe_not_committed.py:6: state._results"]
     finally:
         probe.unlink()
+
+
+def _doc_references() -> tuple[list[str], list[str]]:
+    """The dotted project names and the repository paths that ARCHITECTURE.md names in `code`."""
+    import re
+
+    spans = re.findall(r"`([^`\n]+)`", (ROOT / "ARCHITECTURE.md").read_text(encoding="utf-8"))
+    files = {s for s in spans if re.fullmatch(r"[\w./-]+\.(py|md|R|toml)|[\w.-]+(/[\w.-]*)+", s)}
+    names = sorted({s for s in spans if re.fullmatch(r"[A-Za-z_][\w.]*", s) and s.split(".")[0] in PROJECT and "." in s} - files)
+    return names, sorted(files)
+
+
+def _resolve(dotted: str):
+    import importlib
+
+    parts = dotted.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ModuleNotFoundError:
+            continue
+        for attr in parts[i:]:
+            obj = getattr(obj, attr)
+        return obj
+    raise ModuleNotFoundError(dotted)
+
+
+def test_architecture_md_names_only_what_exists():
+    """ARCHITECTURE.md stays true: every module, class, function and path it names is there."""
+    names, paths = _doc_references()
+    assert len(names) > 30 and len(paths) > 10
+    missing = []
+    for name in names:
+        try:
+            _resolve(name)
+        except (ImportError, AttributeError) as exc:
+            missing.append(f"{name}: {exc}")
+    missing += [f"{p}: no such path" for p in paths if not (ROOT / p).exists()]
+    assert not missing, "\n".join(missing)
