@@ -328,7 +328,8 @@ def multiverse(question: Optional[str] = typer.Option(None, "--question", help="
                csv: Optional[Path] = typer.Option(None, "--csv", help="Write one row per specification."),
                opts=None):
     """The default model under every defensible choice (attack family, epsilon bucket, threat model, assumed n, rho, effect,
-    high-risk rows): the specification curve and the share of specifications whose CI excludes zero."""
+    high-risk rows): the specification curve and the share of specifications whose CI excludes zero. The filters apply;
+    --effect, --assume-n and --correlation do not (the multiverse varies them)."""
     from .multiverse import multiverse as run_multiverse
 
     results = opts.snapshot().results

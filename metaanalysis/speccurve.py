@@ -23,11 +23,12 @@ def specification_curve_figure(mv):
     from .multiverse import DIMENSIONS
 
     effects = [e for e in DIMENSIONS["effect"] if any(r.ok and r.spec.effect == e for r in mv.results)] or [DIMENSIONS["effect"][0]]
-    dims = [(d, o) for d, opts in DIMENSIONS.items() if d != "effect" for o in opts]
+    all_dims = [(d, o) for d, opts in DIMENSIONS.items() if d != "effect" for o in opts]
     fig, axes = plt.subplots(2, len(effects), figsize=(7 * len(effects), 9), squeeze=False, gridspec_kw={"height_ratios": [1.1, 1.4]},
                              sharex="col")
     for j, eff in enumerate(effects):
         rs = sorted([r for r in mv.results if r.ok and r.spec.effect == eff], key=lambda r: r.estimate)
+        dims = [(d, o) for d, o in all_dims if not (d == "rho" and eff != "delta_robust")]  # rho enters delta_robust only
         top, bottom = axes[0, j], axes[1, j]
         x = np.arange(len(rs))
         if rs:

@@ -84,7 +84,9 @@ def test_specification_curve_figure_has_the_dot_matrix_of_choices(small_multiver
     fig = small_multiverse.figure()
     curve, matrix = fig.axes[0], fig.axes[len(fig.axes) // 2]
     n_rows = sum(len(v) for k, v in DIMENSIONS.items() if k != "effect")
-    assert len(matrix.get_yticklabels()) == n_rows == 16
+    assert len(matrix.get_yticklabels()) == n_rows == 16  # delta_robust panel: every option, rho included
+    if len(fig.axes) == 4:  # the log odds ratio panel has no rho rows (rho does not enter it)
+        assert len(fig.axes[3].get_yticklabels()) == 16 - 3
     assert "CI excludes zero in" in curve.get_title()
 
 
