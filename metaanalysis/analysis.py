@@ -54,6 +54,7 @@ class AnalysisSpec:
     random: tuple[str, ...] | str | None = None
     test: str = "auto"  # "auto" | "z" | "t"
     component_tests: bool = True
+    profile_ci: bool = False  # profile-likelihood CI of each σ² (metafor confint on rma.mv): slower
 
     def __post_init__(self):
         if self.model not in ("multilevel", "random", "common"):
@@ -116,7 +117,7 @@ def _fit(df: pd.DataFrame, X, names, spec: AnalysisSpec, notes: list[str]) -> Me
         if robust_kind:
             test = "z"  # replaced by the cluster-robust tests below
         fit = rma_mv(y, v, X=X, names=names, random=[df[c] for c in levels], random_names=list(levels), method=spec.method, test=test,
-                     dfs="contain", level=spec.level, component_tests=spec.component_tests)
+                     dfs="contain", level=spec.level, component_tests=spec.component_tests, profile_ci=spec.profile_ci)
         if spec.test == "z" and not robust_kind:
             notes.append("z tests on a multilevel model ignore how few studies there are (asked for explicitly)")
     else:

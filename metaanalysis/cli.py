@@ -161,7 +161,8 @@ def _robust_choice(text: str | None) -> str | None:
     return "auto" if text in (None, "", "auto") else None if text == "none" else text
 
 
-def _run_input(input_: Path, yi: str, vi: str, random_text, study, cluster, mods, method, knha, test, robust_col, robust_kind, as_json):
+def _run_input(input_: Path, yi: str, vi: str, random_text, study, cluster, mods, method, knha, test, robust_col, robust_kind, as_json,
+               profile_ci=False):
     robust_col = _robust_choice(robust_col)
     if random_text:
         levels = parse_random(random_text)
@@ -195,7 +196,7 @@ def _run_input(input_: Path, yi: str, vi: str, random_text, study, cluster, mods
             robust_col = outer if df[outer].nunique() > design.X.shape[1] else None
         t = "t" if (knha or test in ("auto", "t")) else "z"
         fit = rma_mv(y, v, X=design.X, names=design.names, random=[df[c] for c in levels], random_names=list(levels), method=method,
-                     test="z" if robust_col else t, dfs="contain", component_tests=True)
+                     test="z" if robust_col else t, dfs="contain", component_tests=True, profile_ci=profile_ci)
     else:
         robust_col = None if robust_col == "auto" else robust_col
         fit = rma_uni(y, v, design.X, design.names, method=method, knha=knha or test == "t")
@@ -224,13 +225,14 @@ def run(
     robust_kind: str = typer.Option("CR2", "--robust-kind", help="CR2 (clubSandwich, default), CR1 or CR0."),
     as_json: bool = typer.Option(False, "--json"),
     effects_out: Optional[Path] = typer.Option(None, "--effects-out", help="Also write the effect table (CSV, metafor-ready)."),
+    profile_ci: bool = typer.Option(False, "--profile-ci", help="Multilevel: profile-likelihood CI of each sigma^2 (metafor confint)."),
     opts=None,
 ):
     """Fit a model: over the database (filters as options) or over --input FILE.csv."""
     if input_ is not None:
         # with --input, --study names the study column of the file
         study = opts.study[0] if opts.study else None  # the raw option: opts.filt would import the evidence store
-        _run_input(input_, yi, vi, random_text, study, cluster, mods, method, knha, test, robust_col, robust_kind, as_json)
+        _run_input(input_, yi, vi, random_text, study, cluster, mods, method, knha, test, robust_col, robust_kind, as_json, profile_ci)
         return
     from .analysis import AnalysisSpec, run_analysis
 
@@ -244,7 +246,7 @@ def run(
     else:
         levels = DEFAULT_RANDOM
     choice = _robust_choice(robust_col)
-    spec = AnalysisSpec(model=model, method=method, mods=mods, knha=knha, test=test, random=levels,
+    spec = AnalysisSpec(model=model, method=method, mods=mods, knha=knha, test=test, random=levels, profile_ci=profile_ci,
                         robust=robust_kind if choice not in (None, "auto") else choice, robust_cluster=choice if choice not in (None, "auto") else "study")
     an = run_analysis(table, spec)
     if effects_out:

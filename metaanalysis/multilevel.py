@@ -281,15 +281,17 @@ def _objective(theta, st: NestedCovariance, X, y, reml: bool, scale: float):
     return f, grad, (beta, M, rVr, logdet_x)
 
 
-def _optimise(st: NestedCovariance, X, y, reml: bool, scale: float, free: np.ndarray):
-    """Minimise −2 log L (REML or ML, up to a constant) over the free components (the others stay 0)."""
+def _optimise(st: NestedCovariance, X, y, reml: bool, scale: float, free: np.ndarray, fixed: np.ndarray | None = None):
+    """Minimise −2 log L (REML or ML, up to a constant) over the free components; the others keep
+    ``fixed`` (default 0), in units of ``scale``."""
     L = len(st.levels)
     n_free = int(free.sum())
+    base = np.zeros(L) if fixed is None else np.asarray(fixed, float)
     if n_free == 0:
-        return np.zeros(L), True
+        return base.copy(), True
 
     def fun(t):
-        full = np.zeros(L)
+        full = base.copy()
         full[free] = t
         f, g, _ = _objective(full, st, X, y, reml, scale)
         return f, g[free]
@@ -301,7 +303,7 @@ def _optimise(st: NestedCovariance, X, y, reml: bool, scale: float, free: np.nda
             # a component at its bound: also start from each component alone, keep the best optimum
             others = _minimise(fun, [np.where(np.arange(n_free) == i, 1.0, 0.05) for i in range(n_free)], n_free)
             best = others if others.fun < best.fun else best
-    theta = np.zeros(L)
+    theta = base.copy()
     theta[free] = best.x
     return theta, bool(best.success)
 
@@ -330,13 +332,15 @@ def contain_df(X: np.ndarray, levels: Levels) -> np.ndarray:
 
 
 def rma_mv(yi, vi, study=None, cluster=None, X=None, names=None, *, random: Sequence | None = None, random_names: Sequence[str] | None = None,
-           method: str = "REML", test: str = "z", dfs: str = "residual", level: float = 0.95, component_tests: bool = False) -> MetaResult:
+           method: str = "REML", test: str = "z", dfs: str = "residual", level: float = 0.95, component_tests: bool = False,
+           profile_ci: bool = False) -> MetaResult:
     """Fit ``rma.mv(yi, vi, mods = X, random = ~ 1 | a/b/..., method = method, test = test, dfs = dfs)``.
 
     The nested grouping is ``random`` (columns, outer to inner) named ``random_names``; the shorthand
     ``study, cluster`` is ``~ 1 | study/cluster`` (``cluster=None``: ``~ 1 | study``). ``test="t"``
     uses t tests with ``dfs`` degrees of freedom: ``"residual"`` (k − p) or ``"contain"`` (see
-    :func:`contain_df`). ``component_tests`` adds the likelihood-ratio test of every σ².
+    :func:`contain_df`). ``component_tests`` adds the likelihood-ratio test of every σ²;
+    ``profile_ci`` the profile-likelihood CI of every σ² (metafor's ``confint`` on ``rma.mv``).
     """
     method = method.upper()
     if method not in MULTILEVEL_METHODS:
@@ -397,7 +401,35 @@ def rma_mv(yi, vi, study=None, cluster=None, X=None, names=None, *, random: Sequ
         out.pi_low, out.pi_high = float(beta[0] - half), float(beta[0] + half)
     if component_tests:
         out.component_tests = _component_tests(st, X, y, reml, scale, theta, f, lv)
+    if profile_ci:
+        out.sigma2_ci = _profile_ci(st, X, y, reml, scale, theta, f, lv, level)
     out.covariance = NestedCovariance(v, lv).prepare(sig)
+    return out
+
+
+def _profile_ci(st, X, y, reml, scale, theta, f_full, lv, level) -> dict[str, tuple[float, float]]:
+    """Profile-likelihood CI of each σ²: where −2 log L, minimised over the other components, rises
+    by the χ²(1) quantile above its minimum (metafor ``confint.rma.mv``, ``type = "profile"``)."""
+    crit = float(stats.chi2.ppf(level, 1))
+    out = {}
+    for l in range(len(lv)):
+        free = np.ones(len(lv), dtype=bool)
+        free[l] = False
+
+        def g(val):
+            fixed = theta.copy()
+            fixed[l] = val
+            th, _ = _optimise(st, X, y, reml, scale, free, fixed)
+            return _objective(th, st, X, y, reml, scale)[0] - f_full - crit
+
+        lo = 0.0 if g(0.0) <= 0 else optimize.brentq(g, 0.0, theta[l], xtol=1e-10, rtol=1e-10)
+        hi_b = max(theta[l], 1e-3) * 2
+        while g(hi_b) < 0:
+            hi_b *= 2
+            if hi_b > 1e8:
+                break
+        hi = optimize.brentq(g, theta[l], hi_b, xtol=1e-10, rtol=1e-10)
+        out[lv.names[l]] = (float(lo * scale), float(hi * scale))
     return out
 
 

@@ -90,6 +90,7 @@ class MetaResult:
     notes: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
     component_tests: list[ComponentTest] = field(default_factory=list)
+    sigma2_ci: dict[str, tuple[float, float]] = field(default_factory=dict)  # profile-likelihood CI of each σ²
     covariance: Any = field(default=None, repr=False)  # the fitted marginal covariance (multilevel.NestedCovariance), for robust()
 
     # ------------------------------------------------------------------ accessors
@@ -142,6 +143,8 @@ class MetaResult:
             out["sigma2_levels"] = {name: self.n_levels.get(name) for name in self.sigma2}
         if self.component_tests:
             out["component_tests"] = [asdict(t) for t in self.component_tests]
+        if self.sigma2_ci:
+            out["sigma2_ci"] = {name: list(ci) for name, ci in self.sigma2_ci.items()}
         if not self.intercept_only:
             out["coefficients"] = [
                 {"name": c.name, "estimate": c.estimate, "se": c.se, "pval": c.pval, "ci_low": c.ci_low, "ci_high": c.ci_high, "df": c.df}
@@ -170,6 +173,8 @@ class MetaResult:
         for name, s2 in self.sigma2.items():
             t = tests.get(name)
             lrt = f"; LRT vs without it = {t.lrt:.2f}, p = {t.pval:.3g}" if t else ""
+            if name in self.sigma2_ci:
+                lrt += f"; 95% profile CI [{self.sigma2_ci[name][0]:.4f}, {self.sigma2_ci[name][1]:.4f}]"
             lines.append(f"sigma^2 [{name}] = {s2:.4f} (levels: {self.n_levels.get(name, '?')}{lrt})")
         if self.i2 is not None:
             lines.append(f"I^2 = {self.i2:.2f}%   H^2 = {self.h2:.2f}")

@@ -247,3 +247,12 @@ def test_common_effect_meta_regression_equals_statsmodels_wls():
     np.testing.assert_allclose([c.estimate for c in fit.coefficients], w.params, rtol=1e-10)
     np.testing.assert_allclose([c.se for c in fit.coefficients], w.bse / np.sqrt(w.scale), rtol=1e-10)
     assert fit.q == pytest.approx(w.ssr, rel=1e-10)  # QE is the weighted residual sum of squares
+
+
+def test_profile_ci_of_each_sigma2_matches_metafor_confint():
+    d, _ = load("konstantopoulos2011")
+    ref = json.loads((REF / "expected" / "nested_confint_konstantopoulos2011.json").read_text())["profile"]
+    fit = rma_mv(d.yi, d.vi, d.district, d.school, profile_ci=True)
+    for (name, (lo, hi)), r in zip(fit.sigma2_ci.items(), ref.values()):
+        assert lo == pytest.approx(r["ci.lb"], rel=1e-6) and hi == pytest.approx(r["ci.ub"], rel=1e-6), name
+    assert fit.to_dict()["sigma2_ci"]["study"] == [lo_ := fit.sigma2_ci["study"][0], fit.sigma2_ci["study"][1]] and lo_ > 0

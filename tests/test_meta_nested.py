@@ -139,3 +139,30 @@ def test_levels_that_are_not_nested_are_refused():
     lv = Levels(("a", "a/b"), (np.array([0, 0, 1, 1]), np.array([0, 1, 0, 1])), (2, 2))
     with pytest.raises(MetaInputError, match="not nested"):
         NestedCovariance(np.ones(4), lv)
+
+
+def test_cli_random_structure_on_a_csv(tmp_path):
+    import json as _json
+
+    from typer.testing import CliRunner
+
+    from crev_cli import app
+
+    d = pd.read_csv(HERE / "data" / "nested4.csv").drop(columns=["es"])
+    p = tmp_path / "n4.csv"
+    d.to_csv(p, index=False)
+    ref = json.loads((HERE / "expected" / "nested_nested4.json").read_text())
+    r = CliRunner().invoke(app, ["meta", "run", "--input", str(p), "--random", "study/lab/cluster/es", "--robust", "none", "--json"])
+    assert r.exit_code == 0, r.output
+    out = _json.loads(r.stdout)
+    assert list(out["sigma2_levels"]) == ref["intercept_REML"]["s.names"]  # es added: one unit per row
+    assert list(out["sigma2_levels"].values()) == ref["intercept_REML"]["s.nlevels"]
+    np.testing.assert_allclose(out["sigma2"], ref["intercept_REML"]["sigma2"], rtol=2e-5)
+    np.testing.assert_allclose(out["pval"], ref["intercept_REML_contain"]["pval"], rtol=1e-5)  # default: t with dfs = "contain"
+    assert [t["name"] for t in out["component_tests"]] == ref["intercept_REML"]["s.names"]
+    r = CliRunner().invoke(app, ["meta", "run", "--input", str(p), "--random", "study/lab/cluster/es", "--json"])
+    out = _json.loads(r.stdout)
+    assert out["test"] == "CR2" and out["n_clusters"] == 14  # the default for a multilevel model: CR2 by the outermost level
+    np.testing.assert_allclose(out["se"], ref["intercept_REML_CR2"]["se"], rtol=1e-5)
+    r = CliRunner().invoke(app, ["meta", "run", "--input", str(p), "--random", "study/nope"])
+    assert r.exit_code == 2 and "nope" in r.stderr

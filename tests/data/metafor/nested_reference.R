@@ -103,3 +103,13 @@ meta <- list(R = R.version.string, metafor = as.character(packageVersion("metafo
 writeLines(toJSON(c(meta, exp4), auto_unbox = TRUE, digits = 15, na = "null", pretty = TRUE), file.path(out_dir, "expected", "nested_nested4.json"))
 writeLines(toJSON(c(meta, exp3), auto_unbox = TRUE, digits = 15, na = "null", pretty = TRUE), file.path(out_dir, "expected", "nested_assink2016.json"))
 cat("wrote nested references\n")
+
+# Profile-likelihood CIs of each sigma2 (confint.rma.mv) on konstantopoulos2011, with a tight root
+# finder (metafor's default uniroot tolerance is about 1e-4 on the sigma2 scale).
+k11 <- read.csv(file.path(out_dir, "data", "konstantopoulos2011.csv"))
+fk <- rma.mv(yi, vi, random = ~ 1 | district/school, data = k11, control = ctrl)
+ck <- confint(fk, control = list(tol = 1e-12))
+prof <- lapply(ck[1:2], function(x) list(estimate = x$random[1, "estimate"], ci.lb = x$random[1, "ci.lb"], ci.ub = x$random[1, "ci.ub"]))
+names(prof) <- fk$s.names
+writeLines(toJSON(c(meta, list(profile = prof)), auto_unbox = TRUE, digits = 15, pretty = TRUE),
+           file.path(out_dir, "expected", "nested_confint_konstantopoulos2011.json"))
