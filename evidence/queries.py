@@ -148,15 +148,18 @@ _ENUM_COLS = {
 }
 
 
+_MEMBERS = {enum: {m.value: m for m in enum} for enum in set(_ENUM_COLS.values())}
+
+
 def _enums(df: pd.DataFrame) -> pd.DataFrame:
-    """Vocabulary columns as their enum members (a ``StrEnum`` compares equal to its value), mapped
-    once per distinct value: the raw strings of the cursor never leave this module."""
+    """Vocabulary columns as their enum members (a ``StrEnum`` compares equal to its value): the
+    raw strings of the cursor never leave this module."""
     for c, enum in _ENUM_COLS.items():
         if c in df and len(df):
-            codes, uniques = pd.factorize(df[c].to_numpy(dtype=object))
-            lookup = np.array([enum(getattr(u, "value", u)) for u in uniques] + [None], dtype=object)
+            members = _MEMBERS[enum]
+            values = [members.get(v, v) for v in df[c].to_numpy(dtype=object)]
             # an object Series: pandas would turn a mapped column back into plain strings
-            df[c] = pd.Series(lookup[codes], index=df.index, dtype=object)
+            df[c] = pd.Series(np.array(values, dtype=object), index=df.index, dtype=object)
     return df
 
 
