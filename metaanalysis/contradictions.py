@@ -10,7 +10,9 @@ For every pair of studies whose coded claims on one of the disputed questions
    (its data, the claim's coding, the study's coding);
 3. for each such moderator, a meta-regression on every effect in the question's scope (the
    multilevel model, CR2 cluster-robust inference by study): the predicted effect at each
-   study's value with its CI, and the predicted difference between them with its test.
+   study's value with its CI, and the predicted difference between them with its test; and, as
+   an out-of-sample check, the difference predicted by the other studies alone (the pair's own
+   effects left out), so a reader sees whether the "explanation" is more than the pair itself.
 
 A moderator *predicts the disagreement* when the predicted difference has the claimed sign and
 its test survives the multiple-testing correction, and the predicted effect at each study's value
@@ -157,6 +159,9 @@ class PairCheck:
     status: str = ""
     n_studies: int = 0  # studies whose effects estimated the moderator
     n_studies_varying: int = 0  # of them, those within which it varies (0: a purely between-study contrast)
+    # the same prediction with the moderator estimated from the other studies only (out of sample for the pair)
+    difference_without_pair: tuple[float, float, float] | None = None
+    without_pair: str = ""
 
 
 @dataclass
@@ -352,6 +357,24 @@ def _check(c: Candidate, fit: ModeratorFit | None, va, vb, level: float) -> Pair
     return chk
 
 
+def _out_of_sample(chk: PairCheck, c: Candidate, scope: pd.DataFrame, qid: str, pair: tuple[str, str], va, vb, spec: AnalysisSpec,
+                   level: float) -> None:
+    """Refit the moderator without the pair's own effects: does the rest of the evidence predict the same ordering?"""
+    rest = scope[~scope["study"].isin(pair)]
+    if rest["study"].nunique() < 2:
+        chk.without_pair = "not estimable without the pair's own effects (fewer than 2 other studies)"
+        return
+    other = _check(c, _fit_moderator(rest, qid, c, spec), va, vb, level)
+    if not other.testable:
+        chk.without_pair = f"without the pair's own effects: {other.reason}"
+        return
+    d = other.difference
+    chk.difference_without_pair = d
+    same = np.sign(d[0]) == np.sign(chk.difference[0])
+    chk.without_pair = (f"from the other {other.n_studies} studies alone: predicted difference {d[0]:+.3g} [{d[1]:+.3g}, {d[2]:+.3g}] "
+                        f"({'same' if same else 'opposite'} ordering)")
+
+
 def _direction_ok(direction: str, pred: tuple[float, float, float]) -> bool:
     if direction == "up":
         return pred[0] > 0
@@ -403,7 +426,10 @@ def contradiction_report(table: EffectTable, studies: pd.DataFrame, claims: pd.D
                 if (qid, c.column) not in fits:
                     fits[(qid, c.column)] = (_fit_moderator(scope, qid, c, spec) if scope is not None and len(scope)
                                              else ModeratorFit(qid, c.label, c.column, False, "no results in the database fall under this question"))
-                checks.append(_check(c, fits[(qid, c.column)], va, vb, level))
+                chk = _check(c, fits[(qid, c.column)], va, vb, level)
+                if chk.testable:
+                    _out_of_sample(chk, c, scope, qid, (a["study_id"], b["study_id"]), va, vb, spec, level)
+                checks.append(chk)
             pairs.append(PairReport(qid, kind, ev[0], ev[1], checks, Verdict.not_assessable, "", []))
     # one multiple-testing family: every moderator fit's omnibus test, every distinct pair contrast, the tests passed in
     fam: list[tuple[str, float]] = [(f"{f.question}:{f.column}", f.pval) for f in fits.values() if f.testable and f.pval is not None]
@@ -464,6 +490,7 @@ def _judge(p: PairReport, alpha: float) -> None:
                        f"{chk.difference[0]:+.3g} [{chk.difference[1]:+.3g}, {chk.difference[2]:+.3g}], adjusted p = {chk.pval_adjusted:.3g}"
                        + ("; a purely between-study contrast, confounded with everything else that differs between the studies"
                           if chk.n_studies_varying == 0 else f"; varies within {chk.n_studies_varying} of the studies")
+                       + (f"; {chk.without_pair}" if chk.without_pair else "")
                        if chk.testable else chk.reason))
     p.evidence_used = used
     good = [c for c in p.checks if c.predicts]

@@ -188,3 +188,14 @@ def test_a_purely_between_study_contrast_is_flagged_as_confounded():
     (chk,) = [c for c in p.checks if c.column == "adversarial_training"]
     assert chk.n_studies == 8 and chk.n_studies_varying == 0
     assert any("purely between-study contrast, confounded" in line for line in p.evidence_used)
+
+
+def test_each_check_says_what_the_other_studies_alone_predict():
+    eff = _effects()
+    studies, claims = _coded([("s0", "up"), ("s7", "down")], {})
+    (p,) = contradiction_report(eff, studies, claims).pairs
+    (chk,) = [c for c in p.checks if c.column == "adversarial_training"]
+    d = chk.difference_without_pair
+    assert d is not None and d[0] > 0 and d[1] > 0  # the 6 other studies alone predict the same ordering
+    assert "from the other 6 studies alone" in chk.without_pair and "(same ordering)" in chk.without_pair
+    assert any("from the other 6 studies alone" in line for line in p.evidence_used)
