@@ -46,7 +46,8 @@ __all__ = [
 _MIGRATIONS = Path(__file__).with_name("migrations")
 SCHEMES = ("sqlite", "postgresql")  # SQLAlchemy dialects the schema and its constraints are written for
 _SQLITE_MAGIC = b"SQLite format 3\x00"
-_LOCK_KEY = 0x63726576  # "crev": the PostgreSQL advisory-lock key for schema migration and first load
+_LOCK_KEY = 0x63726576  # "crev": the PostgreSQL advisory-lock key for schema migration
+_INIT_KEY = _LOCK_KEY + 1  # held around set-up (migration + first load); a different key, or the two would deadlock
 
 
 def default_url() -> str:
@@ -299,12 +300,12 @@ def init_lock(engine: Engine) -> Iterator[None]:
         except sa.exc.OperationalError as exc:
             raise database_error(exc, engine) from exc
         try:
-            conn.exec_driver_sql(f"SELECT pg_advisory_lock({_LOCK_KEY})")
+            conn.exec_driver_sql(f"SELECT pg_advisory_lock({_INIT_KEY})")
             conn.commit()
             yield
         finally:
             try:
-                conn.exec_driver_sql(f"SELECT pg_advisory_unlock({_LOCK_KEY})")
+                conn.exec_driver_sql(f"SELECT pg_advisory_unlock({_INIT_KEY})")
                 conn.commit()
             finally:
                 conn.close()

@@ -62,7 +62,7 @@ def read_text_file(path: str | Path, *, kind: str) -> str:
 def decode_text(data: bytes, name: str, *, kind: str) -> str:
     """Decode UTF-8 (with or without a byte-order mark); refuse binary content, naming the byte."""
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise _fail(name, f"{kind} file saved as UTF-16 text; save it as UTF-8")
+        raise _fail(name, f"not a {kind} file (UTF-16 text; save it as UTF-8)")
     if b"\x00" in data[:65536]:
         raise _fail(name, f"not a {kind} file (binary content)")
     try:
