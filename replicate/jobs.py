@@ -1,43 +1,79 @@
 """Jobs in the evidence database: their state, their finished cells, and their results.
 
-A finished cell is stored whole, in one transaction, keyed by the spec's hash: a job killed half-way
-leaves complete cells and no results, and a rerun of the same spec skips the cells it finds. The
-results are written at the end, all in one transaction with their submission, as ``Result`` rows of
-the replication source (pending review like any addition), labelled with the spec hash, seed, code,
-torch and torchattacks versions, the dataset split and the attacked model.
+A finished cell is stored whole (a :class:`~replicate.cells.CellResult` as JSON, read back through
+the same model), in one transaction, keyed by the spec's hash: a job killed half-way leaves complete
+cells and no results, and a rerun of the same spec skips the cells it finds. A job's liveness is the
+time of its last finished cell (or its start): a job still marked running with no sign of life for
+``STALE_AFTER`` is stale, shown as such, and marked failed by :func:`reap_stale_jobs` (or cancelled
+at once by :func:`request_cancel`). The results are written at the end through the one write path,
+:func:`evidence.submit`, as one pending submission of ``ResultCreate`` rows (counts stored, the
+percentages derived from them exactly), each labelled with the spec hash, seed, code version, the
+installed crev, torch and torchattacks versions, the dataset split and the attacked model. Rows a
+previous run of the same spec already stored (same fingerprints) are not written again.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
 
 import pandas as pd
 import sqlalchemy as sa
 import torch
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session
 
-from evidence import Job, JobCell, Study, list_claims, session_scope
-from evidence.models import Submission, utcnow
-from evidence.rows import fingerprint, result_warnings
-from evidence.store import insert_results
-from evidence.vocab import ReviewStatus, SubmissionKind
+from evidence import Job, JobCell, Result, Study, list_claims, session_scope
+from evidence.models import ResultCreate, StudyCreate, utcnow
+from evidence.rows import fingerprint
+from evidence.submit import SubmissionCreate, submit
+from evidence.vocab import AdvTraining, CompressionFamily, Direction, Provenance, ReviewStatus, SourceKind, SubmissionKind
 
+from .attacks import AttackName
+from .cells import AttackOutcome, CellResult
 from .spec import JobSpec
-from .verdict import decide
+from .training import CODE_VERSION, package_version
+from .verdict import EFFECT_COLUMNS, Verdict, decide
 
-__all__ = ["job_results", "REPLICATION_STUDY", "create_job", "finished_cells", "store_cell", "update_job", "cancel_requested", "request_cancel",
-           "job_table", "get_job", "assemble", "verdicts", "write_results", "CODE_VERSION"]
+__all__ = ["JobStatus", "JobSummary", "Assembled", "job_results", "REPLICATION_STUDY", "create_job", "finished_cells", "store_cell", "update_job",
+           "cancel_requested", "request_cancel", "job_table", "get_job", "assemble", "verdicts", "write_results", "is_stale", "reap_stale_jobs",
+           "STALE_AFTER", "read_summary"]
 
 REPLICATION_STUDY = "crev_replications"
-CODE_VERSION = "crev-replicate 0.1.0"
+STALE_AFTER = timedelta(minutes=30)  # longer than any cell of the catalogue takes on one core
+
+
+class JobStatus(StrEnum):
+    queued = "queued"
+    running = "running"
+    done = "done"
+    cancelled = "cancelled"
+    failed = "failed"
+
+
+class JobSummary(BaseModel):
+    """What a job's submission records about it (its ``summary``), written and read through this model."""
+
+    model_config = ConfigDict(frozen=True)
+
+    job: int
+    spec_id: str
+    spec_hash: str
+    verdicts: list[Verdict]
+    skipped_existing: int = 0
+
+
+def read_summary(text: str) -> JobSummary:
+    return JobSummary.model_validate_json(text)
 
 
 def create_job(engine: Engine, spec: JobSpec, *, executor: str, by: str) -> Job:
     with session_scope(engine) as s:
         job = Job(name=spec.title or spec.id, claim_id=spec.id, spec_json=spec.model_dump_json(), spec_hash=spec.spec_hash(), quick=spec.quick_mode,
-                  executor=executor, status="running", created_by=by, started_at=utcnow())
+                  executor=executor, status=JobStatus.running.value, created_by=by, started_at=utcnow())
         s.add(job)
         s.flush()
         return job
@@ -56,22 +92,53 @@ def update_job(engine: Engine, job_id: int, **fields) -> None:
         job = s.get(Job, job_id)
         if "log_line" in fields:
             line = fields.pop("log_line")
-            job.log = (job.log + f"{utcnow():%H:%M:%S} {line}\n")[-20000:]
+            job.log = (job.log + f"{utcnow():%Y-%m-%d %H:%M:%S} {line}\n")[-20000:]
         for k, v in fields.items():
-            setattr(job, k, v)
+            setattr(job, k, v.value if isinstance(v, JobStatus) else v)
         s.add(job)
+
+
+def _last_activity(conn, job: Job):
+    newest = conn.execute(sa.select(sa.func.max(JobCell.created_at)).where(JobCell.job_key == job.spec_hash)).scalar_one()
+    times = [t for t in (job.started_at, job.created_at, newest) if t is not None]
+    return max(t.replace(tzinfo=None) for t in times)
+
+
+def is_stale(engine: Engine, job: Job, *, now=None, after: timedelta = STALE_AFTER) -> bool:
+    """A job marked running (or queued) whose last sign of life (start, or its newest finished cell)
+    is older than ``after``: its process is gone (killed, machine restarted)."""
+    if job.status not in (JobStatus.running, JobStatus.queued):
+        return False
+    now = (now or utcnow()).replace(tzinfo=None)
+    with engine.connect() as c:
+        return now - _last_activity(c, job) > after
+
+
+def reap_stale_jobs(engine: Engine, *, now=None, after: timedelta = STALE_AFTER) -> list[int]:
+    """Mark stale jobs failed (with the reason in their error and log); returns their ids."""
+    with Session(engine) as s:
+        running = s.exec(sa.select(Job).where(Job.status.in_([JobStatus.running.value, JobStatus.queued.value]))).scalars().all()
+    stale = [j for j in running if is_stale(engine, j, now=now, after=after)]
+    for j in stale:
+        update_job(engine, j.id, status=JobStatus.failed, finished_at=utcnow(), stage="stale",
+                   error=f"stale: no finished cell or start within {after}; its process is gone", log_line="marked failed: stale")
+    return [j.id for j in stale]
 
 
 def request_cancel(engine: Engine, job_id: int) -> Job:
+    """Ask a running job to stop; a stale one (its process gone) is marked cancelled at once."""
+    job = get_job(engine, job_id)
+    if job.status not in (JobStatus.running, JobStatus.queued):
+        raise ValueError(f"job {job_id} is {job.status}: nothing to cancel")
+    stale = is_stale(engine, job)
     with session_scope(engine) as s:
-        job = s.get(Job, job_id)
-        if job is None:
-            raise LookupError(f"no job {job_id}")
-        if job.status not in ("running", "queued"):
-            raise ValueError(f"job {job_id} is {job.status}: nothing to cancel")
-        job.cancel_requested = True
-        s.add(job)
-        return job
+        j = s.get(Job, job_id)
+        j.cancel_requested = True
+        if stale:
+            j.status, j.finished_at, j.stage = JobStatus.cancelled.value, utcnow(), "cancelled"
+            j.log += f"{utcnow():%Y-%m-%d %H:%M:%S} cancelled while stale (no process was running it)\n"
+        s.add(j)
+    return get_job(engine, job_id)
 
 
 def cancel_requested(engine: Engine, job_id: int) -> bool:
@@ -79,96 +146,152 @@ def cancel_requested(engine: Engine, job_id: int) -> bool:
         return bool(c.execute(sa.select(Job.cancel_requested).where(Job.id == job_id)).scalar_one())
 
 
-def finished_cells(engine: Engine, spec_hash: str) -> dict[str, dict]:
+def finished_cells(engine: Engine, spec_hash: str) -> dict[str, CellResult]:
     with engine.connect() as c:
         rows = c.execute(sa.select(JobCell.cell_key, JobCell.payload_json).where(JobCell.job_key == spec_hash)).all()
-    return {k: json.loads(p) for k, p in rows}
-
-
-def store_cell(engine: Engine, spec_hash: str, payload: dict) -> None:
-    with session_scope(engine) as s:
-        exists = s.exec(select(JobCell).where(JobCell.job_key == spec_hash, JobCell.cell_key == payload["cell"])).first()
-        if exists is None:
-            s.add(JobCell(job_key=spec_hash, cell_key=payload["cell"], payload_json=json.dumps(payload), seconds=payload.get("seconds", 0.0)))
-
-
-def job_table(engine: Engine) -> pd.DataFrame:
-    with engine.connect() as c:
-        res = c.execute(sa.select(Job.id, Job.claim_id, Job.status, Job.stage, Job.progress, Job.cells_done, Job.cells_total, Job.quick,
-                                  Job.executor, Job.created_by, Job.created_at, Job.finished_at, Job.submission_id).order_by(Job.id.desc()))
-        return pd.DataFrame(res.fetchall(), columns=list(res.keys()))
-
-
-def assemble(spec: JobSpec, payloads: dict[str, dict]) -> list[dict]:
-    """Result records: each compressed cell's measurements against its seed's dense model."""
-    dense = {p["seed"]: p for p in payloads.values() if p["comp"] < 0}
-    out = []
-    versions = {"code": CODE_VERSION, "torch": torch.__version__, "torchattacks": _ta_version()}
-    for p in sorted(payloads.values(), key=lambda q: (q["seed"], q["comp"], q["level"] or 0)):
-        if p["comp"] < 0:
+    out = {}
+    for k, p in rows:
+        try:
+            out[k] = CellResult.model_validate_json(p)
+        except ValueError:  # a cell stored by an older engine version: run it again
             continue
-        d = dense[p["seed"]]
-        dm = {(m["attack"], m["eps"], m["steps"]): m for m in d["measurements"]}
-        info = p["info"]
-        for m in p["measurements"]:
-            if m["check_only"]:
-                continue
-            key = ("pgd", m["eps"], m["steps"]) if m["attack"] == "transfer" else (m["attack"], m["eps"], m["steps"])
-            base = dm.get(key)
-            if base is None:
-                continue
-            level_text = f"{int(p['level'])}-bit" if info.get("bits") and p["level"] is not None else (
-                "8-bit (int8)" if info.get("bits") == 8 else f"{p['level']:.4g}" if p["level"] is not None else "")
-            rec = {
-                "study_id": REPLICATION_STUDY, "dataset": spec.data.name, "architecture": spec.model, "compression_family": info["family"],
-                "compression_method": info["method"], "compression_level_text": level_text,
-                "sparsity": info.get("sparsity") if info["family"] and "pruning" in info["family"] else None, "bits": info.get("bits"),
-                "adversarial_training": "yes" if spec.train.adversarial else "no",
-                "adversarial_training_text": f"PGD adversarial training eps {spec.train.adv_eps}" if spec.train.adversarial else "standard training",
-                "attack": m["enum"], "attack_text": m["label"], "norm": m["norm"], "norm_text": m["norm"], "epsilon": m["eps"],
-                "epsilon_text": "" if m["eps"] is None else repr(float(m["eps"])), "steps": m["steps"], "steps_text": str(m["steps"]),
-                "threat_model": m["threat"], "threat_model_text": m["threat"].replace("_", "-"),
-                "clean_acc_dense": d["clean"], "robust_acc_dense": base["acc"], "clean_acc_compressed": p["clean"], "robust_acc_compressed": m["acc"],
-                "n_test": p["n_test"], "provenance": "replication", "url_or_path": f"crev replicate: spec {spec.spec_hash()} ({spec.id})",
-                "source_location": f"cell {p['cell']}, attack {m['attack']} eps {m['eps']}", "notes": "",
-                "cluster": f"replication:{spec.spec_hash()}:seed{p['seed']}", "source_kind": "replication", "quick": spec.quick_mode,
-                "gradient_masking": p["possible_gradient_masking"], "checks_json": json.dumps(p["checks"]),
-                "replication_json": json.dumps({"spec_hash": spec.spec_hash(), "spec_id": spec.id, "seed": p["seed"], **versions, "split": p["split"],
-                                                "attacked_model": info.get("attacked_model"), "target_sparsity": info.get("target_sparsity"),
-                                                "twin_agreement": info.get("twin_agreement"), "dense_weights": d["train"].get("weights_hash")}),
-                "_seed": p["seed"], "_level": p["level"], "_comp": p["comp"], "_attack": m["attack"],
-            }
-            if p["possible_gradient_masking"]:
-                rec["notes"] = "possible gradient masking: " + "; ".join(c["name"] for c in p["checks"] if not c["passed"])
-            out.append(rec)
     return out
 
 
-def _ta_version() -> str:
+def store_cell(engine: Engine, spec_hash: str, payload: CellResult) -> None:
+    with session_scope(engine) as s:
+        old = s.execute(sa.select(JobCell).where(JobCell.job_key == spec_hash, JobCell.cell_key == payload.key)).scalars().first()
+        if old is not None:  # unreadable by this version (finished_cells skipped it): replace
+            old.payload_json, old.seconds, old.created_at = payload.model_dump_json(), payload.seconds, utcnow()
+            s.add(old)
+        else:
+            s.add(JobCell(job_key=spec_hash, cell_key=payload.key, payload_json=payload.model_dump_json(), seconds=payload.seconds))
+
+
+def job_table(engine: Engine) -> pd.DataFrame:
+    """All jobs, newest first, with a ``stale`` column (running with no sign of life for STALE_AFTER)."""
+    with engine.connect() as c:
+        res = c.execute(sa.select(Job.id, Job.claim_id, Job.status, Job.stage, Job.progress, Job.cells_done, Job.cells_total, Job.quick,
+                                  Job.executor, Job.created_by, Job.created_at, Job.finished_at, Job.submission_id).order_by(Job.id.desc()))
+        df = pd.DataFrame(res.fetchall(), columns=list(res.keys()))
+    df["stale"] = [is_stale(engine, get_job(engine, int(i))) if s in (JobStatus.running, JobStatus.queued) else False
+                   for i, s in zip(df["id"], df["status"])] if len(df) else []
+    return df
+
+
+@dataclass
+class Assembled:
+    """A job's result rows (typed, for the write path) and the paired counts the verdicts use."""
+
+    results: list[ResultCreate]
+    effects: pd.DataFrame  # EFFECT_COLUMNS plus attack
+
+
+def _versions() -> dict:
     try:
         import torchattacks
 
-        return torchattacks.__version__
+        ta = torchattacks.__version__
     except ImportError:  # pragma: no cover
-        return "missing"
+        ta = "missing"
+    return {"code_version": CODE_VERSION, "crev": package_version(), "torch": torch.__version__, "torchattacks": ta}
 
 
-def verdicts(engine: Engine, spec: JobSpec, records: list[dict]) -> list[dict]:
-    """A verdict for the claim the spec checks and for each compared study's claim on the question."""
-    primary = spec.attacks[0].name
-    df = pd.DataFrame([{"seed": r["_seed"], "level": r["_level"], "effect": r["robust_acc_compressed"] - r["robust_acc_dense"]}
-                       for r in records if r["_attack"] == primary])
+def _strength(info, level) -> float:
+    if info.bits is not None:
+        return float(32 - info.bits)
+    return float(level if level is not None else 0.0)
+
+
+def _baseline(spec: JobSpec, dense: CellResult, o: AttackOutcome) -> AttackOutcome | None:
+    """The dense model's outcome paired with a compressed outcome: the same attack, or for a transfer
+    attack the dense model's own PGD at the same setting (the very examples that are transferred)."""
+    name = AttackName.pgd if o.attack == AttackName.transfer else o.attack
+    return next((d for d in dense.outcomes if d.attack == name and d.eps == o.eps and d.steps == o.steps and d.restarts == o.restarts), None)
+
+
+def assemble(spec: JobSpec, payloads: dict[str, CellResult]) -> Assembled:
+    """Result rows: each compressed cell's measurements against its seed's dense model, with counts."""
+    dense = {p.cell.seed: p for p in payloads.values() if p.cell.dense}
+    versions = _versions()
+    results, effects = [], []
+    h = spec.spec_hash()
+    for p in sorted(payloads.values(), key=lambda q: (q.cell.seed, -1 if q.cell.dense else q.cell.compression, q.cell.level or 0)):
+        if p.cell.dense:
+            continue
+        d = dense[p.cell.seed]
+        info = p.info
+        masking = p.possible_gradient_masking or d.possible_gradient_masking
+        dvec_clean = d.clean_vector()
+        for o in p.outcomes:
+            base = _baseline(spec, d, o)
+            if base is None:
+                continue
+            dv, cv = d.correct_vector(base), p.correct_vector(o)
+            if len(dv) != len(cv):
+                continue
+            dense_only, comp_only = int((dv & ~cv).sum()), int((~dv & cv).sum())
+            attack_text = o.label + (f"; {info.attacked_model}" if o.threat_model.value == "transfer" and info.non_differentiable else "")
+            notes = []
+            if info.zero_share_per_layer:
+                notes.append("measured zero share of quantized weights per layer: " + ", ".join(f"{100 * z:.1f}%" for z in info.zero_share_per_layer))
+            if info.twin_agreement is not None:
+                notes.append(f"fake-quantized twin agrees with the int8 model on {100 * info.twin_agreement:.1f}% of test images")
+            if masking:
+                notes.append("possible gradient masking: " + "; ".join(
+                    [f"compressed: {c}" for c in p.failed_checks()] + [f"dense: {c}" for c in d.failed_checks()]))
+            rec = ResultCreate(
+                study_id=REPLICATION_STUDY, dataset=spec.data.name, architecture=spec.model.value, compression_family=info.family,
+                compression_method=info.method, compression_level_text=info.level_text,
+                sparsity=info.sparsity if info.family in (CompressionFamily.unstructured_pruning, CompressionFamily.structured_pruning) else None,
+                bits=info.bits, adversarial_training=AdvTraining.yes if spec.train.adversarial else AdvTraining.no,
+                adversarial_training_text=f"PGD adversarial training eps {spec.train.adv_eps}, {spec.train.adv_steps} steps" if spec.train.adversarial
+                else "standard training",
+                attack=o.vocab, attack_text=attack_text, norm=o.norm, norm_text=o.norm.value, epsilon=o.eps,
+                epsilon_text="" if o.eps is None else repr(float(o.eps)), steps=o.real_steps,
+                steps_text=str(o.real_steps) if o.real_steps is not None else f"score-based, {o.queries} queries",
+                threat_model=o.threat_model, threat_model_text=o.threat_model.value.replace("_", "-"),
+                n_test=p.n_test, n_clean_correct_dense=d.n_clean_correct, n_robust_correct_dense=base.n_correct,
+                n_clean_correct_compressed=p.n_clean_correct, n_robust_correct_compressed=o.n_correct,
+                n_robust_dense_only=dense_only, n_robust_compressed_only=comp_only, attack_queries=o.queries,
+                provenance=Provenance.replication, url_or_path=f"crev replicate: spec {h} ({spec.id})",
+                source_location=f"cell {p.key}, attack {o.attack.value} eps {o.eps}", notes="; ".join(notes),
+                cluster=f"replication:{h}:seed{p.cell.seed}", source_kind=SourceKind.replication, quick=spec.quick_mode,
+                gradient_masking=masking, checks_json=json.dumps({"compressed": [c.model_dump() for c in p.checks],
+                                                                  "dense": [c.model_dump() for c in d.checks]}),
+                replication_json=json.dumps({"spec_hash": h, "spec_id": spec.id, "seed": p.cell.seed, **versions, "split": p.split,
+                                             "attacked_model": info.attacked_model, "target_sparsity": info.target_sparsity,
+                                             "granularity": info.granularity.value if info.granularity else None,
+                                             "zero_share_per_layer": info.zero_share_per_layer, "twin_agreement": info.twin_agreement,
+                                             "dense_weights": d.train.weights_hash, "restarts": o.restarts, "spec_steps": o.steps,
+                                             "runtime": p.runtime,
+                                             "efficiency": info.efficiency.model_dump() if info.efficiency else None}),
+            )
+            results.append(rec)
+            effects.append({"family": info.family.value, "level": p.cell.level, "strength": _strength(info, p.cell.level), "seed": p.cell.seed,
+                            "eps": o.eps, "n_test": p.n_test, "robust_dense": base.n_correct, "robust_compressed": o.n_correct,
+                            "dense_only": dense_only, "compressed_only": comp_only, "clean_dense": int(dvec_clean.sum()),
+                            "clean_compressed": p.n_clean_correct, "masking": masking, "attack": o.attack.value})
+    return Assembled(results, pd.DataFrame(effects, columns=[*EFFECT_COLUMNS, "attack"]))
+
+
+def verdicts(engine: Engine, spec: JobSpec, assembled: Assembled) -> list[Verdict]:
+    """A verdict for the claim the spec checks and for each compared study's claim on the question,
+    decided for the claim's compression family (the spec's first) under the spec's first attack."""
+    primary = spec.attacks[0].name.value
+    eff = assembled.effects[assembled.effects["attack"] == primary]
+    family = eff["family"].iloc[0] if len(eff) else None
     claims = list_claims(engine)
     out = []
     for study in [spec.claim.study, *spec.claim.compare]:
         if study == spec.claim.study:
-            direction = spec.claim.direction
+            direction = Direction(spec.claim.direction)
         else:
             row = claims[(claims["study_id"] == study) & (claims["question_id"] == spec.claim.question_id)]
-            if row.empty:
+            if row.empty or row["direction"].iloc[0] not in (Direction.up, Direction.down, Direction.neutral, Direction.mixed):
                 continue
-            direction = row["direction"].iloc[0]
-        out.append(asdict(decide(df, study, direction, margin=spec.neutral_margin, quick=spec.quick_mode)))
+            direction = Direction(row["direction"].iloc[0])
+        out.append(decide(eff, study, direction, margin=spec.neutral_margin, quick=spec.quick_mode, family=family))
     return out
 
 
@@ -178,39 +301,52 @@ def _claim_uid(engine: Engine, spec: JobSpec) -> str | None:
     return None if row.empty else row["uid"].iloc[0]
 
 
-def write_results(engine: Engine, job_id: int, spec: JobSpec, records: list[dict], verdict_list: list[dict], by: str) -> int:
-    """One transaction: the replication study (if new), the results, the submission, the job's end."""
-    main = verdict_list[0]["verdict"] if verdict_list else None
+def _replication_study(engine: Engine) -> list[StudyCreate]:
+    t = Study.__table__
+    with engine.connect() as c:
+        exists = c.execute(sa.select(sa.func.count()).select_from(t).where(t.c.study_id == REPLICATION_STUDY,
+                                                                           t.c.review_status != ReviewStatus.rejected.value)).scalar_one()
+    if exists:
+        return []
+    year = utcnow().year
+    return [StudyCreate(study_id=REPLICATION_STUDY, title="Controlled replications run by crev (replicate engine)", authors="crev", year=year,
+                        year_text=str(year), venue="crev", identifier="crev replicate", compression_kind="both",
+                        main_claim="Replication evidence: see each result's claim and verdict",
+                        source_of_info="measured by crev replicate; every row carries its spec hash, seed and library versions")]
+
+
+def _existing_fingerprints(engine: Engine, fps: list[str]) -> set[str]:
+    t = Result.__table__
+    found: set[str] = set()
+    with engine.connect() as c:
+        for i in range(0, len(fps), 500):
+            found |= set(c.execute(sa.select(t.c.fingerprint).where(t.c.fingerprint.in_(fps[i: i + 500]),
+                                                                   t.c.review_status != ReviewStatus.rejected.value)).scalars())
+    return found
+
+
+def _fingerprint(r: ResultCreate) -> str:
+    return fingerprint(r.model_dump(exclude={"uid"}))
+
+
+def write_results(engine: Engine, job_id: int, spec: JobSpec, assembled: Assembled, verdict_list: list[Verdict], by: str,
+                  *, release: str = "", approved: bool = False, reviewed_by: str | None = None) -> tuple[int | None, int]:
+    """Submit the job's results through :func:`evidence.submit` (one transaction), skipping rows an
+    earlier run of the same spec stored; mark the job done. Returns (submission id or None, rows skipped)."""
+    main = verdict_list[0].verdict.value if verdict_list else None
     claim_uid = _claim_uid(engine, spec)
-    with session_scope(engine) as s:
-        sub = Submission(kind=SubmissionKind.replication, submitted_by=by, summary=json.dumps({"job": job_id, "spec": spec.id,
-                         "spec_hash": spec.spec_hash(), "verdicts": verdict_list}, default=str), source_file=f"job {job_id}")
-        s.add(sub)
-        s.flush()
-        existing = s.exec(select(Study).where(Study.study_id == REPLICATION_STUDY, Study.review_status != ReviewStatus.rejected)).first()
-        if existing is None:
-            last = s.execute(sa.select(sa.func.max(Study.version)).where(Study.study_id == REPLICATION_STUDY)).scalar_one() or 0
-            s.add(Study(study_id=REPLICATION_STUDY, title="Controlled replications run by crev (replicate engine)", authors="crev",
-                        year=utcnow().year, year_text=str(utcnow().year), venue="crev", identifier="crev replicate",
-                        compression_kind="both", main_claim="Replication evidence: see each result's claim and verdict",
-                        source_of_info="measured by crev replicate; every row carries its spec hash, seed and library versions",
-                        version=last + 1, submission_id=sub.id, created_by=by))
-            sub.n_studies = 1
-        clean = []
-        for r in records:
-            rec = {k: v for k, v in r.items() if not k.startswith("_")}
-            rec["claim_uid"], rec["verdict"] = claim_uid, main
-            rec["warnings"] = "; ".join(result_warnings(rec))
-            # the run's cell and seed are part of a replication row's identity
-            rec["fingerprint"] = fingerprint({**rec, "architecture": f"{rec['architecture']}|{rec['cluster']}|{rec['source_location']}"})
-            clean.append(rec)
-        insert_results(s, clean, submission_id=sub.id, by=by)
-        sub.n_results = len(clean)
-        s.add(sub)
-        job = s.get(Job, job_id)
-        job.status, job.finished_at, job.submission_id, job.progress, job.stage = "done", utcnow(), sub.id, 1.0, "done"
-        s.add(job)
-        return sub.id
+    rows = [r.model_copy(update={"claim_uid": claim_uid, "verdict": main}) for r in assembled.results]
+    seen = _existing_fingerprints(engine, [_fingerprint(r) for r in rows])
+    new = [r for r in rows if _fingerprint(r) not in seen]
+    sub_id = None
+    if new:
+        summary = JobSummary(job=job_id, spec_id=spec.id, spec_hash=spec.spec_hash(), verdicts=verdict_list, skipped_existing=len(rows) - len(new))
+        sub = submit(engine, SubmissionCreate(kind=SubmissionKind.replication, submitted_by=by, studies=_replication_study(engine), results=new,
+                                              summary=summary.model_dump_json(), source_file=f"job {job_id}", release=release, approved=approved,
+                                              reviewed_by=reviewed_by))
+        sub_id = sub.id
+    update_job(engine, job_id, status=JobStatus.done, finished_at=utcnow(), submission_id=sub_id, progress=1.0, stage="done")
+    return sub_id, len(rows) - len(new)
 
 
 def job_results(engine: Engine, job_id: int) -> pd.DataFrame:
@@ -222,3 +358,4 @@ def job_results(engine: Engine, job_id: int) -> pd.DataFrame:
         return pd.DataFrame()
     df = query_results(engine, ResultFilter(status="all", study_ids=[REPLICATION_STUDY], include_quick=True))
     return df[df["submission_id"] == job.submission_id].reset_index(drop=True)
+

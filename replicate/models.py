@@ -1,11 +1,18 @@
-"""Small models that train on a 2-core CPU: an MLP, a LeNet-like CNN and a small ResNet."""
+"""Small models that train on a 2-core CPU: an MLP, a LeNet-like CNN and a small ResNet.
+
+:class:`ModelName` is the one declaration of the model names (specs, the CLI and the app use it).
+"""
 
 from __future__ import annotations
+
+from enum import StrEnum
 
 import torch
 from torch import nn
 
-__all__ = ["MLP", "LeNet", "SmallResNet", "build_model", "MODELS"]
+from .archs import ARCHS, build_arch
+
+__all__ = ["MLP", "LeNet", "SmallResNet", "build_model", "MODELS", "ModelName"]
 
 
 class MLP(nn.Module):
@@ -66,10 +73,27 @@ class SmallResNet(nn.Module):
         return self.head(self.layers(self.stem(x)))
 
 
-MODELS = {"mlp": MLP, "lenet": LeNet, "resnet": SmallResNet}
+class ModelName(StrEnum):
+    mlp = "mlp"
+    lenet = "lenet"
+    resnet = "resnet"
+    preact_resnet18 = "preact_resnet18"  # the CIFAR-10 literature's models (replicate/archs.py)
+    wrn_28_10 = "wrn_28_10"
+    wrn_34_10 = "wrn_34_10"
 
 
-def build_model(name: str, shape, n_classes: int) -> nn.Module:
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; use one of {', '.join(MODELS)}")
-    return MODELS[name](shape, n_classes)
+MODELS: dict[ModelName, type[nn.Module]] = {ModelName.mlp: MLP, ModelName.lenet: LeNet, ModelName.resnet: SmallResNet}
+
+
+def build_model(name: str | ModelName, shape, n_classes: int, *, width: int | None = None) -> nn.Module:
+    """A freshly initialised model. Its initial weights come from torch's global generator: seed it
+    first (:func:`replicate.training.seed_everything`) for reproducible weights."""
+    try:
+        key = ModelName(name)
+    except ValueError:
+        raise ValueError(f"unknown model {name!r}; use one of {', '.join(ModelName)}") from None
+    if key.value in ARCHS:  # width: PreAct base width, or the WRN widening factor
+        return build_arch(key.value, shape, n_classes, width=width)
+    if width is not None and key is not ModelName.mlp:
+        return MODELS[key](shape, n_classes, width=width)
+    return MODELS[key](shape, n_classes)

@@ -9,6 +9,8 @@ cell); a cancelled or crashed job writes no results, and its finished cells stay
 from __future__ import annotations
 
 import json
+import os
+import socket
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -19,9 +21,10 @@ from tqdm import tqdm
 
 from evidence.models import utcnow
 
-from .cells import dense_model, plan, run_cell, split_for
-from .jobs import assemble, cancel_requested, create_job, finished_cells, store_cell, update_job, verdicts, write_results
+from .cells import CellResult, dense_model, plan, run_cell, split_for, surrogate_model
+from .jobs import JobStatus, assemble, cancel_requested, create_job, finished_cells, store_cell, update_job, verdicts, write_results
 from .spec import JobSpec
+from .verdict import Verdict
 
 __all__ = ["RunOutcome", "run_job", "JobCancelled"]
 
@@ -32,17 +35,24 @@ class JobCancelled(Exception):
 
 @dataclass
 class RunOutcome:
+    """What a run did: ``n_results`` rows measured, ``n_skipped_existing`` of them already stored by an
+    earlier run of the same spec (not written again)."""
+
     job_id: int
-    status: str
+    status: JobStatus
     submission_id: int | None
-    verdicts: list[dict] = field(default_factory=list)
+    verdicts: list[Verdict] = field(default_factory=list)
     n_results: int = 0
     timings: dict = field(default_factory=dict)
     cells_run: int = 0
     cells_skipped: int = 0
+    n_skipped_existing: int = 0
 
     def to_dict(self) -> dict:
-        return self.__dict__.copy()
+        d = self.__dict__.copy()
+        d["status"] = self.status.value
+        d["verdicts"] = [v.model_dump(mode="json") for v in self.verdicts]
+        return d
 
 
 def _run_local(spec_json, todo, on_done, is_cancelled, show, threads):
@@ -78,7 +88,7 @@ def _run_dask(spec_json, todo, on_done, is_cancelled, show, scheduler, workers):
     startup = time.perf_counter() - t0
     try:
         # compressed cells first (they cost more): fewer idle workers at the end of the grid
-        futures = [client.submit(run_cell, spec_json, c, key=f"cell-{c.key}-{time.time_ns()}", pure=False, priority=0 if c.comp < 0 else 1)
+        futures = [client.submit(run_cell, spec_json, c, key=f"cell-{c.key}-{time.time_ns()}", pure=False, priority=0 if c.dense else 1)
                    for c in todo]
         bar = tqdm(total=len(todo), desc=f"grid cells (dask, {len(client.scheduler_info()['workers'])} workers)", unit="cell", disable=not show)
         for fut in as_completed(futures):
@@ -97,16 +107,32 @@ def _run_dask(spec_json, todo, on_done, is_cancelled, show, scheduler, workers):
 
 
 def run_job(engine: Engine, spec: JobSpec, *, executor: str = "local", scheduler: str | None = None, workers: int = 2,
-            by: str = "unknown", show_progress: bool = True, job_id: int | None = None, threads: int | None = None) -> RunOutcome:
-    """Run ``spec`` to the end; returns what it wrote. Re-running a spec skips its finished cells.
+            by: str = "unknown", show_progress: bool = True, job_id: int | None = None, threads: int | None = None,
+            release: str = "", approved: bool = False, reviewed_by: str | None = None, device: str | None = None,
+            cluster=None) -> RunOutcome:
+    """Run ``spec`` to the end; returns what it wrote. Re-running a spec skips its finished cells,
+    and writes no row that an earlier run of the same spec already stored.
 
-    The local executor evaluates cells one after another with ``threads`` torch threads (default:
-    all cores); Dask workers use one thread each. Numbers are bitwise identical between executors
+    The local executor evaluates cells one after another with ``threads`` torch threads (default 1,
+    like each Dask worker); Dask workers use one thread each. Numbers are bitwise identical between executors
     when the thread counts agree (``threads=1``); with more threads, floating-point reductions may
     differ in the last bits.
     """
-    if executor not in ("local", "dask"):
-        raise ValueError("executor must be local or dask")
+    if executor not in ("local", "dask", "slurm", "pbs"):
+        raise ValueError("executor must be local, dask, slurm or pbs")
+    if executor in ("slurm", "pbs") and cluster is None:
+        raise ValueError(f"executor {executor} needs a replicate.cluster.ClusterConfig (queue, jobs, GPUs per job)")
+    if device is not None:  # where it runs is not part of the spec's hash: finished cells are reused across devices
+        spec = spec.model_copy(update={"device": device})
+    if threads is not None and spec.threads is None:
+        spec = spec.model_copy(update={"threads": threads})
+    batch = executor in ("slurm", "pbs")  # this process only schedules: dense models are trained on the workers
+    if not batch:
+        from .device import configure
+
+        # an unavailable device fails here, before any job state is written; the deterministic settings
+        # (CUBLAS_WORKSPACE_CONFIG among them) must precede the first CUDA call, i.e. the dense training below
+        configure(spec.device, attack_mixed_precision=spec.attack_mixed_precision)
     job = create_job(engine, spec, executor=executor, by=by) if job_id is None else None
     job_id = job.id if job else job_id
     spec_json, h = spec.model_dump_json(), spec.spec_hash()
@@ -115,50 +141,60 @@ def run_job(engine: Engine, spec: JobSpec, *, executor: str = "local", scheduler
     todo = [c for c in cells if c.key not in done]
     timings: dict = {}
     update_job(engine, job_id, cells_total=len(cells), cells_done=len(cells) - len(todo), stage="train dense models",
-               log_line=f"{len(cells)} cells, {len(done)} already finished by an earlier run of this spec")
+               log_line=f"{len(cells)} cells, {len(done)} already finished by an earlier run of this spec; pid {os.getpid()} on {socket.gethostname()}")
     is_cancelled = lambda: cancel_requested(engine, job_id)  # noqa: E731
     counter = {"n": len(cells) - len(todo)}
     try:
         t0 = time.perf_counter()
-        split = split_for(spec)
-        for seed in spec.seeds:
+        split = split_for(spec) if not batch else None
+        for seed in (spec.seeds if not batch else []):
             if is_cancelled():
                 raise JobCancelled()
             bar = tqdm(total=spec.train.epochs, desc=f"dense model, seed {seed}", unit="epoch", disable=not show_progress, leave=False)
             _, info = dense_model(spec, seed, split, progress=lambda e, n: bar.update(1))
             bar.close()
-            update_job(engine, job_id, log_line=f"dense model seed {seed}: cache {info['cache']} ({info['weights_hash']})")
+            update_job(engine, job_id, log_line=f"dense model seed {seed}: cache {info.cache} (weights {info.weights_hash})")
+            if spec.checks:  # the dense cells' transfer source
+                _, sinfo = surrogate_model(spec, seed, split)
+                update_job(engine, job_id, log_line=f"surrogate model seed {seed}: cache {sinfo.cache} (weights {sinfo.weights_hash})")
         timings["dense_s"] = time.perf_counter() - t0
         update_job(engine, job_id, stage="grid cells")
         t1 = time.perf_counter()
 
-        def on_done(payload):
+        def on_done(payload: CellResult):
             store_cell(engine, h, payload)
-            done[payload["cell"]] = payload
+            done[payload.key] = payload
             counter["n"] += 1
             update_job(engine, job_id, cells_done=counter["n"], progress=counter["n"] / len(cells),
-                       log_line=f"cell {payload['cell']} done in {payload['seconds']:.1f}s"
-                       + (" (possible gradient masking)" if payload.get("possible_gradient_masking") else ""))
+                       log_line=f"cell {payload.key} done in {payload.seconds:.1f}s"
+                       + (" (possible gradient masking: " + ", ".join(payload.failed_checks()) + ")" if payload.possible_gradient_masking else ""))
 
         if executor == "local":
-            _run_local(spec_json, todo, on_done, is_cancelled, show_progress, threads or torch.get_num_threads())
+            _run_local(spec_json, todo, on_done, is_cancelled, show_progress, threads or spec.threads or 1)
+        elif batch:
+            from .cluster import run_on_batch_cluster
+
+            timings["cluster_start_s"] = run_on_batch_cluster(cluster, spec_json, todo, on_done, is_cancelled, show=show_progress)
         else:
             timings["cluster_start_s"] = _run_dask(spec_json, todo, on_done, is_cancelled, show_progress, scheduler, workers)
         timings["cells_s"] = time.perf_counter() - t1 - timings.get("cluster_start_s", 0.0)
         update_job(engine, job_id, stage="write results")
-        records = assemble(spec, done)
-        vlist = verdicts(engine, spec, records)
+        assembled = assemble(spec, done)
+        vlist = verdicts(engine, spec, assembled)
         timings["total_s"] = time.perf_counter() - t0
         update_job(engine, job_id, timings_json=json.dumps(timings))
-        sub = write_results(engine, job_id, spec, records, vlist, by)
-        update_job(engine, job_id, log_line=f"wrote {len(records)} results as submission {sub} (pending review)")
-        return RunOutcome(job_id, "done", sub, vlist, len(records), timings, len(todo), len(cells) - len(todo))
+        sub, skipped_rows = write_results(engine, job_id, spec, assembled, vlist, by, release=release, approved=approved, reviewed_by=reviewed_by)
+        n = len(assembled.results)
+        update_job(engine, job_id, log_line=(f"wrote {n - skipped_rows} results as submission {sub}" if sub else "wrote nothing")
+                   + (f"; {skipped_rows} already stored by an earlier run of this spec" if skipped_rows else ""))
+        return RunOutcome(job_id, JobStatus.done, sub, vlist, n, timings, len(todo), len(cells) - len(todo), skipped_rows)
     except JobCancelled:
-        update_job(engine, job_id, status="cancelled", finished_at=utcnow(), stage="cancelled", log_line="cancelled; finished cells kept, no results written")
+        update_job(engine, job_id, status=JobStatus.cancelled, finished_at=utcnow(), stage="cancelled",
+                   log_line="cancelled; finished cells kept, no results written")
         skipped = len(cells) - len(todo)
-        return RunOutcome(job_id, "cancelled", None, [], 0, timings, counter["n"] - skipped, skipped)
+        return RunOutcome(job_id, JobStatus.cancelled, None, [], 0, timings, counter["n"] - skipped, skipped)
     except BaseException as exc:
-        update_job(engine, job_id, status="failed", finished_at=utcnow(), error=f"{type(exc).__name__}: {exc}",
+        update_job(engine, job_id, status=JobStatus.failed, finished_at=utcnow(), error=f"{type(exc).__name__}: {exc}",
                    log_line="failed:\n" + traceback.format_exc(limit=5))
         raise
 

@@ -17,7 +17,17 @@ from typing import Literal
 import pydantic
 from pydantic import BaseModel, Field, field_validator
 
+from evidence.vocab import Direction
+
+from .attacks import AttackName
+from .compression import DEFAULT_FINETUNE_LR, Granularity, ScaleRule
+from .models import ModelName
+from .recipes import Recipe
+
 __all__ = ["DataSpec", "TrainSpec", "CompressionSpec", "AttackGrid", "ClaimRef", "JobSpec", "SpecError", "load_spec", "catalogue", "get_claim_spec"]
+
+
+_RUNTIME_FIELDS = {"device", "threads"}
 
 
 class SpecError(ValueError):
@@ -43,24 +53,33 @@ class TrainSpec(_Strict):
     adversarial: bool = False
     adv_eps: float = Field(0.1, ge=0, le=1)
     adv_steps: int = Field(7, ge=1)
+    width: int | None = Field(None, ge=1, le=512, description="model width (LeNet/ResNet channels); None: the model's default")
+    recipe: Recipe = Field(Recipe.adam, description="adam, or the SGD recipes pgd_at (Rice et al. 2020) / trades (Zhang et al. 2019)")
+    trades_beta: float = Field(6.0, gt=0, le=100)
 
 
 class CompressionSpec(_Strict):
-    kind: Literal["prune", "quantize", "int8"]
+    kind: Literal["prune", "quantize", "int8", "random_precision", "channel_prune", "hydra", "int8_ptq"]  # the last three: structural.py, hydra.py, ptq.py
     method: str = "global_l1"  # pruning method
     levels: list[float] = Field(default_factory=list)  # sparsities for prune; bit widths for quantize
     iterations: int = Field(1, ge=1, le=20)
     finetune: Literal["none", "standard", "adversarial"] = "none"
     finetune_epochs: int = Field(0, ge=0, le=100)
+    finetune_lr: float = Field(DEFAULT_FINETUNE_LR, gt=0, le=1, description="learning rate of pruning fine-tuning and of quantization-aware training")
     act_bits: int | None = Field(None, ge=1, le=16)
     qat_epochs: int = Field(0, ge=0, le=100)
+    bit_choices: list[int] = Field(default_factory=list, description="random_precision: the bit widths drawn from at each forward pass")
+    granularity: Granularity = Granularity.per_channel
+    scale_rule: ScaleRule = ScaleRule.mse
+    importance: Literal["l1", "l2", "random"] = "l1"  # channel_prune: filter ranking
+    keep_float: list[str] = Field(default_factory=list, description="int8_ptq: module names kept in float32 (mixed precision)")
 
     @field_validator("levels")
     @classmethod
     def _levels(cls, v, info):
         kind = info.data.get("kind")
         for x in v:
-            if kind == "prune" and not 0 <= x < 1:
+            if kind in ("prune", "channel_prune", "hydra") and not 0 <= x < 1:
                 raise ValueError(f"sparsity {x} is outside [0, 1)")
             if kind == "quantize" and (x < 1 or x != int(x)):
                 raise ValueError(f"bit width {x} is not a whole number >= 1")
@@ -68,16 +87,18 @@ class CompressionSpec(_Strict):
 
 
 class AttackGrid(_Strict):
-    name: Literal["fgsm", "pgd", "pgdl2", "cw", "autoattack", "autoattack_fast", "autoattack_reference", "square", "transfer"]
+    name: AttackName
     eps: list[float] = Field(default_factory=list)
     steps: int = Field(10, ge=1, le=1000)
     restarts: int = Field(1, ge=1, le=20)
     queries: int = Field(1000, ge=10)
+    temperature: float | None = Field(None, gt=0, description="PGD++ logit temperature")
+    eot_samples: int | None = Field(None, ge=1, le=1000, description="EOT gradient samples per step")
 
     @field_validator("eps")
     @classmethod
     def _eps(cls, v, info):
-        l2 = info.data.get("name") in ("pgdl2", "cw")
+        l2 = info.data.get("name") in (AttackName.pgdl2, AttackName.cw, AttackName.noise_l2)
         for e in v:
             if e < 0 or (not l2 and e > 1):
                 raise ValueError(f"epsilon {e} is outside [0, 1] (Linf on the pixel scale)" if not l2 else f"epsilon {e} is negative")
@@ -87,7 +108,7 @@ class AttackGrid(_Strict):
 class ClaimRef(_Strict):
     question_id: str
     study: str  # the claim's study (its direction is tested)
-    direction: Literal["up", "down", "neutral", "mixed"]
+    direction: Literal[Direction.up, Direction.down, Direction.neutral, Direction.mixed]
     statement: str = ""
     compare: list[str] = Field(default_factory=list)  # other studies whose claims on the question this run also speaks to
 
@@ -97,20 +118,27 @@ class JobSpec(_Strict):
     title: str = ""
     claim: ClaimRef
     data: DataSpec = DataSpec()
-    model: Literal["mlp", "lenet", "resnet"] = "lenet"
+    model: ModelName = ModelName.lenet
     train: TrainSpec = TrainSpec()
     compression: list[CompressionSpec] = Field(min_length=1)
     attacks: list[AttackGrid] = Field(min_length=1)
-    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4], min_length=1)
     checks: bool = True
     quick_mode: bool = False
-    neutral_margin: float = Field(2.0, gt=0, description="|effect| below this (percentage points) counts as no change")
+    neutral_margin: float = Field(2.0, gt=0, description="equivalence margin (percentage points) of a neutral claim; the verdict widens it "
+                                  "to twice the largest binomial standard error of one accuracy on the test set")
+    device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$", description="where it runs (replicate/device.py); not part of the hash")
+    threads: int | None = Field(None, ge=1, le=512, description="torch threads per cell; not part of the hash")
+    attack_mixed_precision: bool = Field(False, description="bfloat16 autocast while crafting attacks (weakens gradients; off by default)")
 
     def spec_hash(self) -> str:
-        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
+        """Hash of what determines the results: everything but where it runs (device, threads)."""
+        return hashlib.sha256(json.dumps(self.model_dump(mode="json", exclude=_RUNTIME_FIELDS), sort_keys=True).encode()).hexdigest()[:16]
 
     def quick(self) -> "JobSpec":
-        """The reduced grid: 3 epochs, 1,000/200 images, the extreme levels, one seed, the first two epsilons."""
+        """The reduced grid: 3 epochs, 1,000/200 images, the extreme levels, one seed, the first two epsilons.
+
+        Results are marked quick and never count toward a verdict."""
         comp = [c.model_copy(update={"levels": sorted({c.levels[0], c.levels[-1]}) if c.levels else c.levels,
                                      "finetune_epochs": min(c.finetune_epochs, 1), "qat_epochs": min(c.qat_epochs, 1)}) for c in self.compression]
         atk = [a.model_copy(update={"eps": a.eps[:2], "steps": min(a.steps, 5), "queries": min(a.queries, 200)}) for a in self.attacks]

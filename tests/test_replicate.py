@@ -13,8 +13,8 @@ from torch import nn
 
 from evidence import JobCell, ResultFilter, get_engine, init_database, query_results
 from replicate import (
-    CHECKS, AttackSpec, Measurements, Pruner, Quantizer, Int8PTQ, SpecError, TrainConfig, accuracy, build_model, catalogue,
-    distinct_weight_values, evaluate_attack, fit, load_spec, load_split, measured_sparsity, run_checks, run_job,
+    AttackSpec, Pruner, Quantizer, SpecError, TrainConfig, accuracy, build_model, catalogue, distinct_weight_values, evaluate_attack, fit,
+    load_spec, load_split, measured_sparsity, run_job,
 )
 from replicate.attacks import input_gradient_stats
 from replicate.checks import LARGE_EPS
@@ -58,24 +58,24 @@ def test_pruning_reaches_requested_sparsity(trained, digits, method):
     comp = Pruner(method=method, amount=0.6).compress(trained, digits, seed=0)
     if method == "ln_structured":
         # whole output units of all but the classifier layer: the measured share is recorded
-        assert 0.3 < comp.info["sparsity"] < 0.6
+        assert 0.3 < comp.info.sparsity < 0.6
     else:
-        assert comp.info["sparsity"] == pytest.approx(0.6, abs=0.01)
-    assert comp.info["sparsity"] == measured_sparsity(comp.model) and comp.info["target_sparsity"] == 0.6
+        assert comp.info.sparsity == pytest.approx(0.6, abs=0.01)
+    assert comp.info.sparsity == measured_sparsity(comp.model) and comp.info.target_sparsity == 0.6
 
 
 def test_iterative_pruning_compounds_to_target(trained, digits):
     comp = Pruner(method="global_l1", amount=0.9, iterations=3, finetune="standard", finetune_epochs=1).compress(trained, digits, seed=0)
-    assert comp.info["sparsity"] == pytest.approx(0.9, abs=0.01)
-    assert "iterative (3 steps)" in comp.info["method"]
+    assert comp.info.sparsity == pytest.approx(0.9, abs=0.01)
+    assert "iterative (3 steps)" in comp.info.method
 
 
 @pytest.mark.parametrize("bits", [1, 2, 4, 8])
-def test_k_bit_quantization_has_at_most_2k_values_per_tensor(trained, digits, bits):
-    comp = Quantizer(bits=bits).compress(trained, digits, seed=0)
+def test_per_tensor_k_bit_quantization_has_at_most_2k_values_per_tensor(trained, digits, bits):
+    comp = Quantizer(bits=bits, granularity="per_tensor").compress(trained, digits, seed=0)
     counts = distinct_weight_values(comp.model)
     assert counts and max(counts) <= 2 ** bits
-    assert comp.info["family"] == ("binarization" if bits == 1 else "quantization")
+    assert comp.info.family == ("binarization" if bits == 1 else "quantization")
 
 
 def test_quantized_model_keeps_gradients_through_ste(trained, digits):
@@ -85,107 +85,10 @@ def test_quantized_model_keeps_gradients_through_ste(trained, digits):
 
 
 def test_pgd_at_large_epsilon_is_at_chance(trained, digits):
-    acc = evaluate_attack(trained, AttackSpec("pgd", LARGE_EPS, 10), digits.x_test, digits.y_test, n_classes=10)
+    acc = 100 * evaluate_attack(trained, AttackSpec("pgd", LARGE_EPS, 10), digits.x_test, digits.y_test, n_classes=10).float().mean()
     assert acc <= 100 / 10 + 5
-    small = evaluate_attack(trained, AttackSpec("pgd", 0.02, 10), digits.x_test, digits.y_test, n_classes=10)
+    small = 100 * evaluate_attack(trained, AttackSpec("pgd", 0.02, 10), digits.x_test, digits.y_test, n_classes=10).float().mean()
     assert small > acc
-
-
-def test_int8_model_is_attacked_through_its_twin(trained, digits):
-    comp = Int8PTQ().compress(trained, digits, seed=0)
-    assert comp.info["non_differentiable"] and comp.info["twin_agreement"] > 0.9
-    assert "twin" in comp.info["attacked_model"]
-    with pytest.raises(RuntimeError):  # the converted model has no gradients for a white-box attack
-        x = digits.x_test[:4].clone().requires_grad_(True)
-        comp.model(x).sum().backward()
-    acc = evaluate_attack(comp.model, AttackSpec("pgd", 0.2, 10), digits.x_test, digits.y_test, n_classes=10, attacked=comp.attacked)
-    assert acc < accuracy(comp.model, digits.x_test, digits.y_test) - 20
-
-
-class RoundsInput(nn.Module):
-    """Masks gradients: rounds its input to 0/1 before a trained model (zero gradient almost everywhere)."""
-
-    def __init__(self, inner):
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, x):
-        return self.inner(torch.round(x))
-
-
-def _measure(model, digits, dense=None):
-    x, y = digits.x_test, digits.y_test
-    m = Measurements(n=len(y), n_classes=10, clean=accuracy(model, x, y))
-    for spec in (AttackSpec("pgd", 0.1, 10), AttackSpec("pgd", 0.2, 10), AttackSpec("pgd", LARGE_EPS, 10), AttackSpec("fgsm", 0.2),
-                 AttackSpec("pgd", 0.2, 20), AttackSpec("square", 0.2, queries=300)):
-        m.acc[(spec.name, spec.eps, spec.steps)] = evaluate_attack(model, spec, x, y, n_classes=10)
-    if dense is not None:
-        m.acc[("transfer", 0.2, 10)] = evaluate_attack(model, AttackSpec("transfer", 0.2, 10), x, y, n_classes=10, source=dense)
-    g = input_gradient_stats(model, x[:128], y[:128])
-    m.grad_mean_abs, m.grad_zero_fraction = g["grad_mean_abs"], g["grad_zero_fraction"]
-    return m
-
-
-def test_checks_stay_quiet_on_a_normal_model(trained, digits):
-    outcomes, masking = run_checks(_measure(trained, digits, dense=trained))
-    assert not masking, [o for o in outcomes if not o["passed"]]
-    assert {o["name"] for o in outcomes} >= {"chance_at_large_epsilon", "iterative_beats_single_step", "more_steps_do_not_raise_accuracy",
-                                              "query_attack_not_better_than_white_box", "transfer_not_better_than_white_box",
-                                              "accuracy_does_not_rise_with_epsilon", "no_vanishing_input_gradients"}
-
-
-def test_checks_fire_on_a_gradient_masking_model(trained, digits):
-    outcomes, masking = run_checks(_measure(RoundsInput(trained), digits, dense=trained))
-    failed = {o["name"] for o in outcomes if not o["passed"]}
-    assert masking
-    assert {"chance_at_large_epsilon", "no_vanishing_input_gradients", "query_attack_not_better_than_white_box",
-            "transfer_not_better_than_white_box"} <= failed
-
-
-def _violating(check_name: str) -> Measurements:
-    """Measurements that break exactly the named check (every check has one)."""
-    m = Measurements(n=500, n_classes=10, clean=95.0, grad_mean_abs=1e-3, grad_zero_fraction=0.0)
-    base = {("pgd", 0.1, 10): 40.0, ("pgd", 0.2, 10): 20.0, (("pgd", LARGE_EPS, 10)): 5.0, ("fgsm", 0.2, 10): 30.0, ("pgd", 0.2, 20): 19.0,
-            ("square", 0.2, 10): 35.0, ("transfer", 0.2, 10): 50.0}
-    m.acc.update(base)
-    if check_name == "chance_at_large_epsilon":
-        m.acc[("pgd", LARGE_EPS, 10)] = 60.0
-        m.acc[("pgd", 0.2, 10)] = 60.0
-        m.acc[("pgd", 0.1, 10)] = 60.0
-        m.acc[("pgd", 0.2, 20)] = 60.0
-    elif check_name == "iterative_beats_single_step":
-        m.acc[("pgd", 0.2, 10)] = m.acc[("pgd", 0.2, 20)] = 29.0
-        m.acc[("fgsm", 0.2, 10)] = 10.0
-    elif check_name == "more_steps_do_not_raise_accuracy":
-        m.acc[("pgd", 0.2, 20)] = 35.0
-    elif check_name == "query_attack_not_better_than_white_box":
-        m.acc[("square", 0.2, 10)] = 5.0
-    elif check_name == "transfer_not_better_than_white_box":
-        m.acc[("transfer", 0.2, 10)] = 5.0
-    elif check_name == "score_attack_not_above_transfer_non_differentiable":
-        m.non_differentiable = True
-        m.acc[("square", 0.2, 10)] = 91.0
-        m.acc[("transfer", 0.2, 10)] = 20.0
-    elif check_name == "accuracy_does_not_rise_with_epsilon":
-        m.acc[("pgd", 0.1, 10)] = 10.0
-        m.acc[("pgd", 0.2, 10)] = m.acc[("pgd", 0.2, 20)] = 40.0
-        m.acc[("fgsm", 0.2, 10)] = 45.0
-    elif check_name == "no_vanishing_input_gradients":
-        m.grad_mean_abs, m.grad_zero_fraction = 0.0, 1.0
-    return m
-
-
-@pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.name)
-def test_each_check_fires_on_its_violation_and_is_quiet_otherwise(check):
-    out = check.evaluate(_violating(check.name))
-    assert out is not None and not out.passed, out
-    quiet = _violating("none")
-    quiet.non_differentiable = check.name == "score_attack_not_above_transfer_non_differentiable"
-    if quiet.non_differentiable:
-        quiet.acc[("square", 0.2, 10)] = 21.0
-        quiet.acc[("transfer", 0.2, 10)] = 20.0
-    out = check.evaluate(quiet)
-    assert out is not None and out.passed, out
 
 
 def test_spec_errors_name_the_field(tmp_path):
@@ -209,6 +112,7 @@ TINY = """
 id = "tiny"
 model = "mlp"
 seeds = [0, 1]
+checks = false
 [claim]
 question_id = "pruning_without_at"
 study = "wang_2018_prunedrobustness"
@@ -284,4 +188,4 @@ def test_local_cluster_gives_the_same_numbers_as_local(tmp_path, monkeypatch):
     db = query_results(eb, ResultFilter(status="all", study_ids=["crev_replications"]))[cols].sort_values("source_location").reset_index(drop=True)
     assert a.n_results == b.n_results == 12
     assert da.equals(db)
-    assert [v["verdict"] for v in a.verdicts] == [v["verdict"] for v in b.verdicts]
+    assert [v.verdict for v in a.verdicts] == [v.verdict for v in b.verdicts]
