@@ -1,0 +1,77 @@
+"""Background jobs: the database URL never on a command line, a job quota, cancel by launcher or curator."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import pytest
+
+from evidence import get_engine, init_database
+from evidence.errors import NotAuthorized
+from replicate import launch
+from replicate.jobs import create_job, get_job
+from replicate.spec import load_spec
+from tests.test_replicate import TINY
+
+@pytest.fixture
+def engine(tmp_path, monkeypatch):
+    monkeypatch.setenv("CREV_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv(launch.QUOTA_ENV, raising=False)
+    monkeypatch.delenv(launch.LIMIT_ENV, raising=False)
+    return init_database(f"sqlite:///{tmp_path / 'jobs.db'}", load=False)[0]
+
+
+@pytest.fixture
+def spec():
+    return load_spec(__import__("tomllib").loads(TINY))
+
+
+def test_child_command_line_holds_no_database_url(tmp_path):
+    argv = launch.child_command(tmp_path / "job-1.json", 1, executor="local", by="ann")
+    assert "--db" not in argv
+    assert not any("://" in a for a in argv)
+
+
+def test_the_child_process_gets_the_url_in_its_environment_not_its_arguments(engine, spec, monkeypatch):
+    # A real child process that reports what it was given, in place of `crev replicate run`.
+    probe = "import os, sys; print('ARGV', sys.argv[1:]); print('DB', os.environ.get('CREV_DB'))"
+    monkeypatch.setattr(launch, "child_command", lambda spec_file, job_id, **kw: [sys.executable, "-c", probe, str(spec_file), str(job_id)])
+    job_id = launch.launch_background(engine, spec, by="ann")
+    for _ in range(600):  # the watcher thread settles the job when the probe exits
+        if get_job(engine, job_id).status not in ("queued", "running"):
+            break
+        time.sleep(0.1)
+    out = launch.job_output(job_id)
+    assert f"DB {engine.url.render_as_string(hide_password=False)}" in out
+    argv_line = next(line for line in out.splitlines() if line.startswith("ARGV"))
+    assert "://" not in argv_line
+    assert (launch.job_log_path(job_id).stat().st_mode & 0o777) == 0o600
+
+
+def test_a_user_over_the_quota_cannot_launch_and_others_can_until_the_total(engine, spec, monkeypatch):
+    monkeypatch.setenv(launch.QUOTA_ENV, "2")
+    monkeypatch.setenv(launch.LIMIT_ENV, "3")
+
+    def no_start(*args, **kwargs):
+        raise AssertionError("no process may start over the quota")
+
+    monkeypatch.setattr(launch.subprocess, "Popen", no_start)
+    for _ in range(2):
+        create_job(engine, spec, executor="local", by="ann")  # two running jobs of ann's
+    with pytest.raises(NotAuthorized, match="ann already has 2 job"):
+        launch.launch_background(engine, spec, by="ann")
+    create_job(engine, spec, executor="local", by="bob")
+    with pytest.raises(NotAuthorized, match="3 jobs are queued or running"):
+        launch.launch_background(engine, spec, by="bob")
+    assert launch.active_jobs(engine) == 3
+
+
+def test_only_the_launcher_or_a_curator_can_cancel(engine, spec):
+    job = create_job(engine, spec, executor="local", by="ann")
+    with pytest.raises(NotAuthorized, match="launched by ann"):
+        launch.cancel_job(engine, job.id, by="mallory")
+    assert not get_job(engine, job.id).cancel_requested
+    assert launch.cancel_job(engine, job.id, by="ann").cancel_requested
+    other = create_job(engine, spec, executor="local", by="bob")
+    assert launch.cancel_job(engine, other.id, by="carol", curator=True).cancel_requested
