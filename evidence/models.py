@@ -1,8 +1,8 @@
 """SQLModel data model: studies, claims, results, submissions and jobs.
 
 Model families follow SQLModel's tutorial: ``XBase`` (the fields a user supplies) →
-``X(XBase, table=True)`` (the stored row, with versioning and review columns) → ``XCreate`` (input)
-and ``XPublic`` (output).
+``X(XBase, table=True)`` (the stored row, with versioning and review columns) → ``XCreate`` (the
+input every addition is validated on, see :mod:`evidence.submit`). Reads return frames (:mod:`evidence.queries`).
 
 Versioning. A study, claim or result is an *entity* with a stable key (``study_id`` for studies,
 ``uid`` for claims and results); every addition or correction is a new *row* (a version) that
@@ -39,16 +39,13 @@ __all__ = [
     "StudyBase",
     "Study",
     "StudyCreate",
-    "StudyPublic",
     "ClaimBase",
     "Claim",
     "ClaimCreate",
-    "ClaimPublic",
     "ResultBase",
     "Result",
     "ResultCreate",
     "COUNT_COLUMNS",
-    "ResultPublic",
     "Job",
     "JobCell",
     "utcnow",
@@ -166,15 +163,6 @@ class StudyCreate(StudyBase):
     pass
 
 
-class StudyPublic(StudyBase):
-    id: int
-    version: int
-    review_status: ReviewStatus
-    current: bool
-    created_by: str
-    created_at: datetime
-
-
 # --------------------------------------------------------------------------- claims
 
 
@@ -205,14 +193,6 @@ class ClaimCreate(ClaimBase):
     assigned on submission."""
 
     uid: Optional[str] = Field(default=None, min_length=1, max_length=64)
-
-
-class ClaimPublic(ClaimBase):
-    id: int
-    uid: str
-    version: int
-    review_status: ReviewStatus
-    current: bool
 
 
 # --------------------------------------------------------------------------- results
@@ -339,14 +319,6 @@ class ResultCreate(ResultBase):
                 raise ValueError(f"{pct_name} = {printed:g} disagrees with {name} / n_test = {count}/{n} = {exact:.4g}%")
             setattr(self, pct_name, exact)
         return self
-
-
-class ResultPublic(ResultBase):
-    id: int
-    uid: str
-    version: int
-    review_status: ReviewStatus
-    current: bool
 
 
 # --------------------------------------------------------------------------- replication jobs

@@ -159,3 +159,50 @@ def test_a_doi_list_becomes_stubs_and_says_which_need_a_title(seeded, tmp_path):
     assert any("no title given for 10.1000/abc-9" in w for w in report.warnings)
     assert "line 4: 'not-a-doi' is not a DOI" in "\n".join(report.skipped)
     assert "line 5: the same identifier appears earlier in this file" in "\n".join(report.skipped)
+
+
+# --------------------------------------------------------------------------- the one write path
+
+
+def test_submit_validates_a_dict_on_the_create_models_and_writes_nothing_on_error(seeded):
+    from evidence import SubmissionCreate, count_results, submit
+
+    before = _snapshot(seeded)
+    stats_before = count_results(seeded)
+    bad = {"kind": "import_results", "submitted_by": "ann",
+           "results": [{"study_id": "sehwag_2020_hydra", "compression_family": "quantization", "robust_acc_compressed": 120}]}
+    with pytest.raises(ValidationFailed) as err:
+        submit(seeded, bad)
+    assert [(p.column, p.reason) for p in err.value.problems] == [("robust_acc_compressed", "accuracy 120 is outside [0, 100] (percent)")]
+    with pytest.raises(ValidationFailed, match="unknown study id 'nobody_2099_x'"):
+        submit(seeded, SubmissionCreate(kind="import_results", results=[{"study_id": "nobody_2099_x", "compression_family": "quantization"}]))
+    with pytest.raises(ValidationFailed, match="holds no study, claim or result"):
+        submit(seeded, SubmissionCreate(kind="add_study"))
+    assert _snapshot(seeded) == before
+    sub = submit(seeded, SubmissionCreate(
+        kind="replication", submitted_by="runner",
+        results=[{"study_id": "sehwag_2020_hydra", "compression_family": "quantization", "n_test": 200,
+                  "n_robust_correct_compressed": 77, "n_robust_correct_dense": 80, "n_robust_dense_only": 9,
+                  "n_robust_compressed_only": 6, "attack": "pgd_pp", "attack_queries": None}],
+    ))
+    row = query_results(seeded, ResultFilter(status="pending")).iloc[0]
+    assert sub.status == "pending" and row["submission_id"] == sub.id and row["release"] == ""
+    assert row["robust_acc_compressed"] == 38.5 and row["robust_acc_dense"] == 40.0 and row["attack"] == "pgd_pp"
+    assert count_results(seeded) == stats_before  # pending: not counted until approved
+
+
+def test_a_correction_through_submit_needs_an_existing_entry(seeded):
+    from evidence import SubmissionCreate, submit
+
+    with pytest.raises(ValidationFailed, match="no approved entry with uid 'nope'"):
+        submit(seeded, SubmissionCreate(kind="correction", results=[{"uid": "nope", "study_id": "sehwag_2020_hydra", "compression_family": "other"}]))
+    with pytest.raises(ValidationFailed, match="no approved study 'nobody_2099_x' to correct"):
+        submit(seeded, SubmissionCreate(kind="correction", studies=[{"study_id": "nobody_2099_x", "title": "x"}]))
+    uid = query_results(seeded, ResultFilter(study_ids=["sen_2020_empir"]))["uid"].iloc[0]
+    from evidence import propose_correction
+
+    sub = propose_correction(seeded, "result", uid, {"notes": "re-read"}, by="ann")
+    rows = query_results(seeded, ResultFilter(status="all", study_ids=["sen_2020_empir"]))
+    versions = rows[rows["uid"] == uid].sort_values("version")
+    assert list(versions["version"]) == [1, 2] and list(versions["current"]) == [True, False]
+    assert versions.iloc[1]["submission_id"] == sub.id and versions.iloc[1]["notes"] == "re-read"
