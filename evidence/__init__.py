@@ -9,11 +9,11 @@ Typical use::
 
 from .api import InitResult, init_database, is_empty
 from .db import get_engine, resolve_url, session_scope, upgrade_schema
-from .errors import EvidenceError, NotFound, Problem, ValidationFailed
-from .export import FORMATS, export_results, template_csv, to_interchange, write_template
+from .errors import Conflict, DatabaseError, EvidenceError, NotAuthorized, NotFound, Problem, ValidationFailed
+from .export import FORMATS, escape_for_spreadsheet, export_results, template_csv, to_interchange, write_template
 from .models import Claim, Job, JobCell, Result, Study, Submission
 from .queries import ResultFilter, data_version, count_results, distinct_values, list_claims, list_studies, query_results, stats
-from .review import approve, history, pending_submissions, propose_correction, reject, submission_diff, submission_rows, whoami
+from .review import approve, self_approval_allowed, history, pending_submissions, propose_correction, reject, submission_diff, submission_rows, whoami
 from .rows import RESULT_COLUMNS, convert_result_row
 from .seed import ShippedRelease, load_releases, load_seed, loaded_releases, seed_loaded, shipped_releases
 from .store import add_study, import_results, preview_import, read_study_file
@@ -37,11 +37,11 @@ from .vocab import (
 __all__ = [
     "InitResult", "init_database", "is_empty",
     "get_engine", "resolve_url", "session_scope", "upgrade_schema",
-    "EvidenceError", "NotFound", "Problem", "ValidationFailed",
-    "FORMATS", "export_results", "template_csv", "to_interchange", "write_template",
+    "Conflict", "DatabaseError", "EvidenceError", "NotAuthorized", "NotFound", "Problem", "ValidationFailed",
+    "FORMATS", "escape_for_spreadsheet", "export_results", "template_csv", "to_interchange", "write_template",
     "Claim", "Job", "JobCell", "Result", "Study", "Submission",
     "ResultFilter", "data_version", "count_results", "distinct_values", "list_claims", "list_studies", "query_results", "stats",
-    "approve", "history", "pending_submissions", "propose_correction", "reject", "submission_diff", "submission_rows", "whoami",
+    "approve", "self_approval_allowed", "history", "pending_submissions", "propose_correction", "reject", "submission_diff", "submission_rows", "whoami",
     "RESULT_COLUMNS", "convert_result_row",
     "ShippedRelease", "load_releases", "load_seed", "loaded_releases", "seed_loaded", "shipped_releases",
     "add_study", "import_results", "preview_import", "read_study_file",
