@@ -23,8 +23,10 @@ from .robust import robust
 from .uni import METHODS, MetaInputError, TauCI, q_profile_ci, rma_uni
 
 _LAZY = {
-    "analysis": ("Analysis", "AnalysisSpec", "DoseResponse", "Sensitivity", "StudyEstimate", "SubgroupResult", "dose_response", "per_study",
-                 "rigour_sensitivity", "run_analysis", "study_estimate", "subgroups"),
+    "analysis": ("Analysis", "AnalysisSpec", "StudyEstimate", "SubgroupResult", "per_study", "run_analysis", "study_estimate", "subgroups"),
+    "dose": ("DoseResponse", "dose_response"),
+    "sensitivity": ("Sensitivity", "rigour_sensitivity", "RigourModerators", "rigour_moderators", "CorrelationSensitivity",
+                    "correlation_sensitivity"),
     "answers": ("Answers", "EvaluationKind", "KindAnswer", "QuestionAnswer", "answer"),
     "bias": ("EggerResult", "RankTestResult", "TrimFillResult", "egger_test", "influence", "leave_one_out", "rank_test", "trim_and_fill"),
     "contradictions": ("ContradictionReport", "PairReport", "Verdict", "contradiction_report"),
@@ -60,7 +62,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "Analysis", "AnalysisSpec", "DoseResponse", "Sensitivity", "StudyEstimate", "SubgroupResult",
     "Answers", "EvaluationKind", "KindAnswer", "QuestionAnswer", "answer", "dose_response", "per_study", "rigour_sensitivity",
-    "run_analysis", "study_estimate", "subgroups",
+    "run_analysis", "study_estimate", "subgroups", "RigourModerators", "rigour_moderators", "CorrelationSensitivity", "correlation_sensitivity",
     "EggerResult", "RankTestResult", "TrimFillResult", "egger_test", "influence", "leave_one_out", "rank_test", "trim_and_fill",
     "ContradictionReport", "PairReport", "Verdict", "contradiction_report", "MultiverseResult", "specifications", "BiasReport", "bias_report",
     "multilevel_egger", "pet_peese", "PubBiasSensitivity", "pubbias_sensitivity", "ReportDocument", "build_report", "SelectionModelResult",

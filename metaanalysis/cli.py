@@ -364,7 +364,8 @@ def plot(kind: str = typer.Argument(..., help="forest, funnel, bubble or dose"),
          x: str = typer.Option("sparsity", "--x", help="Moderator for bubble and dose plots."), method: str = typer.Option("REML", "--method"),
          opts=None):
     """Draw a plot of the filtered evidence to a file (headless)."""
-    from .analysis import AnalysisSpec, dose_response, per_study, run_analysis
+    from .analysis import AnalysisSpec, per_study, run_analysis
+    from .dose import dose_response
     from .bias import egger_test
     from .plots import StaticExportError, bubble_figure, dose_figure, forest_figure, funnel_figure, save_figure
 
@@ -408,7 +409,7 @@ def bias(method: str = typer.Option("REML", "--method"),
 def sensitivity(opts=None):
     """The default analysis with and without the high-risk results (evaluation rigour), and over the
     assumed correlation of dense and compressed accuracies (rho = 0, 0.5, 0.8, 0.9; exact paired counts kept)."""
-    from .analysis import correlation_sensitivity, rigour_moderators, rigour_sensitivity
+    from .sensitivity import correlation_sensitivity, rigour_moderators, rigour_sensitivity
     from .effects import EffectMeasure
 
     table = opts.table()

@@ -9,7 +9,7 @@ Each comparison of a dense and a compressed model on one test set gives one effe
   (metafor's ``escalc(measure = "MPRD")``, with its 0.5 added to every cell of a row with an empty
   cell, flagged). Elsewhere it is the binomial variance of each proportion, p(1-p)/n, minus twice the
   covariance ρ·sqrt(v₁v₂) (default ρ = 0: conservative), never below |Δ|(1 − |Δ|)/n, the least
-  paired variance that a difference Δ allows (p10 + p01 ≥ |Δ|). :func:`metaanalysis.analysis.
+  paired variance that a difference Δ allows (p10 + p01 ≥ |Δ|). :func:`metaanalysis.sensitivity.
   correlation_sensitivity` repeats the analysis over ρ = 0, 0.5, 0.8, 0.9.
 - ``log_odds_ratio``: log odds ratio of robust accuracy (compressed vs dense) from the 2×2 table of
   correct / incorrect images, 0.5 added to every cell of a row only where a cell is 0

@@ -4,7 +4,7 @@ After Carlini N, Athalye A, Papernot N, et al. (2019), "On Evaluating Adversaria
 (arXiv:1902.06705), and Athalye, Carlini & Wagner (2018) on adaptive attacks: a robustness number is
 only as good as the attack behind it and the care with which it was reported. Each component is
 kept, not only the total, so a reader sees *why* a result is rated as it is, and each can enter a
-meta-regression as a moderator (:func:`metaanalysis.analysis.rigour_moderators`).
+meta-regression as a moderator (:func:`metaanalysis.sensitivity.rigour_moderators`).
 
 Components (higher is better):
 

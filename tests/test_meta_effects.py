@@ -272,7 +272,7 @@ def test_low_risk_sensitivity_fits_on_the_seed_and_components_are_moderators(see
     t = compute_effects(query_results(seeded), EffectSettings(assume_n="dataset"))
     s = rigour_sensitivity(t)
     assert s.low_risk is not None and s.low_risk.fit.k > 1000  # Merkle's library-default PGD is no longer high-risk
-    from metaanalysis.analysis import rigour_moderators
+    from metaanalysis.sensitivity import rigour_moderators
 
     m = rigour_moderators(t)
     assert "attack_strength" in set(m.rows["component"])
