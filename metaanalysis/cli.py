@@ -15,8 +15,9 @@ import typer
 # evidence store, the analyses and the plots inside their bodies (issue 13: a CSV fit never waits
 # for sqlalchemy or plotly; check with `python -X importtime -m crev_cli meta run --input ...`).
 from .design import design_matrix
-from .multilevel import DEFAULT_RANDOM, EFFECT_LEVEL, MULTILEVEL_METHODS, parse_random, random_structure, rma_mv
+from .multilevel import MULTILEVEL_METHODS, rma_mv
 from .robust import robust
+from .structure import DEFAULT_RANDOM, EFFECT_LEVEL, parse_random, random_structure
 from .uni import METHODS, MetaInputError, rma_uni
 
 __all__ = ["app"]

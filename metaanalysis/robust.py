@@ -36,8 +36,9 @@ import pandas as pd
 from scipy import stats
 
 from .inference import coefficient_tests
-from .multilevel import Levels, NestedCovariance
+from .multilevel import NestedCovariance
 from .results import MetaResult
+from .structure import Levels
 from .uni import MetaInputError
 
 __all__ = ["robust", "symmetric_cr2", "ROBUST_KINDS", "CR2_FORMS", "CHOLESKY_CR2_MAX", "LOW_DF_WARNING"]

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from metaanalysis import robust
-from metaanalysis.multilevel import NestedCovariance, encode_levels, rma_mv
+from metaanalysis.multilevel import NestedCovariance, rma_mv
+from metaanalysis.structure import encode_levels
 
 HERE = Path(__file__).parent / "data" / "metafor"
 CASES = {
@@ -134,7 +135,7 @@ def test_row_order_does_not_change_the_fit():
 
 def test_levels_that_are_not_nested_are_refused():
     from metaanalysis import MetaInputError
-    from metaanalysis.multilevel import Levels
+    from metaanalysis.structure import Levels
 
     lv = Levels(("a", "a/b"), (np.array([0, 0, 1, 1]), np.array([0, 1, 0, 1])), (2, 2))
     with pytest.raises(MetaInputError, match="not nested"):
