@@ -49,6 +49,8 @@ def read_text_file(path: str | Path, *, kind: str) -> str:
     try:
         if path.is_dir():
             raise _fail(name, f"is a directory, not a {kind} file")
+        if path.exists() and not path.is_file():  # a device, FIFO or socket: reading could never end
+            raise _fail(name, f"is not a regular file, not a {kind} file")
         data = path.read_bytes()
     except FileNotFoundError:
         raise _fail(name, "no such file") from None
@@ -115,6 +117,8 @@ def parse_results_csv(text: str, name: str) -> list[dict]:
         reason = str(exc)
         if "unexpected end of data" in reason or "EOF" in reason:
             reason = f"unclosed quote: the quoted cell starting on line {start} never ends"
+        elif "expected after" in reason:
+            reason += f" (a quote opened in the row starting on line {start} may not be closed)"
         raise _fail(name, f"not a valid CSV file at line {reader.line_num}: {reason}") from None
     records = [r for r in records if any(c.strip() for c in r[2])]
     if not records:
@@ -123,6 +127,7 @@ def parse_results_csv(text: str, name: str) -> list[dict]:
     header = [h.strip() for h in header_cells]
     problems: list[Problem] = []
     seen: dict[str, int] = {}
+    header = [h if h.isprintable() else repr(h) for h in header]  # no control characters echoed to a terminal
     for pos, h in enumerate(header, start=1):
         if h in seen:
             problems.append(Problem(name, 0, h, f"column appears twice (positions {seen[h]} and {pos}); keep one"))

@@ -217,3 +217,49 @@ def test_commands_start_while_another_process_holds_the_sqlite_write_lock(seeded
     finally:
         holder.execute("ROLLBACK")
         holder.close()
+
+
+# --------------------------------------------------------------------------- upgrading a database the races damaged
+
+
+def test_upgrade_to_0003_resolves_duplicates_left_by_earlier_races(empty_url):
+    """A database written before the constraints may hold two current versions of one result, two
+    current results with one fingerprint, and one file imported twice; the upgrade keeps the newest
+    version, the first result and the first import, and deletes nothing."""
+    from datetime import datetime, timezone
+
+    from alembic import command
+
+    from evidence.db import _alembic_config, upgrade_schema, writer
+    from evidence.models import Result
+
+    engine = get_engine(empty_url)
+    cfg = _alembic_config(engine)
+    with writer(engine).begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0002")
+    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO submission (id, kind, submitted_by, submitted_at, status, summary, n_studies, n_claims, n_results, release) "
+            "VALUES (1, 'import_results', 'a', :now, 'approved', '', 0, 0, 6, '')"), {"now": now})
+        cols = {c.name for c in sa.Table("result", sa.MetaData(), autoload_with=conn).columns}
+        base = {c.name: c.default.arg for c in Result.__table__.columns if c.default is not None and not callable(c.default.arg)}
+        base.update(study_id="s", compression_family="quantization", submission_id=1, created_at=now, created_by="a", release="", provenance_text="")
+        rows = [
+            dict(uid="u1", version=1, fingerprint="fp1", current=True, review_status="approved"),
+            dict(uid="u1", version=2, fingerprint="fp2", current=True, review_status="approved"),  # two current versions
+            dict(uid="u2", version=1, fingerprint="fp3", current=True, review_status="approved"),
+            dict(uid="u3", version=1, fingerprint="fp3", current=True, review_status="approved"),  # one fingerprint twice
+            dict(uid="u4", version=1, fingerprint="fp9", current=False, review_status="pending"),
+            dict(uid="u5", version=1, fingerprint="fp9", current=False, review_status="pending"),  # a double import
+        ]
+        conn.execute(sa.insert(Result.__table__), [{k: v for k, v in {**base, **r}.items() if k in cols} for r in rows])
+    assert upgrade_schema(engine) >= "0003"
+    with engine.connect() as conn:
+        got = conn.execute(sa.text("SELECT uid, version, current, review_status FROM result ORDER BY id")).all()
+    assert [tuple(r) for r in got] == [
+        ("u1", 1, False, "approved"), ("u1", 2, True, "approved"),
+        ("u2", 1, True, "approved"), ("u3", 1, False, "approved"),
+        ("u4", 1, False, "pending"), ("u5", 1, False, "rejected"),
+    ]

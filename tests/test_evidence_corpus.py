@@ -128,6 +128,9 @@ BAD_FILES: list[Case] = [
     # --- CSV structure
     Case("csv unclosed quote swallows next row", _raw_csv(_unclosed_quote_rows()), ("unclosed quote",)),
     Case("csv unclosed quote at end of file", _raw_csv(_csv_text([result_row()]) + 'x,"open\n'), ("unclosed quote",)),
+    Case("csv unclosed quote before a row with quotes", _raw_csv(_unclosed_quote_rows().rstrip("\n") + "\n" + _csv_text([result_row(notes='Table 3, "as printed"', robust_acc_compressed="44.0")]).splitlines()[1] + "\n"), ("in.csv",)),
+    Case("csv path is a device (link to /dev/zero)", lambda d: (d / "zero.csv").symlink_to("/dev/zero") or ["import", str(d / "zero.csv")], ("zero.csv", "not a regular file")),
+    Case("csv header with a control character", _raw_csv(_csv_text([result_row()]).replace("notes", "notes\x1b[31m", 1)), ("unknown column", "\\x1b")),
     Case("csv duplicated header column", _raw_csv(_duplicated_header()), ("epsilon", "twice")),
     Case("csv text after closing quote", _raw_csv(_csv_text([result_row()]).replace("Table 9 (test)", '"Table" 9')), ("not a valid csv",)),
     Case("csv missing column", _columns([c for c in RESULT_COLUMNS if c != "epsilon"]), ("epsilon", "missing")),

@@ -12,12 +12,22 @@ Rules the database itself enforces, so that processes racing each other cannot b
 - on PostgreSQL, a guard on inserts: a role that is a member of ``crev_submitter`` but not of
   ``crev_curator`` can only add pending, non-current rows (see docs/SECURITY.md for the roles).
 
+A database written before this revision may already hold what the races left behind. Before the
+indexes are created: of two current versions of one entry the newest stays current; of two current
+results with one fingerprint the first stays current (the other stays, approved but not current,
+in its history); of two pending new results with one fingerprint the later is rejected. Each
+count is logged; nothing is deleted.
+
 Revision ID: 0003
 Revises: 0002
 """
+import logging
+
 from alembic import op
 import sqlalchemy as sa
 import sqlmodel
+
+log = logging.getLogger("alembic.runtime.migration")
 
 
 revision = '0003'
@@ -82,7 +92,28 @@ END $$;
 """
 
 
+def _resolve_existing_duplicates() -> None:
+    bind = op.get_bind()
+    steps = [
+        (f"{table}: older current versions of one {key}",
+         f"UPDATE {table} SET current = :f WHERE current = :t AND id NOT IN "
+         f"(SELECT max(id) FROM {table} WHERE current = :t GROUP BY {key})")
+        for table, key in (('study', 'study_id'), ('claim', 'uid'), ('result', 'uid'))
+    ]
+    steps.append(("result: later current results with the same fingerprint",
+                  "UPDATE result SET current = :f WHERE current = :t AND id NOT IN "
+                  "(SELECT min(id) FROM result WHERE current = :t GROUP BY fingerprint)"))
+    steps.append(("result: later pending new results with the same fingerprint (rejected)",
+                  "UPDATE result SET review_status = 'rejected' WHERE review_status = 'pending' AND version = 1 AND id NOT IN "
+                  "(SELECT min(id) FROM result WHERE review_status = 'pending' AND version = 1 GROUP BY fingerprint)"))
+    for what, sql in steps:
+        n = bind.execute(sa.text(sql), {"t": True, "f": False}).rowcount
+        if n:
+            log.warning("migration 0003: %d row(s) resolved: %s", n, what)
+
+
 def upgrade() -> None:
+    _resolve_existing_duplicates()
     with op.batch_alter_table('submission', schema=None) as batch_op:
         batch_op.add_column(sa.Column('submitted_db_user', sqlmodel.sql.sqltypes.AutoString(length=120), nullable=True))
         batch_op.add_column(sa.Column('reviewed_db_user', sqlmodel.sql.sqltypes.AutoString(length=120), nullable=True))
