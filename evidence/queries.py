@@ -209,11 +209,13 @@ def list_claims(engine: Engine, status: Status = "approved") -> pd.DataFrame:
 
 
 def distinct_values(engine: Engine, column: str) -> list:
-    """Sorted distinct values of a result column among current rows (for filter widgets)."""
+    """Sorted distinct values of a result column among current rows (for filter widgets); a
+    vocabulary column gives its enum members."""
     t = Result.__table__
     with engine.connect() as conn:
         vals = conn.execute(sa.select(t.c[column]).where(t.c.current.is_(True)).distinct()).scalars().all()
-    return sorted((getattr(v, "value", v) for v in vals if v is not None), key=str)
+    enum = _ENUM_COLS.get(column)
+    return sorted((enum(v) if enum is not None else v for v in vals if v is not None), key=str)
 
 
 @dataclass(frozen=True)
