@@ -110,6 +110,7 @@ def test_import_writes_two_rows_per_compressed_entry_and_reports_every_skip(seed
     assert pruned.loc["reported", "robust_acc_dense"] == 55.0 and pruned.loc["autoattack_acc", "robust_acc_dense"] == 50.0
     assert (pruned["clean_acc_dense"] == 85.0).all() and set(pruned["compression_family"]) == {"structured_pruning"}
 
+    assert "cifar10/Linf/Twice2021Quantized.json: key 'clean_acc' appears twice with the same value (read once)" in report.warnings
     twice = df[df["url_or_path"].str.endswith("Twice2021Quantized.json")]
     assert len(twice) == 2 and set(twice["compression_family"]) == {"quantization"}
     bnn = df[df["url_or_path"].str.endswith("Bnn2020Binarized.json")]

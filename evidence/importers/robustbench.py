@@ -64,19 +64,26 @@ class MalformedEntry(ValueError):
     """An entry that cannot be read as RobustBench publishes it."""
 
 
-def _pairs(pairs: list[tuple[str, object]]) -> dict:
-    out: dict = {}
-    for key, value in pairs:
-        if key in out and out[key] != value:
-            raise MalformedEntry(f"key {key!r} appears twice with different values ({out[key]!r} and {value!r}): cannot tell which is right")
-        out[key] = value
-    return out
+def _pairs_hook(repeated: list[str]):
+    def hook(pairs: list[tuple[str, object]]) -> dict:
+        out: dict = {}
+        for key, value in pairs:
+            if key in out:
+                if out[key] != value:
+                    raise MalformedEntry(f"key {key!r} appears twice with different values ({out[key]!r} and {value!r}): cannot tell which is right")
+                repeated.append(key)
+            out[key] = value
+        return out
+
+    return hook
 
 
-def read_entry(path: Path) -> dict:
-    """One ``model_info`` file as a dict; ``MalformedEntry`` for bad JSON or a conflicting duplicated key."""
+def read_entry(path: Path, repeated: list[str] | None = None) -> dict:
+    """One ``model_info`` file as a dict; ``MalformedEntry`` for bad JSON or a conflicting duplicated
+    key. Keys repeated with the same value are appended to ``repeated`` (harmless, but reported)."""
+    repeated = [] if repeated is None else repeated
     try:
-        data = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_pairs)
+        data = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_pairs_hook(repeated))
     except UnicodeDecodeError:
         raise MalformedEntry("not UTF-8 text") from None
     except json.JSONDecodeError as exc:
@@ -173,11 +180,13 @@ class RobustBenchImporter(Importer):
         for path in files:
             rel = path.relative_to(source)
             report.rows_read += 1
+            repeated: list[str] = []
             try:
-                entry = read_entry(path)
+                entry = read_entry(path, repeated)
             except MalformedEntry as exc:
                 report.skipped.append(f"{rel}: {exc}")
                 continue
+            report.warnings.extend(f"{rel}: key {k!r} appears twice with the same value (read once)" for k in repeated)
             match = compression_match(entry)
             if match is None:
                 report.skipped.append(f"{rel}: not a compressed model (no compression keyword in {', '.join(_FIELDS)})")
