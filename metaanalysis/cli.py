@@ -80,6 +80,19 @@ class _Opts:
         upgrade_schema(engine)
         return engine
 
+    def evidence_used(self) -> dict:
+        """Which evidence a command read: the pinned release and its content hash, or the live database."""
+        pinned = self.release_package
+        if pinned is not None:
+            return {"release": pinned.version, "content_hash": pinned.content_hash}
+        return {"release": None, "database": "live database (not pinned to a release)"}
+
+    def evidence_line(self) -> str:
+        used = self.evidence_used()
+        if used["release"]:
+            return f"evidence: release {used['release']} ({used['content_hash']})"
+        return "evidence: the live database (not pinned to a release; see --release)"
+
     def snapshot(self):
         from .data import load_snapshot
 
@@ -252,15 +265,10 @@ def run(
     an = run_analysis(table, spec)
     if effects_out:
         table.to_csv(effects_out)
-    pinned = opts.release_package
-    evidence_used = ({"release": pinned.version, "content_hash": pinned.content_hash} if pinned is not None
-                     else {"release": None, "database": "live database (not pinned to a release)"})
     if as_json:
-        typer.echo(json.dumps({**an.to_dict(), "evidence": evidence_used}, indent=1))
+        typer.echo(json.dumps({**an.to_dict(), "evidence": opts.evidence_used()}, indent=1))
     else:
-        head = (f"evidence: release {pinned.version} ({pinned.content_hash})" if pinned is not None
-                else "evidence: the live database (not pinned to a release; see --release)")
-        typer.echo(head + "\n" + an.summary() + "\n\n" + table.summary())
+        typer.echo(opts.evidence_line() + "\n" + an.summary() + "\n\n" + table.summary())
 
 
 @app.command()
@@ -272,7 +280,8 @@ def answer(as_json: bool = typer.Option(False, "--json"), question: list[str] = 
     from .answers import answer as answer_questions
 
     ans = answer_questions(opts.table(), questions=question or None)
-    typer.echo(json.dumps(ans.to_dict(), indent=1) if as_json else ans.summary())
+    typer.echo(json.dumps({**ans.to_dict(), "evidence": opts.evidence_used()}, indent=1) if as_json
+               else opts.evidence_line() + "\n" + ans.summary())
 
 
 @app.command()
@@ -317,6 +326,15 @@ def report(out: Path = typer.Option(..., "--out", help="FILE.html (plots inline)
         mv = run_multiverse(snap.results, workers=workers)
     doc = build_report(compute_effects(snap.results, opts.settings), snap.studies, snap.claims, correction=correction, multiverse=mv)
     text = doc.to_html() if out.suffix == ".html" else doc.to_json() if out.suffix == ".json" else doc.to_markdown()
+    # the document records the evidence it was built from (a pinned release and its hash, or the live database)
+    if out.suffix == ".json":
+        text = json.dumps({**json.loads(text), "evidence": opts.evidence_used()}, indent=1)
+    elif out.suffix == ".md":
+        text = f"_{opts.evidence_line()}_\n\n" + text
+    elif "<body>" in text:
+        import html as _html
+
+        text = text.replace("<body>", f"<body>\n<p><em>{_html.escape(opts.evidence_line())}</em></p>", 1)
     out.write_text(text, encoding="utf-8")
     typer.echo(doc.contradictions.summary())
     typer.echo(f"wrote {out}")
