@@ -24,7 +24,7 @@ from enum import StrEnum
 
 import torch
 
-__all__ = ["DeviceKind", "DeviceError", "Runtime", "resolve_device", "configure", "attack_autocast", "move_split"]
+__all__ = ["DeviceKind", "DeviceError", "Runtime", "resolve_device", "configure", "attack_autocast", "move_split", "OnCPU"]
 
 
 class DeviceKind(StrEnum):
@@ -160,3 +160,15 @@ def move_split(split, device: torch.device | str):
         return split
     return dataclasses.replace(split, x_train=split.x_train.to(device), y_train=split.y_train.to(device), x_test=split.x_test.to(device),
                                y_test=split.y_test.to(device))
+
+
+class OnCPU(torch.nn.Module):
+    """Run ``model`` (a CPU-only module, e.g. a torch.ao int8 model) on CPU copies of its inputs; the
+    outputs go back to the inputs' device, so it can be evaluated beside GPU tensors."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(x.cpu()).to(x.device)

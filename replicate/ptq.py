@@ -16,7 +16,7 @@ integer-arithmetic-only inference", CVPR) with:
 Attacks: as in the parent class, gradient attacks are crafted on an 8-bit fake-quantized twin (same
 granularity) and evaluated on the int8 model (a transfer attack, threat model ``transfer``); the
 twin's agreement with the int8 model is measured. On a GPU run the int8 model is evaluated on the
-CPU through :class:`OnCPU` (inputs moved there and outputs back).
+CPU through :class:`replicate.device.OnCPU` (inputs moved there and outputs back).
 """
 
 from __future__ import annotations
@@ -30,20 +30,10 @@ from torch import nn
 from evidence.vocab import ThreatModel
 
 from .compression import Compressed, CompressionInfo, Granularity, Int8PTQ, Quantizer, ScaleRule
+from .device import OnCPU
 from .efficiency import Efficiency, count_params_macs, latency_ms
 
-__all__ = ["Int8PTQMeasured", "OnCPU", "qconfig_mapping"]
-
-
-class OnCPU(nn.Module):
-    """Run ``model`` (a CPU-only int8 model) on CPU copies of the inputs; outputs go back to the inputs' device."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x):
-        return self.model(x.cpu()).to(x.device)
+__all__ = ["Int8PTQMeasured", "qconfig_mapping"]
 
 
 @contextlib.contextmanager
