@@ -71,6 +71,21 @@ def test_meta_run_reports_a_bad_csv_in_one_line(tmp_path):
     assert err.strip() == f"error: {csv}: column yi is not numeric (row 2: 'abc')"
 
 
+@pytest.mark.parametrize("text, message", [
+    ("yi,vi\n0.1,0.01\n0.2,\n", "column vi must be positive numbers (row 2: empty)"),
+    ("yi,vi\n0.1,0.01\n0.2,-0.5\n", "column vi must be positive numbers (row 2: -0.5)"),
+    ("yi,vi\n0.1,0.01,5\n0.2,0.02\n", "not a readable CSV file (CSV parse error"),
+    ("", "not a readable CSV file (Empty CSV file)"),
+    ("yi;vi\n0.1;0.01\n", "missing column(s) yi, vi (have yi;vi)"),
+], ids=["empty-cell", "negative-variance", "ragged", "empty-file", "wrong-delimiter"])
+def test_meta_run_names_the_row_and_the_reason_and_exits_2(tmp_path, text, message):
+    csv = tmp_path / "effects.csv"
+    csv.write_text(text, encoding="utf-8")
+    res = CliRunner().invoke(app, ["meta", "run", "--input", str(csv)])
+    assert res.exit_code == 2
+    assert f"error: {csv}: {message}" in res.stderr
+
+
 def test_replicate_without_torchattacks_prints_the_install_hint_not_no_such_command():
     code, out, err, _ = _crev("replicate", "claims", block=("torchattacks",))
     assert code == 2
