@@ -175,6 +175,7 @@ BAD_FILES: list[Case] = [
     # --- text and references
     Case("dataset longer than 120 characters", _csv(dataset="C" * 200), ("dataset", "120")),
     Case("cluster longer than 255 characters", _columns([*RESULT_COLUMNS, "cluster"], cluster="k" * 300), ("cluster", "255")),
+    Case("submitter name longer than 120 characters", lambda d: ["import", str(write_rows(d / "in.csv", [result_row(robust_acc_compressed="17.5")])), "--by", "n" * 200], ("submitted_by", "120")),
     Case("unknown study id", _csv(study_id="nobody_2099_ghost"), ("study_id", "unknown study")),
     Case("required field empty", _csv(url_or_path=""), ("url_or_path", "required")),
     Case("verbatim_check not yes/no", _csv(verbatim_check="perhaps"), ("verbatim_check",)),
