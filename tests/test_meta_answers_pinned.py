@@ -1,0 +1,45 @@
+"""``metaanalysis.answer`` on the shipped seed and coverage releases gives the numbers pinned in
+tests/data/answers/seed_answers.json (made by make_seed_answers.py before the fitting code was
+made faster): every estimate, SE, CI, PI, p-value, df, leave-one-out bound and per-study estimate
+within 1e-8 (relative, or absolute near 0), every verdict string and count exactly."""
+
+import json
+import math
+import sys
+from pathlib import Path
+
+DATA = Path(__file__).parent / "data" / "answers"
+sys.path.insert(0, str(DATA))
+
+from make_seed_answers import seed_answers  # noqa: E402
+
+TOL = 1e-8
+
+
+def _diffs(a, b, path="answers"):
+    if isinstance(a, dict):
+        if set(a) != set(b):
+            yield f"{path}: keys {sorted(set(a) ^ set(b))} differ"
+            return
+        for k in a:
+            yield from _diffs(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, list):
+        if len(a) != len(b):
+            yield f"{path}: {len(a)} items pinned, {len(b)} now"
+            return
+        for i, (x, y) in enumerate(zip(a, b)):
+            yield from _diffs(x, y, f"{path}[{i}]")
+    elif isinstance(a, float) and isinstance(b, (int, float)) and not isinstance(b, bool):
+        if not math.isclose(a, b, rel_tol=TOL, abs_tol=TOL):
+            yield f"{path}: pinned {a!r}, now {b!r}"
+    elif a != b:
+        yield f"{path}: pinned {a!r}, now {b!r}"
+
+
+def test_seed_answers_equal_the_pinned_numbers(seeded_template):
+    from evidence import get_engine
+
+    pinned = json.loads((DATA / "seed_answers.json").read_text())["answers"]
+    now = json.loads(json.dumps(seed_answers(get_engine(f"sqlite:///{seeded_template}"))))
+    diffs = list(_diffs(pinned, now))
+    assert not diffs, f"{len(diffs)} differences (if the shipped seed or coverage release changed, rerun make_seed_answers.py):\n" + "\n".join(diffs[:20])
