@@ -27,8 +27,14 @@ def _fail(msg: str) -> None:
 
 
 def _engine(db):
-    e = get_engine(db)
-    upgrade_schema(e)
+    """The database, or a one-line error naming it (damaged or empty file, unknown scheme, no server)."""
+    from evidence import DatabaseError
+
+    try:
+        e = get_engine(db)
+        upgrade_schema(e)
+    except DatabaseError as exc:
+        _fail(str(exc))
     return e
 
 

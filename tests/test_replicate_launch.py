@@ -75,3 +75,19 @@ def test_only_the_launcher_or_a_curator_can_cancel(engine, spec):
     assert launch.cancel_job(engine, job.id, by="ann").cancel_requested
     other = create_job(engine, spec, executor="local", by="bob")
     assert launch.cancel_job(engine, other.id, by="carol", curator=True).cancel_requested
+
+
+def test_replicate_commands_name_an_unusable_database_in_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from replicate.cli import app
+
+    zero = tmp_path / "zero.db"
+    zero.write_bytes(b"")
+    for url, expect in ((str(zero), "0-byte"), ("mysql://u:pw@host/crev", "unsupported scheme")):
+        res = CliRunner().invoke(app, ["status", "--db", url])
+        assert res.exit_code == 2, res.output
+        assert res.exception is None or isinstance(res.exception, SystemExit)  # no traceback
+        assert res.stderr.startswith("error: database ") and expect in res.stderr and len(res.stderr.strip().splitlines()) == 1
+        assert "pw" not in res.stderr
+    assert zero.stat().st_size == 0
