@@ -14,6 +14,7 @@ Two kinds of cache, both shared by every browser session of the server process:
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -41,6 +42,7 @@ FILTER_KEYS = ("f_dataset", "f_family", "f_adv", "f_threat", "f_attack", "f_sour
 PRECOMPUTE = os.environ.get("CREV_APP_PRECOMPUTE", "1").strip() != "0"
 EPS_STEPS = [0.0] + [k / 255 for k in (0.5, 1, 2, 3, 4, 6, 8, 10, 12, 16, 20, 24, 32, 48, 64, 96, 128)]
 _EPS_TOL = 1e-9
+log = logging.getLogger("crev.app")
 
 
 def db_url() -> str:
@@ -140,11 +142,19 @@ class _Reports:
             if fut is None or (fut.done() and fut.exception() is not None and time.time() - getattr(fut, "t", 0) > 30):
                 fut = self.pool.submit(fn)
                 fut.t = time.time()
+                fut.add_done_callback(lambda f, key=key: _log_failure(key, f))
                 self.futures[key] = fut
                 while len(self.futures) > 16:
                     self.futures.popitem(last=False)
             self.futures.move_to_end(key)
             return fut
+
+
+def _log_failure(key: tuple, fut: Future) -> None:
+    """A background report that raised is a bug the page only summarises: log it with its traceback."""
+    exc = None if fut.cancelled() else fut.exception()
+    if exc is not None:
+        log.error("background report %s failed", key[1], exc_info=(type(exc), exc, exc.__traceback__))
 
 
 @st.cache_resource(show_spinner=False)
