@@ -94,7 +94,7 @@ class Analysis:
         return "\n".join([self.fit.summary(), *(f"note: {n}" for n in self.notes if n not in self.fit.notes)])
 
 
-def _fit(df: pd.DataFrame, X, names, spec: AnalysisSpec, notes: list[str]) -> MetaResult:
+def _fit(df: pd.DataFrame, X, names, spec: AnalysisSpec, notes: list[str], start: dict[str, float] | None = None) -> MetaResult:
     y, v = df["yi"].to_numpy(float), df["vi"].to_numpy(float)
     p = 1 if X is None else np.asarray(X).shape[1]
     n_study = int(df["study"].nunique()) if "study" in df else 0
@@ -114,7 +114,7 @@ def _fit(df: pd.DataFrame, X, names, spec: AnalysisSpec, notes: list[str]) -> Me
         if robust_kind:
             test = "z"  # replaced by the cluster-robust tests below
         fit = rma_mv(y, v, X=X, names=names, random=[df[c] for c in levels], random_names=list(levels), method=spec.method, test=test,
-                     dfs="contain", level=spec.level, component_tests=spec.component_tests, profile_ci=spec.profile_ci)
+                     dfs="contain", level=spec.level, component_tests=spec.component_tests, profile_ci=spec.profile_ci, start=start)
         if spec.test == "z" and not robust_kind:
             notes.append("z tests on a multilevel model ignore how few studies there are (asked for explicitly)")
     else:
@@ -131,8 +131,9 @@ def _fit(df: pd.DataFrame, X, names, spec: AnalysisSpec, notes: list[str]) -> Me
     return fit
 
 
-def run_analysis(table: EffectTable | pd.DataFrame, spec: AnalysisSpec | None = None) -> Analysis:
-    """Fit ``spec`` to the effects; rows lacking a moderator are reported in ``excluded``."""
+def run_analysis(table: EffectTable | pd.DataFrame, spec: AnalysisSpec | None = None, *, start: dict[str, float] | None = None) -> Analysis:
+    """Fit ``spec`` to the effects; rows lacking a moderator are reported in ``excluded``. ``start``:
+    starting σ² of a multilevel fit by component name (a related fit's ``sigma2``, see :func:`rma_mv`)."""
     spec = spec or AnalysisSpec()
     if isinstance(table, EffectTable):
         df, excluded, notes = table.effects, table.excluded.copy(), list(table.notes)
@@ -147,7 +148,7 @@ def run_analysis(table: EffectTable | pd.DataFrame, spec: AnalysisSpec | None = 
         dropped["reason"] = design.dropped_reason
         excluded = pd.concat([excluded, dropped], ignore_index=True)
         notes.append(f"{int((~design.rows).sum())} effects left out of the meta-regression: {design.dropped_reason}")
-    fit = _fit(used, design.X, design.names, spec, notes)
+    fit = _fit(used, design.X, design.names, spec, notes, start)
     return Analysis(fit, spec, used, excluded, notes)
 
 

@@ -174,11 +174,11 @@ class _Fits:
     def _key(self, g: pd.DataFrame, what: str):
         return what, hash(g.index.values.tobytes()), len(g)
 
-    def pooled(self, g: pd.DataFrame):
+    def pooled(self, g: pd.DataFrame, start: dict[str, float] | None = None):
         key = self._key(g, "pooled")
         if key not in self._cache:
             try:
-                self._cache[key] = run_analysis(g.reset_index(drop=True), self.spec)
+                self._cache[key] = run_analysis(g.reset_index(drop=True), self.spec, start=start)
             except MetaInputError as exc:
                 self._cache[key] = exc
         return self._cache[key]
@@ -204,7 +204,7 @@ def _kind_answer(g: pd.DataFrame, kind: EvaluationKind, fits: _Fits, unit: str) 
     c = an.fit.coefficients[0]
     loo = []
     for s in studies:
-        rest = fits.pooled(g[g["study"] != s])
+        rest = fits.pooled(g[g["study"] != s], start=an.fit.sigma2)
         if not isinstance(rest, MetaInputError):
             loo.append((s, rest.fit.estimate))
     flips = [s for s, e in loo if (e > 0) != (c.estimate > 0)]

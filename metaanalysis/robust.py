@@ -36,7 +36,7 @@ import pandas as pd
 from scipy import stats
 
 from .inference import coefficient_tests
-from .multilevel import NestedCovariance
+from .multilevel import NestedCovariance, one_blas_thread
 from .results import MetaResult
 from .structure import Levels
 from .uni import MetaInputError
@@ -88,6 +88,12 @@ def symmetric_cr2(M, N, xwe):
 
 def robust(fit: MetaResult, yi, vi, X, cluster, *, kind: str = "CR2", level: float = 0.95, form: str = "auto") -> MetaResult:
     """Cluster-robust tests of a fitted model's coefficients (``kind`` = CR2, CR1 or CR0; ``form`` of CR2)."""
+    # one cluster's n×n eigen-decomposition at a time: threaded LAPACK only adds contention on a busy machine
+    with one_blas_thread():
+        return _robust(fit, yi, vi, X, cluster, kind=kind, level=level, form=form)
+
+
+def _robust(fit: MetaResult, yi, vi, X, cluster, *, kind: str, level: float, form: str) -> MetaResult:
     kind = kind.upper()
     if kind not in ROBUST_KINDS:
         raise MetaInputError(f"robust inference is one of {', '.join(ROBUST_KINDS)}")
