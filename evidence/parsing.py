@@ -247,6 +247,17 @@ def parse_attack(text: str | None) -> Attack:
     s = _low(text)
     if not s:
         return Attack.other
+    # the adaptive attacks and AutoAttack variants named as such (crev replicate's labels, curated texts)
+    if s.startswith("eot") or "expectation over transformation" in s or "eot_pgd" in s:
+        return Attack.eot_pgd
+    if s.startswith("bpda"):
+        return Attack.bpda
+    if "pgd++" in s or "pgd_pp" in s:
+        return Attack.pgd_pp
+    if "autoattack_standard" in s or s.startswith("autoattack standard ("):
+        return Attack.autoattack_standard
+    if "autoattack_fast" in s or s.startswith("autoattack, fast subset"):
+        return Attack.autoattack_fast
     if "autoattack" in s or "auto-attack" in s or "apgd" in s:
         return Attack.autoattack
     if "certif" in s or "smoothing" in s or "verified" in s:

@@ -152,7 +152,7 @@ def decide_family(levels: list[LevelEffect], direction: Direction, margin: float
     excluded = [lv for lv in levels if lv.excluded]
     note = f"; {len(excluded)} level(s) excluded for possible gradient masking" if excluded else ""
     if not usable:
-        return VerdictValue.inconclusive, ("no level with two or more seeds" if not excluded else "every level excluded") + note
+        return VerdictValue.inconclusive, "no level with two or more seeds free of gradient-masking flags" + note
     detail = "; ".join(_fmt(lv) for lv in usable)
     pos = [lv for lv in usable if lv.sign > 0]
     neg = [lv for lv in usable if lv.sign < 0]

@@ -80,10 +80,15 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(1)
     from evidence import init_database
+    from evidence.seed import load_release, shipped_releases
     from replicate import catalogue, run_job
 
-    engine, _ = init_database(args.db or f"sqlite:///{work / 'release.db'}")
-    specs = catalogue()
+    engine, _ = init_database(args.db or f"sqlite:///{work / 'release.db'}", load=False)
+    for rel in shipped_releases():  # the literature's releases (the claims), never this release itself
+        if rel.name != RELEASE:
+            load_release(engine, rel)
+    every = catalogue()
+    specs = dict(every)
     if args.only:
         specs = {k: v for k, v in specs.items() if k in args.only.split(",")}
     # CPU processes, one thread each: deterministic, and what the release's provenance records
@@ -110,8 +115,14 @@ def main(argv=None) -> int:
             print(f"{k}: {out.status.value}, {out.n_results} rows ({out.n_skipped_existing} already stored), {timings[k]:.0f} s", flush=True)
             for v in out.verdicts:
                 print(f"   {v.study} ({v.direction.value}): {v.verdict.value} - {v.reason}", flush=True)
-    export(engine, Path(args.out), curator=args.curator, specs=todo, skipped=skipped, timings=timings, workers=args.workers)
+    export(engine, Path(args.out), curator=args.curator, specs=every, skipped=skipped, timings=timings, workers=args.workers)
     return 0
+
+
+def _missing(v) -> bool:
+    import pandas as pd
+
+    return v is None or (isinstance(v, str) and v == "") or (not isinstance(v, str) and bool(pd.isna(v)))
 
 
 def export(engine, out: Path, *, curator: str, specs: dict, skipped: dict, timings: dict, workers: int) -> None:
@@ -142,10 +153,12 @@ def export(engine, out: Path, *, curator: str, specs: dict, skipped: dict, timin
     res = to_interchange(df)
     for col in (*OPTIONAL_COLUMNS, *RELEASE_COLUMNS):
         if col in df.columns and col not in res.columns:
-            res[col] = df[col].map(lambda v: "" if v is None or (isinstance(v, float) and pd.isna(v)) else (v.value if hasattr(v, "value") else v))
+            res[col] = df[col].map(lambda v: "" if _missing(v) else (v.value if hasattr(v, "value") else v))
+    for col in ("clean_acc_dense", "robust_acc_dense", "clean_acc_compressed", "robust_acc_compressed"):  # count / n_test, no float noise
+        res[col] = df[col].map(lambda v: "" if _missing(v) else f"{round(float(v), 6):g}")
     for col in OPTIONAL_COLUMNS:  # counts as integers, never 12.0
         if col in res.columns and col != "cluster":
-            res[col] = res[col].map(lambda v: "" if v == "" or pd.isna(v) else str(int(v)))
+            res[col] = res[col].map(lambda v: "" if _missing(v) else str(int(v)))
     out.mkdir(parents=True, exist_ok=True)
     res.to_csv(out / "results.csv", index=False)
     pd.DataFrame([{
