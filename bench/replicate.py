@@ -154,7 +154,67 @@ def scale_figures(runs: int = 5) -> None:
           f"{250 * epoch_s / 3600:.0f} h; evaluation is minutes)")
 
 
+def full_claim_five_seeds(claim: str = "pruning_without_at", workers: int = 2) -> None:
+    """A full catalogue claim at its full settings (5 seeds, every level, rigour checks) on MNIST-5k,
+    with ``workers`` single-thread Dask workers (issue 11). Target: < 10 min on 2 cores."""
+    from evidence import init_database
+    from replicate import get_claim_spec, run_job
+
+    spec = get_claim_spec(claim).model_copy(update={"device": "cpu"})
+    assert len(spec.seeds) == 5 and spec.data.name == "mnist5k"
+    with tempfile.TemporaryDirectory() as d:
+        os.environ["CREV_CACHE"] = str(Path(d) / "cache")
+        engine, _ = init_database(f"sqlite:///{Path(d) / 'full.db'}", load=False)
+        t0 = time.perf_counter()
+        out = run_job(engine, spec, executor="dask" if workers > 1 else "local", workers=workers, threads=1, show_progress=False)
+        total = time.perf_counter() - t0
+    print(f"full catalogue claim {claim} on MNIST-5k (5 seeds, {sum(len(c.levels) or 1 for c in spec.compression)} levels, "
+          f"{sum(len(a.eps) for a in spec.attacks)} attack settings, rigour checks on, {workers} workers): {total:.0f} s "
+          f"(dense + surrogates {out.timings['dense_s']:.0f} s, cells {out.timings['cells_s']:.0f} s); target < 600 s on 2 cores")
+    for v in out.verdicts:
+        print(f"  {v.study} ({v.direction.value}): {v.verdict.value} - {v.reason}")
+
+
+# The issue's independent script (PGD-10, eps 0.1, Linf, step 2.5 eps / 10, random start; Adam; compressed
+# models fine-tuned after compression) and its numbers (% robust). Matched settings, documented here:
+# digits: LeNet of width 8 (the independent script's, half of crev's default 16), 10 epochs at lr 3e-3,
+# global L1 pruning to 95 % with 2 epochs of standard fine-tuning at lr 1e-3; MNIST-5k: crev's LeNet,
+# 6 epochs at lr 2e-3, 2-bit per-channel MSE-clipped weights (float activations), QAT 2 epochs at lr 1e-3.
+INDEPENDENT = {"digits dense": 53.2, "digits 95 % pruned": 30.8, "MNIST-5k 2-bit": 45.6}
+
+
+def reproduce_independent(seeds=(0, 1, 2)) -> None:
+    from replicate import AttackSpec, Pruner, Quantizer, TrainConfig, evaluate_attack, load_split
+    from replicate.training import train_model
+
+    torch.set_num_threads(1)
+    got: dict[str, list[float]] = {k: [] for k in INDEPENDENT}
+    with tempfile.TemporaryDirectory() as d:
+        os.environ["CREV_CACHE"] = str(Path(d) / "cache")
+        dig = load_split("digits", seed=0)
+        mn = load_split("mnist5k", seed=0, n_test=500)
+        pgd = AttackSpec("pgd", 0.1, 10)
+        for s in seeds:
+            m, _ = train_model(dig, "lenet", TrainConfig(epochs=10, lr=3e-3, width=8), s)
+            got["digits dense"].append(100 * float(evaluate_attack(m, pgd, dig.x_test, dig.y_test, n_classes=10, seed=s).double().mean()))
+            p = Pruner("global_l1", 0.95, finetune="standard", finetune_epochs=2, finetune_lr=1e-3).compress(m, dig, s).model
+            got["digits 95 % pruned"].append(100 * float(evaluate_attack(p, pgd, dig.x_test, dig.y_test, n_classes=10, seed=s).double().mean()))
+            m2, _ = train_model(mn, "lenet", TrainConfig(epochs=6, lr=2e-3, batch_size=128), s)
+            q = Quantizer(bits=2, qat_epochs=2, lr=1e-3).compress(m2, mn, s).model
+            got["MNIST-5k 2-bit"].append(100 * float(evaluate_attack(q, pgd, mn.x_test, mn.y_test, n_classes=10, seed=s).double().mean()))
+    for k, ref in INDEPENDENT.items():
+        mean = statistics.mean(got[k])
+        print(f"independent check, {k}: crev {mean:.1f} % (seeds {', '.join(f'{v:.1f}' for v in got[k])}) vs independent {ref:.1f} %: "
+              f"difference {mean - ref:+.1f} pp (target within 3 pp)")
+
+
 def main() -> None:
+    if "--independent" in sys.argv:
+        reproduce_independent()
+        return
+    if "--full-claim" in sys.argv:
+        full_claim_five_seeds()
+        return
     scale_figures()
     if "--scale-only" in sys.argv:
         return
