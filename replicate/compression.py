@@ -43,6 +43,7 @@ from torch.nn.utils import prune
 from evidence.vocab import CompressionFamily, ThreatModel
 
 from .datasets import Split
+from .device import OnCPU
 from .efficiency import Efficiency
 from .training import TrainConfig, fit
 
@@ -399,14 +400,16 @@ class Int8PTQ(Compressor):
         from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
         torch.backends.quantized.engine = "x86" if "x86" in torch.backends.quantized.supported_engines else "fbgemm"
-        example = split.x_train[:8]
-        prepared = prepare_fx(copy.deepcopy(dense).eval(), get_default_qconfig_mapping(torch.backends.quantized.engine), (example,))
+        example = split.x_train[:8].cpu()  # int8 kernels run on the CPU only (OnCPU wraps them for a GPU run)
+        prepared = prepare_fx(copy.deepcopy(dense).cpu().eval(), get_default_qconfig_mapping(torch.backends.quantized.engine), (example,))
         with torch.no_grad():
-            prepared(split.x_train[:512])
+            prepared(split.x_train[:512].cpu())
         int8 = convert_fx(prepared).eval()
         twin = Quantizer(bits=8, act_bits=8, granularity=Granularity.per_tensor, rule=ScaleRule.max).compress(dense, split, seed).model
         with torch.no_grad():
-            agree = int((int8(split.x_test).argmax(1) == twin(split.x_test).argmax(1)).sum()) / len(split.y_test)
+            agree = int((int8(split.x_test.cpu()).argmax(1) == twin(split.x_test).argmax(1).cpu()).sum()) / len(split.y_test)
+        if split.x_test.device.type != "cpu":
+            int8 = OnCPU(int8)
         return Compressed(int8, twin, CompressionInfo(
             method=self.describe(), family=self.family, level_text="8-bit (int8)", bits=8,
             attacked_model="8-bit fake-quantized twin (float, straight-through); adversarial examples evaluated on the int8 model",
