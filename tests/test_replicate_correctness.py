@@ -246,3 +246,27 @@ def test_paired_comparison_uses_discordant_images_only():
     assert p.p_value == pytest.approx(0.5 ** 10)  # exact binomial: all 10 discordant pairs favour A
     same_marginals = paired_less(np.array([1] * 60 + [0] * 40, bool), np.array([0] * 10 + [1] * 60 + [0] * 30, bool))
     assert same_marginals.p_value > 0.5  # equal accuracies, 10 vs 10 discordant: no evidence
+
+
+def _vec(n_correct, n=200):
+    return np.array([True] * n_correct + [False] * (n - n_correct))
+
+
+def test_l2_checks_fire_on_an_unconverged_or_noise_beaten_l2_attack():
+    m = Measurements(n_classes=10, clean=np.ones(200, bool))
+    ref = AttackSpec("pgdl2", 1.5, 10)
+    m.reference = {"l2": ref}
+    m.add(ref, _vec(120))
+    m.add(AttackSpec("pgdl2", 1.5, 20, alpha=ref.step_size / 2), _vec(80))  # twice the steps: 20 pp lower
+    m.add(AttackSpec("noise_l2", 1.5, restarts=10), _vec(100))  # random noise beats the attack
+    failed = {o.name for o in run_checks(m)[0] if o.informative and not o.passed}
+    assert {"pgd_l2_converged_under_step_and_restart_sweep", "noise_l2_not_stronger_than_white_box"} <= failed
+    m.add(AttackSpec("pgdl2", 1.5, 20, alpha=ref.step_size / 2), _vec(119))
+    m.add(AttackSpec("noise_l2", 1.5, restarts=10), _vec(190))
+    outs, masking = run_checks(m)
+    assert not masking and {"pgd_l2_converged_under_step_and_restart_sweep", "noise_l2_not_stronger_than_white_box"} <= {o.name for o in outs}
+
+
+@pytest.mark.parametrize("check", __import__("replicate").CHECKS, ids=lambda c: c.name)
+def test_every_check_is_silent_without_its_measurements(check):
+    assert check.evaluate(Measurements(n_classes=10, clean=np.ones(50, bool))) is None
