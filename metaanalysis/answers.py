@@ -230,6 +230,11 @@ def answer(table: EffectTable, spec: AnalysisSpec | None = None, questions: list
     unit = "pp" if table.settings.measure != EffectMeasure.log_odds_ratio else "log OR"
     if len(effects):
         effects["attack_family"] = attack_family(effects["attack"])
+        # the random levels as categoricals (categories sorted, as the fits order their groups): every
+        # subset refit then encodes its groups from integer codes instead of re-hashing the strings
+        for col in {"study", "cluster", spec.robust_cluster, *spec.random} & set(effects.columns):
+            if effects[col].dtype == object or pd.api.types.is_string_dtype(effects[col]):
+                effects[col] = pd.Categorical(effects[col], categories=sorted(effects[col].dropna().unique()))
     fits = _Fits(spec)
     out = []
     for q in [Question(x) for x in questions] if questions else list(Question):
