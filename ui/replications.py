@@ -1,33 +1,59 @@
 """Replications: pick a catalogue claim or build a job, launch it, watch it, cancel it, compare."""
 
+import pandas as pd
 import streamlit as st
 
+import evidence as ev
 import replicate as rp
-from ui import state
+from ui import labels, state
 
+state.hide_sidebar()
 st.title("Replications")
 st.caption("Controlled re-runs of the literature's claims (PyTorch pruning and quantization, torchattacks attacks, rigour checks). "
            "Results enter the database as replication evidence, pending review.")
 cat = rp.catalogue()
 cid = st.selectbox("Claim", list(cat), format_func=lambda k: f"{k}: {cat[k].title}", key="rep_claim")
 spec = cat[cid]
-st.markdown(f"Checks **{spec.claim.study}** ({spec.claim.direction}: “{spec.claim.statement}”); also speaks to {', '.join(spec.claim.compare)}.")
+st.markdown(f"Checks **{spec.claim.study}** ({labels.label(str(spec.claim.direction))}): “{spec.claim.statement}”"
+            + (f"; also speaks to {', '.join(spec.claim.compare)}." if spec.claim.compare else "."))
+quick = st.toggle("Quick run: the reduced grid (3 epochs, 1,000/200 images, the extreme levels, one seed, two epsilons) — about a "
+                  "minute on the small datasets (bench/replicate.py); quick results never count toward a verdict. Off: the full grid "
+                  "(minutes on digits, longer on larger data).", value=True, key="rep_quick")
 with st.expander("Build the job"):
     c = st.columns(3)
     dataset = c[0].selectbox("Dataset", ["(as in the spec: " + spec.data.name + ")", "digits", "mnist5k"], key="rep_dataset")
-    model = c[1].selectbox("Model", ["lenet", "mlp", "resnet"], index=["lenet", "mlp", "resnet"].index(spec.model), key="rep_model")
+    models = [m.value for m in type(spec.model)]
+    model = c[1].selectbox("Model", models, index=models.index(spec.model.value), key="rep_model")
     seeds = c[2].number_input("Seeds", 1, 5, len(spec.seeds), key="rep_seeds")
-    quick = st.checkbox("Quick run (reduced grid, < 1 minute; never counts toward a verdict)", value=True, key="rep_quick")
-    update = {"model": model, "seeds": list(range(int(seeds)))}
+    update = {"model": type(spec.model)(model), "seeds": list(range(int(seeds)))}
     if not dataset.startswith("("):
         update["data"] = spec.data.model_copy(update={"name": dataset, "n_test": None if dataset == "digits" else spec.data.n_test})
     job_spec = spec.model_copy(update=update)
     job_spec = job_spec.quick() if quick else job_spec
-    st.json(job_spec.model_dump(mode="json"), expanded=False)
+    d = job_spec.model_dump(mode="json")
+    st.dataframe(pd.DataFrame([
+        ("data", f"{d['data']['name']} (train {d['data'].get('n_train') or 'all'}, test {d['data'].get('n_test') or 'the split'} images)"),
+        ("model", str(d["model"])),
+        ("training", f"{d['train']['epochs']} epochs" + (", adversarial" if d["train"].get("adversarial") else "")),
+        *[(f"compression {i + 1}", f"{c['kind']} at {', '.join(f'{v:g}' for v in c['levels']) or 'its default'}")
+          for i, c in enumerate(d["compression"])],
+        *[(f"attack {i + 1}", f"{a['name']}, eps {', '.join(labels.epsilon(e) for e in a['eps'])}, {a['steps']} steps")
+          for i, a in enumerate(d.get("attacks") or [])],
+        ("seeds (as used)", ", ".join(str(x) for x in d["seeds"])),
+    ], columns=["part", "setting"]), hide_index=True, width="stretch")
+    with st.expander("The full spec (JSON)"):
+        st.json(d, expanded=False)
 if st.button("Launch", type="primary", key="rep_launch"):
-    jid = rp.launch_background(state.engine(), job_spec, by=state.user_name())
-    st.session_state["rep_job"] = jid
-    st.success(f"Job {jid} started.")
+    if not state.user_name():
+        st.error("Type your name on 'Add evidence' (or sign in as a curator) first: jobs are recorded under it.")
+    else:
+        try:
+            jid = rp.launch_background(state.engine(), job_spec, by=state.user_name())
+        except (ev.EvidenceError, ValueError) as exc:  # the quota refusal (NotAuthorized) or a spec the machine cannot run
+            st.error(f"Not launched: {exc}")
+        else:
+            st.session_state["rep_view"] = jid  # the selector below follows the new job
+            st.success(f"Job {jid} started.")
 
 jobs = rp.job_table(state.engine())
 if jobs.empty:
