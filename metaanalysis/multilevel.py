@@ -78,13 +78,18 @@ class NestedCovariance:
                 self._up.append(np.flatnonzero(np.r_[True, sc[1:] != sc[:-1]]))
         else:
             self._order = np.arange(len(self.v))
+        self._unit = [len(sz) == len(self.v) for sz in getattr(self, "_sizes", [])]  # levels with one row per group
         self._identity = bool(np.all(self._order[1:] > self._order[:-1]))
         self._vs = self.v if self._identity else self.v[self._order]
 
     def _sum(self, l: int, x: np.ndarray) -> np.ndarray:
+        if self._unit[l]:  # one row per group (the effect level): the sums are the rows
+            return x
         return np.add.reduceat(x, self._starts[l], axis=0)
 
     def _rep(self, l: int, g: np.ndarray) -> np.ndarray:
+        if self._unit[l]:
+            return g
         return np.repeat(g, self._sizes[l], axis=0)
 
     def prepare(self, sigma2) -> "NestedCovariance":
@@ -157,7 +162,8 @@ class NestedCovariance:
         return grad
 
     def all_group_sums(self, x: np.ndarray) -> list[np.ndarray]:
-        """Σ over the rows of every group, for every level (outer to inner): one pass over the rows."""
+        """Σ over the rows of every group, for every level (outer to inner): one pass over the rows
+        (a level with one row per group gives the rows themselves, not a copy)."""
         x = np.asarray(x, float)
         return self.all_group_sums_sorted(x if self._identity else x[self._order])
 
@@ -176,16 +182,20 @@ class NestedCovariance:
         return out
 
 
-def _objective(theta, st: NestedCovariance, X, y, reml: bool, scale: float):
+def _objective(theta, st: NestedCovariance, X, y, reml: bool, scale: float, Xy: np.ndarray | None = None):
     st.prepare(theta * scale)
-    S = st.solve(np.column_stack([X, y]))
+    S = st.solve(np.column_stack([X, y]) if Xy is None else Xy)
     VX, Vy = S[:, :-1], S[:, -1]
     XtVX = X.T @ VX
-    M = np.linalg.inv(XtVX)
+    if XtVX.shape == (1, 1):  # one coefficient: the same numbers as inv / slogdet, without LAPACK's call overhead
+        M = np.array([[1.0 / XtVX[0, 0]]])
+        logdet_x = math.log(abs(XtVX[0, 0]))
+    else:
+        M = np.linalg.inv(XtVX)
+        logdet_x = float(np.linalg.slogdet(XtVX)[1])
     beta = M @ (X.T @ Vy)
     Py = Vy - VX @ beta
     rVr = float((y - X @ beta) @ Py)
-    logdet_x = float(np.linalg.slogdet(XtVX)[1])
     f = st.logdet + rVr + (logdet_x if reml else 0.0)
     grad = st.logdet_gradient()
     sums = st.all_group_sums(np.column_stack([Py, VX]) if reml else Py)
@@ -211,10 +221,12 @@ def _optimise(st: NestedCovariance, X, y, reml: bool, scale: float, free: np.nda
     if n_free == 0:
         return base.copy(), True
 
+    Xy = np.column_stack([X, y])
+
     def fun(t):
         full = base.copy()
         full[free] = t
-        f, g, _ = _objective(full, st, X, y, reml, scale)
+        f, g, _ = _objective(full, st, X, y, reml, scale, Xy)
         return f, g[free]
 
     # L-BFGS-B calls BLAS on tiny matrices: threaded BLAS only adds contention there (30x on a busy machine)
