@@ -24,18 +24,20 @@ from evidence import (
 from evidence.db import upgrade_schema
 from evidence.models import Claim, Result, Study, Submission
 from evidence.seed import releases_dir
-from tests.helpers import result_row, write_rows
+from tests.helpers import result_row, shipped_counts, shipped_release_names, write_rows
 
 COVERAGE = "coverage-2026.11"
 COVERAGE_CSV = releases_dir() / COVERAGE / "results.csv"
 
 
-def test_a_fresh_database_holds_both_releases(seeded):
+def test_a_fresh_database_holds_every_shipped_release(seeded):
     s = stats(seeded)
-    assert s.studies >= 45 and s.results >= 8714
-    assert (s.studies, s.results, s.studies_with_results) == (45, 8714, 14)
+    assert s.studies >= 45 and s.results >= 8714 and s.studies_with_results >= 14  # issue 9's floor
+    shipped = shipped_counts()  # counted from the release files: a new release moves these, not the floor
+    assert (s.studies, s.results, s.studies_with_results) == (shipped.studies, shipped.results, shipped.studies_with_results)
     by = {r.release: (r.studies, r.claims, r.results) for r in s.by_release}
-    assert by == {"seed-2025.1": (40, 43, 8349), COVERAGE: (5, 0, 365)}
+    assert by["seed-2025.1"] == (40, 43, 8349) and by[COVERAGE] == (5, 0, 365)
+    assert by == {name: (c.studies, c.claims, c.results) for name in shipped_release_names() for c in [shipped_counts([name])]}
     assert s.to_dict()["by_release"][COVERAGE] == {"studies": 5, "claims": 0, "results": 365}
 
 
@@ -125,7 +127,7 @@ def test_an_annotated_accuracy_keeps_its_text_in_the_notes(seeded, tmp_path):
     assert row["notes"] == "n; robust_acc_compressed as written: '48.5 (read off Fig. 3)'"
 
 
-def test_an_upgraded_database_gets_the_coverage_release_once_and_its_seed_labelled(empty_url):
+def test_an_upgraded_database_gets_the_releases_after_the_seed_once_and_its_seed_labelled(empty_url):
     engine = get_engine(empty_url)
     upgrade_schema(engine)
     load_seed(engine)
@@ -134,14 +136,18 @@ def test_an_upgraded_database_gets_the_coverage_release_once_and_its_seed_labell
             conn.execute(sa.update(table.__table__).values(release=""))
         conn.execute(sa.update(Submission.__table__).values(kind="seed"))
     engine, result = init_database(empty_url)
-    assert [r.source.split()[1] for r in result.release_reports] == [COVERAGE]
-    assert loaded_releases(engine) == {"seed-2025.1", COVERAGE}
+    after_seed = [r.name for r in shipped_releases() if r.name != "seed-2025.1"]
+    assert COVERAGE in after_seed
+    assert [r.source.split()[1] for r in result.release_reports] == after_seed  # each once, in order, the seed not again
+    assert loaded_releases(engine) == shipped_release_names()
     s = stats(engine)
-    assert (s.studies, s.results) == (45, 8714)
-    assert {r.release for r in s.by_release} == {"seed-2025.1", COVERAGE}
+    assert s.studies >= 45 and s.results >= 8714
+    shipped = shipped_counts()
+    assert (s.studies, s.results) == (shipped.studies, shipped.results)
+    assert {r.release for r in s.by_release} == shipped_release_names()
     _, again = init_database(empty_url)
     assert again.release_reports == []
-    assert stats(engine).results == 8714
+    assert stats(engine).results == shipped.results
 
 
 def test_coverage_accuracies_are_finite_percentages(seeded):
