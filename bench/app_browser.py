@@ -38,7 +38,7 @@ FIRST_TARGET, RERENDER_TARGET = 3.0, 1.5
 PAGES = {
     "overview": ("", "ui/overview.py", ("radio", "Review status", ("all", "approved"))),
     "explore": ("explore", "ui/explore.py", ("select_index", "Sort by", (2, 0))),
-    "add": ("add", "ui/add.py", ("select_index", "Compression kind", (1, 0))),
+    "add": ("add", "ui/add.py", ("select_index", "Entry", (1, 0))),
     "review": ("review", "ui/review.py", ("radio", "Show", ("all submissions", "pending"))),
     "meta": ("meta", "ui/meta.py", ("select_index", "Model", (1, 0))),
     "contradictions": ("contradictions", "ui/contradictions.py", ("select_index", "Question", (1, 0))),
@@ -73,6 +73,8 @@ def browser_times(base: str, pages: list[str], runs: int) -> dict:
                 _change(drv, control, value)
                 rerenders.append(bh.wait_rendered(drv, started=True) - t0)
             out[name] = (firsts, rerenders)
+            print(f"  {name}: first {', '.join(f'{t:.2f}' for t in firsts)} s; re-render {', '.join(f'{t:.2f}' for t in rerenders)} s",
+                  flush=True)
     finally:
         drv.quit()
     return out

@@ -73,14 +73,16 @@ def test_explore_sorts_across_pages_and_keeps_8_255(app):
     assert f"{change.max():.2f}".rstrip("0").rstrip(".") in " ".join(texts)  # the largest change of all rows is on page 1
     bh.shot(drv, "explore-sorted")
     # epsilon: move the upper handle of the sidebar's /255 slider down to 8/255
-    handles = drv.find_elements(By.XPATH, "//div[@data-testid='stSidebar']//div[@role='slider']")
-    eps_hi = [h for h in handles if "/255" in (h.get_attribute("aria-valuetext") or "") or h.get_attribute("aria-valuenow") == "17"]
-    hi = eps_hi[-1]
-    for _ in range(40):
-        if (hi.get_attribute("aria-valuetext") or "").startswith("8/255") or "8/255" in hi.text:
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    hi = drv.find_element(By.XPATH, "//input[@type='range'][starts-with(@aria-label, 'Epsilon')][contains(@aria-label, 'end')]")
+    drv.execute_script("arguments[0].focus();", hi)
+    for _ in range(20):  # 17 steps from 128/255 down at most
+        if hi.get_attribute("aria-valuetext") == "8/255":
             break
-        hi.send_keys(Keys.ARROW_LEFT)
-        time.sleep(0.15)
+        ActionChains(drv).send_keys(Keys.ARROW_LEFT).perform()
+        time.sleep(0.1)
+    assert hi.get_attribute("aria-valuetext") == "8/255"
     bh.wait_rendered(drv, started=True)
     eps = res["epsilon"].dropna()
     expected = int((eps <= 8 / 255 + 1e-6).sum())
@@ -100,12 +102,13 @@ def test_curator_flow_preview_four_eyes_approve_with_reason_and_correction(app):
     from selenium.webdriver.common.by import By
 
     drv.find_element(By.XPATH, "//input[@type='file']").send_keys(str(csv))
-    body = bh.wait_text(drv, "Preview of two.csv")
+    bh.wait_text(drv, "Preview of two.csv")
     bh.wait_rendered(drv)
+    body = bh.body_text(drv)
     assert "nothing written yet" in body and "Rows read" in body
     assert pending_submissions(engine).empty  # the preview wrote nothing
     bh.shot(drv, "add-preview")
-    bh._clickable(drv, "//button[starts-with(normalize-space(), 'Submit ') and contains(., 'for review')]").click()
+    bh._clickable(drv, "//button[starts-with(normalize-space(), 'Submit ') and contains(., 'result(s) for review')]").click()
     bh.wait_text(drv, "results are in the review queue")
     sub_id = int(pending_submissions(engine)["id"].iloc[0])
 
