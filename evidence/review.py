@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 
 import pandas as pd
 import sqlalchemy as sa

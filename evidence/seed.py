@@ -30,7 +30,7 @@ from .models import Claim, Result, Study, Submission
 from .rows import claim_record, study_record
 from .store import convert_rows, validate_entity
 from .submit import ImportReport, SubmissionCreate, known_study_ids, submit
-from .vocab import ReviewStatus, SubmissionKind
+from .vocab import SubmissionKind
 
 __all__ = [
     "SEED_RELEASE",

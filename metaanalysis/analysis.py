@@ -97,7 +97,6 @@ class Analysis:
 def _fit(df: pd.DataFrame, X, names, spec: AnalysisSpec, notes: list[str], start: dict[str, float] | None = None) -> MetaResult:
     y, v = df["yi"].to_numpy(float), df["vi"].to_numpy(float)
     p = 1 if X is None else np.asarray(X).shape[1]
-    n_study = int(df["study"].nunique()) if "study" in df else 0
     if spec.model == "multilevel":
         df, levels, lnotes = random_structure(df, spec.random)
         notes.extend(lnotes)

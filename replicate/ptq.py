@@ -25,7 +25,6 @@ import contextlib
 import copy
 
 import torch
-from torch import nn
 
 from evidence.vocab import ThreatModel
 

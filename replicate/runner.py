@@ -15,7 +15,6 @@ import time
 import traceback
 from dataclasses import dataclass, field
 
-import torch
 from sqlalchemy.engine import Engine
 from tqdm import tqdm
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 import math
 from enum import StrEnum
 
-import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 from scipy import stats
