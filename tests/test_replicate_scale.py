@@ -386,7 +386,8 @@ def _reload(engine, spec):
 def _run_end_to_end(tmp_path, monkeypatch, device):
     spec = _tiny_cifar_spec(tmp_path, monkeypatch, device=device)
     engine, _ = init_database(f"sqlite:///{tmp_path / 'e2e.db'}")
-    out = run_job(engine, spec, show_progress=False, threads=2)
+    torch.set_num_threads(1)  # as every Dask worker; the autouse fixture restores the count
+    out = run_job(engine, spec, show_progress=False, threads=1)
     assert out.status.value == "done" and out.n_results == 1
     from replicate.jobs import job_results
 
