@@ -73,7 +73,7 @@ except ma.MetaInputError as exc:
     st.stop()
 fit = an.fit
 c0 = fit.coefficients[0]
-m = st.columns(4)
+m = st.columns([1.2, 1.6, 0.9, 0.8])
 m[0].metric("Pooled effect" if fit.intercept_only else "Intercept (reference levels)", labels.num(c0.estimate, 2, "pp" if unit.startswith("perc") else "", True),
             help=f"in {unit}" + ("" if fit.intercept_only else "; with moderators this is the effect at the reference level of each (0 for a number)"))
 m[1].metric("95% CI", f"{c0.ci_low:+.2f} to {c0.ci_high:+.2f}")

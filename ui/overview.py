@@ -47,7 +47,7 @@ for card in cards or []:
         st.markdown(f"**{card.text}**")
         claims = ", ".join(f"{n} {labels.label(d)}" for d, n in sorted(card.claims.items(), key=lambda kv: -kv[1])) or "none coded"
         if card.estimate is not None:
-            cols = st.columns([1, 1, 1, 1])
+            cols = st.columns([1, 1.7, 1, 0.8])
             cols[0].metric("Pooled change", f"{card.estimate:+.1f} {short}", help=f"95% CI; model: {card.model}")
             cols[1].metric("95% CI", f"{card.ci_low:+.1f} to {card.ci_high:+.1f} {short}")
             cols[2].metric("Studies / effects", f"{card.n_studies} / {card.k:,}")
