@@ -1,6 +1,7 @@
 """Each page of the app, headless (streamlit.testing.v1.AppTest) on a seeded database."""
 
 import logging
+import re
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -87,20 +88,38 @@ def test_overview_shows_the_database_totals_and_reacts_to_filters(at, seeded_url
     assert _text(at) != before
 
 
-def test_overview_answers_each_question_with_its_study_count_and_no_raw_values(at):
+def test_overview_shows_what_metaanalysis_answer_gives_per_question_and_kind(at):
+    import metaanalysis as ma
+
     at.button(key="ov_answers").click().run()
     assert not at.exception
+    eng = _engine(at)
+    ans = ma.answer(ma.compute_effects(query_results(eng, ResultFilter()), ma.EffectSettings(assume_n="dataset")))
     text = _text(at)
     for q in Question:
         assert q.text in text
-    metrics = [(m.label, m.value) for m in at.metric]
-    counts = [v for k, v in metrics if k == "Studies / effects"]
-    assert counts and all(int(v.split(" / ")[0]) >= 3 for v in counts)  # a pooled number only from 3 or more studies
-    assert any(k == "Pooled change" and v.endswith(" pp") for k, v in metrics)
-    assert "come from one study" in text and "high-risk evaluations" in text
-    assert "No result in the database measures this" in text  # the capacity question says what the data cannot tell
-    for bad in ("p = 0 ", "p = 0.0000", "None", "n_assumed", "white_box", "unstructured_pruning"):
-        assert bad not in text, bad
+    tables = [t.value for t in at.table if "evaluation kind" in t.value.columns and "verdict" in t.value.columns]
+    measurable = [qa for qa in ans.questions if qa.kinds]
+    assert len(tables) == len(measurable) >= 2
+    for qa, tab in zip(measurable, tables):
+        assert list(tab["evaluation kind"]) == [k.kind.label for k in qa.kinds]
+        assert list(tab["verdict"]) == [k.verdict for k in qa.kinds]
+        assert list(tab["studies"]) == [str(k.n_studies) for k in qa.kinds]
+        assert list(tab["effects"]) == [f"{k.k:,}" for k in qa.kinds]
+    first = measurable[0].kinds[0]
+    assert tables[0]["verdict"].iloc[0] == first.verdict and tables[0]["studies"].iloc[0] == str(first.n_studies)
+    pooled = [(k, tab) for qa, tab in zip(measurable, tables) for k in qa.kinds if k.estimable]
+    assert pooled  # the seed has kinds with a pooled number
+    k = pooled[0][0]
+    cells = " ".join(pooled[0][1].astype(str).to_numpy().ravel())
+    assert f"{k.estimate:+.1f} pp" in cells and f"{k.ci_low:+.1f} to {k.ci_high:+.1f} pp" in cells
+    assert f"{k.loo_low:+.1f} to {k.loo_high:+.1f} pp" in cells
+    assert "come from one study" in text
+    assert "Not assessable: no result in the database measures" in text  # the capacity question says what the data cannot tell
+    shown = " ".join([text] + [" ".join(t.value.astype(str).to_numpy().ravel()) for t in at.table])
+    for bad in ("p = 0 ", "p = 0.0000", "None", "n_assumed", "white_box", "black_box", "unstructured_pruning"):
+        assert bad not in shown, (bad, shown[max(0, shown.find(bad) - 80):shown.find(bad) + 80])
+    assert not re.search(r"\bnan\b", shown)
 
 
 def test_explore_filters_the_table(at):

@@ -5,6 +5,7 @@ import streamlit as st
 
 import metaanalysis as ma
 from metaanalysis.plots import evidence_map_figure
+from ui import answers as ans_ui
 from ui import labels, state
 
 st.title("Compression vs adversarial robustness")
@@ -19,66 +20,61 @@ c[3].metric("Pending review", s.pending_submissions)
 
 settings = state.effect_settings()
 unit = state.unit()
-short = "pp" if unit.startswith("perc") else "log OR"
 st.header("The disputed questions")
-st.caption(f"Each question over all approved evidence in its scope (the sidebar's filters do not apply here), as the change in robust "
-           f"accuracy from the dense to the compressed model ({unit}; negative = less robust after compression), pooled by the default "
-           "multilevel model. The share resting on one study and on high-risk evaluations says how far to trust each number.")
-cards = state.answers(settings, wait=False)
+assume = " --assume-n dataset" if settings.assume_n == "dataset" else ""
+effect = "" if settings.measure.value == "delta_robust" else f" --effect {settings.measure.value}"
+st.caption(f"Each question over all approved evidence in its scope (the sidebar's filters do not apply here), split by evaluation kind "
+           f"(threat model, attack family, adversarial training), as the change in robust accuracy from the dense to the compressed model "
+           f"({unit}; negative = less robust after compression), pooled by the default multilevel model where at least 3 studies give "
+           f"numbers and leaving one study out does not flip the sign. The same answers as `crev meta answer{effect}{assume}`.")
+answers = state.answers(settings, wait=False)
 ans_key = (state.settings_key(settings), state.evidence_version())
 err = state.report_error("answers", ans_key)
 if err is not None:
     st.error(f"The answers could not be computed ({type(err).__name__}: {err}); the rest of the page still shows the evidence.")
-elif cards is None and state.PRECOMPUTE:
-    st.info("The answers are being computed from the evidence (once per data change, about 10 s); they appear here when ready.")
+elif answers is None and state.PRECOMPUTE:
+    st.info("The answers are being computed from the evidence (once per data change, a few seconds); they appear here when ready.")
 
     @st.fragment(run_every=1.5)
     def _poll():
         if state.answers(settings, wait=False) is not None or state.report_error("answers", ans_key) is not None:
             st.rerun()
     _poll()
-elif cards is None:
+elif answers is None:
     st.info("The answers are computed on request on this server (CREV_APP_PRECOMPUTE=0).")
     if st.button("Compute the answers", key="ov_answers"):
-        cards = state.answers(settings)
+        answers = state.answers(settings)
 rep = state.contradictions(settings, wait=False)
-for card in cards or []:
+for qa in answers.questions if answers is not None else ():
     with st.container(border=True):
-        st.markdown(f"**{card.text}**")
-        claims = ", ".join(f"{n} {labels.label(d)}" for d, n in sorted(card.claims.items(), key=lambda kv: -kv[1])) or "none coded"
-        if card.estimate is not None:
-            cols = st.columns([1, 1.7, 1, 0.8])
-            cols[0].metric("Pooled change", f"{card.estimate:+.1f} {short}", help=f"95% CI; model: {card.model}")
-            cols[1].metric("95% CI", f"{card.ci_low:+.1f} to {card.ci_high:+.1f} {short}")
-            cols[2].metric("Studies / effects", f"{card.n_studies} / {card.k:,}")
-            cols[3].metric("p-value", labels.pval(card.pval).removeprefix("p = ").removeprefix("p "))
+        st.markdown(f"**{labels.question(qa.question)}**")
+        if not qa.measurable:
+            st.markdown("Not assessable: no result in the database measures what this question asks; only the studies' claims speak to it.")
+            continue
+        if not qa.kinds:
+            st.markdown("No effect sizes bear on this question.")
+            continue
+        n_est = sum(k.estimable for k in qa.kinds)
+        st.markdown(f"{len(qa.kinds)} evaluation kind{'s' if len(qa.kinds) != 1 else ''}; "
+                    + (f"{n_est} with a pooled number." if n_est else "none estimable as one number: see each study's own estimate below."))
+        st.table(ans_ui.kind_table(qa), hide_index=True)
         parts = []
-        if card.k:
-            parts.append(f"{card.top_study_effects:,} of {card.k:,} effects ({labels.share(card.top_study_effects, card.k)}) come from one study "
-                         f"({card.top_study})")
-            parts.append(f"{card.high_risk_effects:,} ({labels.share(card.high_risk_effects, card.k)}) are high-risk evaluations")
-        if card.pi_low is not None and card.estimate is not None:
-            if short == "pp" and (card.pi_low < -100 or card.pi_high > 100):
-                parts.append(f"a new setting: anywhere in the possible range (the 95% prediction interval, {card.pi_low:+.0f} to "
-                             f"{card.pi_high:+.0f} pp, is wider than -100 to +100 pp)")
-            else:
-                parts.append(f"a new setting: {card.pi_low:+.1f} to {card.pi_high:+.1f} {short} (95% prediction interval)")
-        st.markdown(f"{card.verdict}")
-        if parts:
-            st.caption("; ".join(parts) + ".")
+        conc = ans_ui.concentration(qa)
+        if conc is not None:
+            parts.append(conc.text)
         if rep is not None:
-            deps = [f.label for f in rep.fits if str(f.question) == card.question_id and f.testable and f.pval_adjusted is not None
+            deps = [f.label for f in rep.fits if str(f.question) == qa.question.value and f.testable and f.pval_adjusted is not None
                     and f.pval_adjusted < rep.alpha]
             if deps:
-                st.caption("It depends on: " + ", ".join(deps) + " (moderators significant after the contradiction analysis's multiple-testing correction).")
-        st.caption(f"Studies' claims: {claims}.")
-        if card.per_study is not None and len(card.per_study):
-            ps = card.per_study
-            st.dataframe(pd.DataFrame({"study": ps["study"], "effects": ps["k"],
-                                       f"estimate ({short})": ps["estimate"].round(2),
-                                       "95% CI": [f"{lo:+.2f} to {hi:+.2f}" for lo, hi in zip(ps["ci_low"], ps["ci_high"])]}),
-                         hide_index=True, width="stretch")
-if rep is None:
+                parts.append("it depends on " + ", ".join(deps) + " (moderators significant after the contradiction analysis's "
+                             "multiple-testing correction)")
+        if parts:
+            st.caption("; ".join(parts) + ".")
+        ps = ans_ui.per_study_table(qa)
+        if len(ps):
+            with st.expander(f"Per-study estimates where there is no pooled number ({len(ps)})"):
+                st.table(ps, hide_index=True)
+if answers is not None and rep is None:
     err = state.contradictions_failed(settings)
     st.caption(f"What each answer depends on comes from the contradiction analysis, which could not be computed ({err})." if err else
                "What each answer depends on comes from the contradiction analysis, still being computed: it appears on the next visit.")

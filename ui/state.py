@@ -203,10 +203,8 @@ def contradictions(settings: ma.EffectSettings | None = None, *, wait: bool = Tr
 
 def _answers_fn(url: str, settings: ma.EffectSettings) -> Callable:
     def run():
-        from ui.answers import answer_cards
-
         eng = _engine(url)
-        return answer_cards(eng, settings, ev.list_claims(eng))
+        return ma.answer(ma.compute_effects(ev.query_results(eng, ev.ResultFilter()), settings))
     return run
 
 
@@ -216,7 +214,7 @@ def contradictions_failed(settings: ma.EffectSettings | None = None) -> BaseExce
 
 
 def answers(settings: ma.EffectSettings | None = None, *, wait: bool = True):
-    """The per-question answer cards (:mod:`ui.answers`) over all approved evidence."""
+    """:func:`metaanalysis.answer` (what ``crev meta answer`` prints) over all approved evidence for ``settings``."""
     settings = settings or effect_settings()
     return report("answers", (settings_key(settings), evidence_version()), _answers_fn(db_url(), settings), wait=wait,
                   spinner="Answering each question from the evidence (once per data change)...")
