@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.engine import Engine
 
+from .parsing import parse_adv_training, parse_attack, parse_norm, parse_threat_model
 from .queries import ResultFilter, query_results
 from .rows import RESULT_COLUMNS
 
@@ -39,11 +40,43 @@ def _num(v) -> str:
     return str(int(v)) if isinstance(v, (int, np.integer)) else str(v)
 
 
+# Controlled columns whose original text must read back to the stored value (the parser and the enum column).
+_PARSED = {
+    "adversarial_training": (parse_adv_training, "adversarial_training"),
+    "attack": (parse_attack, "attack"),
+    "norm": (parse_norm, "norm"),
+    "threat_model": (parse_threat_model, "threat_model"),
+}
+
+
+def _faithful_text(texts: pd.Series, values: pd.Series, parse) -> pd.Series:
+    """The original text where it parses back to the stored value; else ``"value (text)"``.
+
+    A row written by code (a replication's "standard training") or corrected by a curator can carry a
+    text that the parser maps elsewhere; exporting that text alone would change the value on import.
+    """
+
+    def one(text, value):
+        value = getattr(value, "value", value)
+        text = "" if text is None or text is pd.NA or (isinstance(text, float) and np.isnan(text)) else str(text)
+        if value is None or value is pd.NA or value == "" or parse(text) == value:
+            return text
+        return f"{value} ({text})" if text else str(value)
+
+    return pd.Series([one(t, v) for t, v in zip(texts, values)], index=texts.index, dtype=object)
+
+
 def to_interchange(df: pd.DataFrame) -> pd.DataFrame:
-    """Results in the seed's CSV columns (original texts, numbers as written) plus ``cluster``."""
+    """Results in the seed's CSV columns (original texts, numbers as written) plus ``cluster``.
+
+    Controlled values are written so that importing the file gives the same value back (see
+    :func:`_faithful_text`).
+    """
     out = pd.DataFrame(index=df.index)
     for col in RESULT_COLUMNS:
-        if col in _TEXT_SOURCE:
+        if col in _PARSED and _PARSED[col][1] in df:
+            out[col] = _faithful_text(df[_TEXT_SOURCE[col]], df[_PARSED[col][1]], _PARSED[col][0])
+        elif col in _TEXT_SOURCE:
             out[col] = df[_TEXT_SOURCE[col]]
         elif col == "verbatim_check":
             out[col] = df["provenance"].map(_VERBATIM)
