@@ -148,7 +148,11 @@ def _scope(effects: pd.DataFrame, q: Question) -> pd.DataFrame:
 
 
 def _fmt(x: float, unit: str) -> str:
-    return f"{x:+.1f} {unit}" if unit == "pp" else f"{x:+.2f}"
+    """Signed, at the precision shown; a value that rounds to zero is "0.0" (never "-0.0")."""
+    digits = 1 if unit == "pp" else 2
+    r = round(x, digits)
+    text = f"{0.0:.{digits}f}" if r == 0 else f"{r:+.{digits}f}"
+    return f"{text} {unit}" if unit == "pp" else text
 
 
 def _sentence(n: int, est: float, lo: float, hi: float, pl: float | None, ph: float | None, unit: str) -> str:
