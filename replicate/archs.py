@@ -40,17 +40,17 @@ class PreActBlock(nn.Module):
         return out + short
 
 
-class PreActResNet(nn.Module):
-    """Pre-activation ResNet: a 3×3 stem, four stages (width, 2, 4, 8 × width), BN-ReLU, pool, linear."""
+class _PreActStack(nn.Module):
+    """The body both families share: a 3×3 stem, stages of pre-activation blocks (the first block of
+    every stage after the first strides by 2), then BN-ReLU, global average pool and a linear head."""
 
-    def __init__(self, blocks: tuple[int, ...] = (2, 2, 2, 2), *, in_channels: int = 3, n_classes: int = 10, width: int = 64):
+    def __init__(self, stem: int, stages: list[tuple[int, int]], *, in_channels: int, n_classes: int, block: type[nn.Module]):
         super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, width, 3, 1, 1, bias=False)
-        layers, cin = [], width
-        for i, n in enumerate(blocks):
-            cout = width * 2 ** i
+        self.conv1 = nn.Conv2d(in_channels, stem, 3, 1, 1, bias=False)
+        layers, cin = [], stem
+        for i, (cout, n) in enumerate(stages):
             for j in range(n):
-                layers.append(PreActBlock(cin, cout, 2 if (i > 0 and j == 0) else 1))
+                layers.append(block(cin, cout, 2 if (i > 0 and j == 0) else 1))
                 cin = cout
         self.layers = nn.Sequential(*layers)
         self.bn = nn.BatchNorm2d(cin)
@@ -61,6 +61,14 @@ class PreActResNet(nn.Module):
     def forward(self, x):
         out = self.relu(self.bn(self.layers(self.conv1(x))))
         return self.linear(self.pool(out).flatten(1))
+
+
+class PreActResNet(_PreActStack):
+    """Pre-activation ResNet: a 3×3 stem, four stages (width, 2, 4, 8 × width), BN-ReLU, pool, linear."""
+
+    def __init__(self, blocks: tuple[int, ...] = (2, 2, 2, 2), *, in_channels: int = 3, n_classes: int = 10, width: int = 64):
+        super().__init__(width, [(width * 2 ** i, n) for i, n in enumerate(blocks)], in_channels=in_channels, n_classes=n_classes,
+                         block=PreActBlock)
 
 
 def preact_resnet18(shape=(3, 32, 32), n_classes: int = 10, width: int = 64) -> PreActResNet:
@@ -68,49 +76,20 @@ def preact_resnet18(shape=(3, 32, 32), n_classes: int = 10, width: int = 64) -> 
     return PreActResNet((2, 2, 2, 2), in_channels=shape[0], n_classes=n_classes, width=width)
 
 
-class WideBasic(nn.Module):
-    """The WRN basic block (BN-ReLU-conv3×3, BN-ReLU-conv3×3; dropout off, as in adversarial training)."""
-
-    def __init__(self, cin: int, cout: int, stride: int):
-        super().__init__()
-        self.bn1 = nn.BatchNorm2d(cin)
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.relu1, self.relu2 = nn.ReLU(), nn.ReLU()
-        self.shortcut = nn.Conv2d(cin, cout, 1, stride, bias=False) if stride != 1 or cin != cout else None
-
-    def forward(self, x):
-        out = self.relu1(self.bn1(x))
-        short = self.shortcut(out) if self.shortcut is not None else x
-        out = self.conv2(self.relu2(self.bn2(self.conv1(out))))
-        return out + short
+class WideBasic(PreActBlock):
+    """The WRN basic block (BN-ReLU-conv3×3, BN-ReLU-conv3×3; dropout off, as in adversarial training):
+    the same computation as the pre-activation block, kept as its own name for WRN's papers."""
 
 
-class WideResNet(nn.Module):
+class WideResNet(_PreActStack):
     """WRN-depth-widen: (depth - 4) / 6 blocks per stage, stages of 16·k, 32·k, 64·k channels."""
 
     def __init__(self, depth: int = 34, widen: int = 10, *, in_channels: int = 3, n_classes: int = 10, base: int = 16):
-        super().__init__()
         if (depth - 4) % 6:
             raise ValueError(f"WRN depth {depth}: must be 6n + 4 (10, 16, 22, 28, 34, ...)")
         n = (depth - 4) // 6
-        widths = [base, base * widen, 2 * base * widen, 4 * base * widen]
-        self.conv1 = nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)
-        layers, cin = [], widths[0]
-        for i, cout in enumerate(widths[1:]):
-            for j in range(n):
-                layers.append(WideBasic(cin, cout, 2 if (i > 0 and j == 0) else 1))
-                cin = cout
-        self.layers = nn.Sequential(*layers)
-        self.bn = nn.BatchNorm2d(cin)
-        self.relu = nn.ReLU()
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.linear = nn.Linear(cin, n_classes)
-
-    def forward(self, x):
-        out = self.relu(self.bn(self.layers(self.conv1(x))))
-        return self.linear(self.pool(out).flatten(1))
+        widths = [base * widen, 2 * base * widen, 4 * base * widen]
+        super().__init__(base, [(w, n) for w in widths], in_channels=in_channels, n_classes=n_classes, block=WideBasic)
 
 
 def wide_resnet(shape=(3, 32, 32), n_classes: int = 10, depth: int = 34, widen: int = 10) -> WideResNet:
