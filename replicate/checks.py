@@ -23,11 +23,18 @@ from scipy.stats import binomtest
 
 from .attacks import AttackName, AttackSpec
 
-__all__ = ["Measurements", "CheckOutcome", "Check", "CHECKS", "run_checks", "LARGE_EPS", "ALPHA", "paired_less", "Paired"]
+__all__ = ["Measurements", "CheckOutcome", "Check", "CHECKS", "run_checks", "LARGE_EPS", "ALPHA", "SWEEP_MIN_GAIN_PP", "paired_less", "Paired"]
 
 LARGE_EPS = 0.5  # Linf on the [0, 1] scale: enough to turn any image into any other (mid-grey)
 ALPHA = 0.01  # one-sided level of every paired comparison (many checks run per model)
 CONSISTENCY_MIN = 0.5  # median gradient cosine below this: shattered gradients
+# The step/restart sweep flags a variant only when it is significantly stronger AND at least this many
+# percentage points stronger. A few points from more steps or restarts is ordinary PGD convergence on a
+# sound model (Madry et al. 2018, ICLR, Tables 1-2: 100 steps and 20 restarts lower robust accuracy by
+# 1-4 pp on their adversarially trained MNIST and CIFAR-10 models); masked models are off by tens of
+# points (Athalye et al. 2018). 5 pp is also about 2.5 binomial SEs of a paired difference at 50 %
+# accuracy on 250 images, so test-set noise alone does not reach it.
+SWEEP_MIN_GAIN_PP = 5.0
 
 
 @dataclass(frozen=True)
@@ -164,12 +171,17 @@ class IterativeBeatsSingleStep(Check):
 
 
 class StrongerSettingsNoBetter(Check):
-    """The step-size and restart sweep: more steps, half and double the step size, more restarts."""
+    """The step-size and restart sweep: more steps, half and double the step size, more restarts.
+
+    A variant fails the check when it is significantly stronger (exact paired test, ``ALPHA``) and
+    stronger by at least ``SWEEP_MIN_GAIN_PP``: significance alone would flag the ordinary 2-4 pp
+    that restarts buy on an adversarially trained model as gradient masking."""
 
     def __init__(self, norm: str, name: AttackName):
         self.norm, self.attack = norm, name
         self.name = f"pgd_{norm}_converged_under_step_and_restart_sweep"
-        self.description = f"no PGD ({norm}) variant with more steps, another step size or more restarts is significantly stronger (paired)"
+        self.description = (f"no PGD ({norm}) variant with more steps, another step size or more restarts is significantly (paired, "
+                            f"p < {ALPHA:g}) and materially (>= {SWEEP_MIN_GAIN_PP:g} pp) stronger")
 
     def evaluate(self, m):
         ref = _ref(m, self.norm)
@@ -180,10 +192,11 @@ class StrongerSettingsNoBetter(Check):
         if not variants:
             return None
         tests = [(s, paired_less(vec, v)) for s, v in variants]
-        bad = [(s, p) for s, p in tests if p.p_value < ALPHA]
+        bad = [(s, p) for s, p in tests if p.p_value < ALPHA and p.a_pct - p.b_pct >= SWEEP_MIN_GAIN_PP]
         shown = bad or tests
         return self._out(not bad, "; ".join(f"{s.steps} steps, step {s.step_size:.3g}, {s.restarts} restart(s): "
-                                            + p.text("reported", "variant") for s, p in shown))
+                                            + p.text("reported", "variant") + f", {p.a_pct - p.b_pct:+.1f} pp" for s, p in shown)
+                         + f" (flags a variant at least {SWEEP_MIN_GAIN_PP:g} pp stronger with p < {ALPHA:g})")
 
 
 class NotWeakerThan(Check):

@@ -267,6 +267,25 @@ def test_l2_checks_fire_on_an_unconverged_or_noise_beaten_l2_attack():
     assert not masking and {"pgd_l2_converged_under_step_and_restart_sweep", "noise_l2_not_stronger_than_white_box"} <= {o.name for o in outs}
 
 
+def test_restart_sweep_needs_a_material_gain_not_only_a_significant_one():
+    """An adversarially trained model where 3 restarts find 3 pp more (significant on 250 images) is
+    ordinary PGD, not masking; a variant 8 pp stronger is flagged."""
+    from replicate.checks import SWEEP_MIN_GAIN_PP
+
+    ref = AttackSpec("pgd", 0.1, 10)
+    m = Measurements(n_classes=10, clean=np.ones(250, bool))
+    m.reference = {"linf": ref}
+    m.add(ref, _vec(150, 250))
+    m.add(AttackSpec("pgd", 0.1, 10, restarts=3), _vec(142, 250))  # 8 discordant images, all one way: p = 0.0039, 3.2 pp
+    sweep = {o.name: o for o in run_checks(m)[0]}["pgd_linf_converged_under_step_and_restart_sweep"]
+    assert sweep.passed and sweep.informative and "+3.2 pp" in sweep.detail
+    assert 3.2 < SWEEP_MIN_GAIN_PP
+    m.add(AttackSpec("pgd", 0.1, 10, restarts=3), _vec(130, 250))  # 20 images, 8 pp
+    outs, masking = run_checks(m)
+    sweep = {o.name: o for o in outs}["pgd_linf_converged_under_step_and_restart_sweep"]
+    assert masking and not sweep.passed and "+8.0 pp" in sweep.detail
+
+
 @pytest.mark.parametrize("check", __import__("replicate").CHECKS, ids=lambda c: c.name)
 def test_every_check_is_silent_without_its_measurements(check):
     assert check.evaluate(Measurements(n_classes=10, clean=np.ones(50, bool))) is None
