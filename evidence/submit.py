@@ -299,9 +299,9 @@ def submit(engine: Engine, sub: SubmissionCreate | dict) -> Submission:
         except pydantic.ValidationError as exc:
             raise ValidationFailed(pydantic_problems(exc, file="input", row=None)) from None
     by = whoami(sub.submitted_by)
-    for field, name in (("submitted_by", by), ("reviewed_by", sub.reviewed_by or "")):
+    for column, name in (("submitted_by", by), ("reviewed_by", sub.reviewed_by or "")):
         if len(name) > 120:  # checked here: SQLite would store any length, PostgreSQL fail
-            raise ValidationFailed([Problem(sub.source_file or "input", None, field, f"name is {len(name)} characters long; at most 120 can be stored")])
+            raise ValidationFailed([Problem(sub.source_file or "input", None, column, f"name is {len(name)} characters long; at most 120 can be stored")])
     with session_scope(engine) as session:
         conn = session.connection()
         problems, prepared = check_submission(conn, sub)
