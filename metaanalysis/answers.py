@@ -10,8 +10,15 @@ refits (metafor's ``leave1out`` at the study level). A kind with fewer than 3 st
 pooled sign flips when one study is left out, is "not estimable as one number": its per-study
 estimates are given instead.
 
+Each kind also counts its effects that rest on a high-risk evaluation (``high_risk`` of
+:func:`metaanalysis.rigour.rigour_scores`: weak or unknown attack, epsilon not stated, robust above
+clean, or possible gradient masking), and where the kind has a pooled number and high-risk effects,
+refits it without them (the sensitivity analysis of :func:`metaanalysis.rigour_sensitivity`, per
+kind) when at least :data:`MIN_STUDIES` studies keep a low-risk effect.
+
 References: Viechtbauer W, Cheung MW-L (2010), outlier and influence diagnostics for meta-analysis
-(leave-one-out); IntHout J, Ioannidis JPA, Rovers MM, Goeman JJ (2016), plea for routinely
+(leave-one-out); Carlini N et al. (2019), On evaluating adversarial robustness, arXiv:1902.06705
+(what makes an evaluation high-risk); IntHout J, Ioannidis JPA, Rovers MM, Goeman JJ (2016), plea for routinely
 presenting prediction intervals in meta-analysis, BMJ Open 6:e010247.
 """
 
@@ -29,9 +36,24 @@ from .results import clean
 from .rigour import attack_family
 from .uni import MetaInputError
 
-__all__ = ["MIN_STUDIES", "EvaluationKind", "KindAnswer", "QuestionAnswer", "Answers", "answer"]
+__all__ = ["MIN_STUDIES", "HIGH_RISK_MEANS", "EvaluationKind", "LowRiskEstimate", "KindAnswer", "QuestionAnswer", "Answers", "answer"]
 
 MIN_STUDIES = 3  # fewer studies: no pooled number (a between-study variance from 2 studies is noise)
+HIGH_RISK_MEANS = "weak or unknown attack, epsilon not stated, robust above clean, or possible gradient masking"
+
+
+def _share(n: int, total: int) -> str:
+    """``n`` of ``total`` as a whole percentage that never rounds to 0% or 100% unless it is."""
+    r = n / total
+    if 0 < r < 0.01:
+        return "< 1%"
+    if 0.99 < r < 1:
+        return "> 99%"
+    return f"{r:.0%}"
+
+
+def _high_risk_sentence(n_high: int, k: int) -> str:
+    return f"{n_high:,} of {k:,} effects ({_share(n_high, k)}) rest on high-risk evaluations ({HIGH_RISK_MEANS})"
 
 
 @dataclass(frozen=True)
@@ -47,6 +69,21 @@ class EvaluationKind:
         at = {"yes": "with adversarial training", "no": "without adversarial training"}.get(self.adversarial_training,
                                                                                              f"adversarial training: {self.adversarial_training}")
         return f"{self.threat_model.replace('_', '-')}, {self.attack_family}, {at}"
+
+
+@dataclass(frozen=True)
+class LowRiskEstimate:
+    """A kind's pooled effect refitted on its low-risk effects only (same model as the kind's own fit)."""
+
+    k: int
+    n_studies: int
+    estimate: float
+    se: float
+    ci_low: float
+    ci_high: float
+    pval: float | None = None
+    df: float | None = None
+    test: str | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +110,28 @@ class KindAnswer:
     loo_sign_flip: bool = False
     per_study: tuple[StudyEstimate, ...] = ()
     notes: tuple[str, ...] = ()
+    n_high_risk: int | None = None  # effects from a high-risk evaluation; None: the table has no rigour column
+    without_high_risk: LowRiskEstimate | None = None  # the pooled effect on the low-risk effects alone
+    without_high_risk_note: str | None = None  # why there is no such refit, where the kind has a pooled number and high-risk effects
+
+    @property
+    def share_high_risk(self) -> float | None:
+        """The fraction of the kind's effects that rest on high-risk evaluations (derived from the counts)."""
+        return None if self.n_high_risk is None or not self.k else self.n_high_risk / self.k
+
+    @property
+    def high_risk_text(self) -> str | None:
+        """"12 of 40 effects (30%) rest on high-risk evaluations (...)", or None where unknown."""
+        return None if self.n_high_risk is None or not self.k else _high_risk_sentence(self.n_high_risk, self.k)
+
+    @property
+    def without_high_risk_text(self) -> str | None:
+        """The refit without the high-risk effects, or why there is none (None where nothing is to say)."""
+        w = self.without_high_risk
+        if w is None:
+            return self.without_high_risk_note and f"no pooled number without them: {self.without_high_risk_note}"
+        return (f"without them: {_fmt(w.estimate, self.unit)} (95% CI {_fmt(w.ci_low, self.unit)} to {_fmt(w.ci_high, self.unit)}; "
+                f"k = {w.k:,}, {w.n_studies} studies)")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -98,6 +157,23 @@ class QuestionAnswer:
         return (f"{len(self.kinds)} evaluation kind(s); {n_est} with a pooled number" if n_est
                 else f"{len(self.kinds)} evaluation kind(s), none estimable as one number: see the per-study estimates")
 
+    @property
+    def k(self) -> int:
+        """The question's effects (each belongs to one evaluation kind)."""
+        return sum(k.k for k in self.kinds)
+
+    @property
+    def n_high_risk(self) -> int | None:
+        """The question's effects from high-risk evaluations; None where a kind does not know."""
+        counts = [k.n_high_risk for k in self.kinds]
+        return None if not counts or None in counts else sum(counts)
+
+    @property
+    def high_risk_text(self) -> str | None:
+        """How much of the question's evidence rests on high-risk evaluations, as one sentence."""
+        n = self.n_high_risk
+        return None if n is None or not self.k else _high_risk_sentence(n, self.k)
+
     def to_dict(self) -> dict:
         return clean({"question": self.question.value, "text": self.text, "measurable": self.measurable, "verdict": self.verdict,
                       "kinds": [k.to_dict() for k in self.kinds]})
@@ -121,15 +197,21 @@ class Answers:
                 rows.append({"question": q.question.value, "threat_model": k.kind.threat_model, "adversarial_training": k.kind.adversarial_training,
                              "attack_family": k.kind.attack_family, "k": k.k, "n_studies": k.n_studies, "estimable": k.estimable,
                              "estimate": k.estimate, "ci_low": k.ci_low, "ci_high": k.ci_high, "pi_low": k.pi_low, "pi_high": k.pi_high,
-                             "loo_low": k.loo_low, "loo_high": k.loo_high, "verdict": k.verdict})
+                             "loo_low": k.loo_low, "loo_high": k.loo_high, "n_high_risk": k.n_high_risk,
+                             "estimate_without_high_risk": k.without_high_risk.estimate if k.without_high_risk else None, "verdict": k.verdict})
         return pd.DataFrame(rows)
 
     def summary(self) -> str:
         lines = []
         for q in self.questions:
             lines.append(f"{q.question.value}: {q.text}\n  {q.verdict}")
+            if q.high_risk_text:
+                lines.append(f"  {q.high_risk_text}")
             for k in q.kinds:
                 lines.append(f"  - {k.kind.label} (k = {k.k}, {k.n_studies} stud{'y' if k.n_studies == 1 else 'ies'}): {k.verdict}")
+                if k.n_high_risk:  # kinds without a high-risk effect are in the question's count above
+                    hr = f"high-risk: {k.n_high_risk:,} of {k.k:,} effects ({_share(k.n_high_risk, k.k)})"
+                    lines.append(f"      {hr}; {k.without_high_risk_text}" if k.without_high_risk_text else f"      {hr}")
                 if not k.estimable:
                     for s in k.per_study:
                         lines.append(f"      {s.study}: {s.estimate:+.1f} {k.unit} [{s.ci_low:+.1f}, {s.ci_high:+.1f}] (k = {s.k})")
@@ -195,16 +277,34 @@ class _Fits:
         return self._cache[key]
 
 
+def _without_high_risk(g: pd.DataFrame, fits: _Fits, start: dict[str, float] | None) -> tuple[LowRiskEstimate | None, str | None]:
+    """The kind's pooled effect on its low-risk effects, or why there is none (called where the kind
+    has a pooled number and at least one high-risk effect)."""
+    low = g[~g["high_risk"].astype(bool)]
+    n = low["study"].nunique()
+    if not len(low):
+        return None, "every effect is high-risk"
+    if n < MIN_STUDIES:
+        return None, f"{n} stud{'y has' if n == 1 else 'ies have'} a low-risk effect (at least {MIN_STUDIES} needed)"
+    an = fits.pooled(low, start=start)
+    if isinstance(an, MetaInputError):
+        return None, f"the model cannot be fitted ({an})"
+    c = an.fit.coefficients[0]
+    return LowRiskEstimate(len(low), n, c.estimate, c.se, c.ci_low, c.ci_high, c.pval, c.df, an.fit.test), None
+
+
 def _kind_answer(g: pd.DataFrame, kind: EvaluationKind, fits: _Fits, unit: str) -> KindAnswer:
     studies = sorted(g["study"].unique())
     per = tuple(e for s in studies if (e := fits.study(g, s)) is not None)
     n = len(studies)
+    n_high = int(g["high_risk"].astype(bool).sum()) if "high_risk" in g else None
+    risk = dict(n_high_risk=n_high)
     if n < MIN_STUDIES:
         return KindAnswer(kind, len(g), n, False, f"not estimable as one number: {n} stud{'y' if n == 1 else 'ies'} "
-                          f"(at least {MIN_STUDIES} needed); see the per-study estimates", unit, per_study=per)
+                          f"(at least {MIN_STUDIES} needed); see the per-study estimates", unit, per_study=per, **risk)
     an = fits.pooled(g)
     if isinstance(an, MetaInputError):
-        return KindAnswer(kind, len(g), n, False, f"not estimable as one number: {an}", unit, per_study=per)
+        return KindAnswer(kind, len(g), n, False, f"not estimable as one number: {an}", unit, per_study=per, **risk)
     c = an.fit.coefficients[0]
     loo = []
     for s in studies:
@@ -215,7 +315,7 @@ def _kind_answer(g: pd.DataFrame, kind: EvaluationKind, fits: _Fits, unit: str) 
     values = [e for _, e in loo]
     common = dict(estimate=c.estimate, se=c.se, ci_low=c.ci_low, ci_high=c.ci_high, pi_low=an.fit.pi_low, pi_high=an.fit.pi_high, pval=c.pval,
                   df=c.df, test=an.fit.test, loo_low=min(values) if values else None, loo_high=max(values) if values else None,
-                  loo_sign_flip=bool(flips), per_study=per, notes=tuple(dict.fromkeys(an.notes + an.fit.notes)))
+                  loo_sign_flip=bool(flips), per_study=per, notes=tuple(dict.fromkeys(an.notes + an.fit.notes)), **risk)
     if flips:
         verdict = (f"not estimable as one number: {n} studies, and leaving out {', '.join(flips)} flips the sign "
                    f"(leave-one-out range {_fmt(min(values), unit)} to {_fmt(max(values), unit)}); see the per-study estimates")
@@ -224,6 +324,9 @@ def _kind_answer(g: pd.DataFrame, kind: EvaluationKind, fits: _Fits, unit: str) 
     verdict += f"; leave-one-study-out {_fmt(min(values), unit)} to {_fmt(max(values), unit)}" if values else ""
     if c.df is not None and c.df < 4:
         verdict += f" (only {c.df:.1f} df: read the interval as indicative)"
+    if n_high:
+        low, why = _without_high_risk(g, fits, an.fit.sigma2)
+        common.update(without_high_risk=low, without_high_risk_note=why)
     return KindAnswer(kind, len(g), n, True, verdict, unit, **common)
 
 

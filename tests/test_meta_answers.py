@@ -86,3 +86,57 @@ def test_cli_answer_json_on_the_seed(seeded_url):
 def test_cli_answer_refuses_an_unknown_question(seeded_url, bad):
     r = runner.invoke(app, ["meta", "answer", "--db", seeded_url, "--question", bad])
     assert r.exit_code == 2 and "nonsense" in r.stderr
+
+
+def _kind(ans, q=Question.pruning_without_at):
+    return _kinds(ans, q)[("white_box", "iterative gradient")]
+
+
+def test_high_risk_effects_are_counted_per_kind_and_question_and_refitted_without():
+    df = _effects({"a": -5, "b": -6, "c": -4, "d": -5.5}, k=8)
+    df["high_risk"] = False
+    df.loc[[0, 1, 2, 9, 20], "high_risk"] = True  # 5 of 32 rows: 3 of study a, 1 of b, 1 of c
+    uap = _effects({"a": 3, "b": 2}, attack="uap", seed=1).assign(high_risk=True)  # 12 rows, all high-risk
+    ans = answer(_table(pd.concat([df, uap])), questions=[Question.pruning_without_at])
+    k = _kind(ans)
+    assert (k.k, k.n_high_risk) == (32, 5) and k.share_high_risk == pytest.approx(5 / 32)
+    assert k.high_risk_text.startswith("5 of 32 effects (16%) rest on high-risk evaluations (weak or unknown attack")
+    qa = ans.questions[0]
+    assert (qa.k, qa.n_high_risk) == (44, 17) and qa.high_risk_text.startswith("17 of 44 effects (39%) rest on high-risk")
+    # the refit is the same model on the 27 low-risk rows alone
+    alone = _kind(answer(_table(df[~df["high_risk"]].drop(columns="high_risk")), questions=[Question.pruning_without_at]))
+    w = k.without_high_risk
+    assert k.estimable and w is not None and k.without_high_risk_note is None
+    assert (w.k, w.n_studies) == (27, 4) and alone.k == 27
+    assert w.estimate == pytest.approx(alone.estimate, rel=1e-6) and w.ci_low == pytest.approx(alone.ci_low, rel=1e-6)
+    assert w.estimate != pytest.approx(k.estimate, rel=1e-6)
+    assert alone.n_high_risk is None and alone.high_risk_text is None  # no rigour column: unknown, not 0
+    d = k.to_dict()
+    assert d["n_high_risk"] == 5 and d["without_high_risk"]["k"] == 27 and "share_high_risk" not in d  # counts stored, share derived
+    text = ans.summary()
+    assert "17 of 44 effects (39%) rest on high-risk evaluations" in text
+    assert f"high-risk: 5 of 32 effects (16%); without them: {w.estimate:+.1f} pp" in text
+    assert "high-risk: 12 of 12 effects (100%)" in text
+
+
+def test_no_refit_without_high_risk_rows_when_under_3_studies_keep_a_low_risk_effect():
+    df = _effects({"a": -5, "b": -6, "c": -4, "d": -5.5})
+    df["high_risk"] = df["study"].isin(["c", "d"])
+    k = _kind(answer(_table(df), questions=[Question.pruning_without_at]))
+    assert k.estimable and (k.n_high_risk, k.k) == (12, 24) and k.without_high_risk is None
+    assert k.without_high_risk_note == "2 studies have a low-risk effect (at least 3 needed)"
+    assert k.without_high_risk_text == "no pooled number without them: 2 studies have a low-risk effect (at least 3 needed)"
+    every = _kind(answer(_table(df.assign(high_risk=True)), questions=[Question.pruning_without_at]))
+    assert every.n_high_risk == every.k == 24 and every.without_high_risk is None and every.without_high_risk_note == "every effect is high-risk"
+    none = _kind(answer(_table(df.assign(high_risk=False)), questions=[Question.pruning_without_at]))
+    assert none.n_high_risk == 0 and none.without_high_risk is None and none.without_high_risk_note is None
+
+
+def test_cli_answer_text_says_how_much_rests_on_high_risk_rows(seeded_url):
+    args = ["meta", "answer", "--db", seeded_url, "--assume-n", "dataset", "--question", "sparsity_level"]
+    d = json.loads(runner.invoke(app, [*args, "--json"]).stdout)["questions"][0]
+    n_high, k = sum(x["n_high_risk"] for x in d["kinds"]), sum(x["k"] for x in d["kinds"])
+    assert 0 < n_high < k
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert f"{n_high:,} of {k:,} effects ({n_high / k:.0%}) rest on high-risk evaluations" in r.stdout

@@ -3,7 +3,9 @@ coverage releases (rows of other releases left out, so a new release does not mo
 
 Run from the repository root: ``python tests/data/answers/make_seed_answers.py``. The file pins the
 answers so that speed work on the fitting code is shown not to change them
-(tests/test_meta_answers_pinned.py).
+(tests/test_meta_answers_pinned.py). Fields added later (``n_high_risk``, ``without_high_risk`` and
+``without_high_risk_note``) were merged into the file from this script's output, leaving the numbers
+pinned before the speed work as they were (the test's tolerance says why they may differ at 1e-8).
 """
 
 from __future__ import annotations
