@@ -115,6 +115,17 @@ def test_overview_shows_what_metaanalysis_answer_gives_per_question_and_kind(at)
     assert f"{k.estimate:+.1f} pp" in cells and f"{k.ci_low:+.1f} to {k.ci_high:+.1f} pp" in cells
     assert f"{k.loo_low:+.1f} to {k.loo_high:+.1f} pp" in cells
     assert "come from one study" in text
+    for qa, tab in zip(measurable, tables):  # how much rests on high-risk rows: per question, and per kind in the table
+        n_high = sum(int(k.n_high_risk) for k in qa.kinds)
+        assert f"{n_high:,} of {qa.k:,} effects (" in text and qa.high_risk_text in text
+        assert [c.split(" (")[0] for c in tab["high-risk effects"]] == [f"{k.n_high_risk:,}" for k in qa.kinds]
+    assert "rest on high-risk evaluations (weak or unknown attack, epsilon not stated, robust above clean, or possible gradient masking)" in text
+    refit = [(k, tab) for qa, tab in zip(measurable, tables) for k in qa.kinds if k.without_high_risk is not None]
+    assert refit  # the seed has a pooled kind with some high-risk effects and 3 studies without them
+    k, tab = refit[0]
+    w = k.without_high_risk
+    assert f"{w.estimate:+.1f} pp ({w.ci_low:+.1f} to {w.ci_high:+.1f} pp; {w.n_studies} studies)" in list(tab["without high-risk effects (95% CI)"])
+    assert "every effect is high-risk" in " ".join(" ".join(t["without high-risk effects (95% CI)"]) for t in tables)
     assert "Not assessable: no result in the database measures" in text  # the capacity question says what the data cannot tell
     shown = " ".join([text] + [" ".join(t.value.astype(str).to_numpy().ravel()) for t in at.table])
     for bad in ("p = 0 ", "p = 0.0000", "None", "n_assumed", "white_box", "black_box", "unstructured_pruning"):

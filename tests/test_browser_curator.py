@@ -55,9 +55,13 @@ def test_overview_shows_the_answer_to_each_question(app):
         assert q.text in body
     ans = ma.answer(ma.compute_effects(query_results(get_engine(url), ResultFilter()), ma.EffectSettings(assume_n="dataset")))
     first = next(qa for qa in ans.questions if qa.kinds).kinds[0]
-    lines = body.splitlines()  # a table cell per line: kind, change, CI, PI, p, studies, effects, leave-one-out, verdict
-    i = lines.index(first.verdict)
-    assert (lines[i - 8], lines[i - 3], lines[i - 2]) == (first.kind.label, str(first.n_studies), f"{first.k:,}"), lines[i - 8:i + 1]
+    lines = body.splitlines()  # a table cell per line: kind, change, CI, PI, p, studies, effects, high-risk effects,
+    i = lines.index(first.verdict)  # leave-one-out, without high-risk effects, verdict
+    assert (lines[i - 10], lines[i - 5], lines[i - 4]) == (first.kind.label, str(first.n_studies), f"{first.k:,}"), lines[i - 10:i + 1]
+    assert lines[i - 3].split(" (")[0] == f"{first.n_high_risk:,}", lines[i - 10:i + 1]
+    for qa in ans.questions:
+        if qa.kinds:
+            assert qa.high_risk_text in " ".join(lines), qa.high_risk_text  # the caption may wrap
     pooled = next(k for qa in ans.questions for k in qa.kinds if k.estimable)
     assert pooled.verdict in body and f"{pooled.estimate:+.1f} pp" in body
     assert "evaluation kind" in body and "leave-one-study-out" in body and "come from one study" in body

@@ -4,7 +4,9 @@ The answers themselves (per question and per evaluation kind: pooled effect with
 prediction interval, studies, leave-one-study-out range, verdict) are computed once by
 ``metaanalysis.answer`` — the same call as ``crev meta answer`` — in :mod:`ui.state`'s background
 worker. This module only turns those typed objects into text tables with units ("–" where a value
-is missing, "p < 0.001" style) and the share of a question's effects that rests on one study.
+is missing, "p < 0.001" style), the share of a question's effects that rests on one study, and the
+share that rests on high-risk evaluations (``KindAnswer.n_high_risk``, with the pooled change refitted
+without them where ``metaanalysis.answer`` could).
 """
 
 from __future__ import annotations
@@ -57,6 +59,21 @@ def _range(lo, hi, unit: str) -> str:
     return f"{lo:+.{d}f} to {hi:+.{d}f} {unit}"
 
 
+def _high_risk(ka: ma.KindAnswer) -> str:
+    if ka.n_high_risk is None:
+        return labels.MISSING
+    return f"{ka.n_high_risk:,} ({labels.share(ka.n_high_risk, ka.k)})"
+
+
+def _without_high_risk(ka: ma.KindAnswer) -> str:
+    """The pooled change on the low-risk effects alone, or why there is none ("–" where the kind has
+    no pooled number or no high-risk effect)."""
+    w = ka.without_high_risk
+    if w is not None:
+        return f"{_num(w.estimate, ka.unit)} ({_range(w.ci_low, w.ci_high, ka.unit)}; {w.n_studies} studies)"
+    return ka.without_high_risk_note or labels.MISSING
+
+
 def kind_table(qa: ma.QuestionAnswer) -> pd.DataFrame:
     """One row per evaluation kind, as text (so a missing value reads "–", never "None")."""
     rows = []
@@ -68,7 +85,9 @@ def kind_table(qa: ma.QuestionAnswer) -> pd.DataFrame:
                      "95% PI (a new setting)": _range(ka.pi_low, ka.pi_high, u),
                      "p": labels.pval(ka.pval) if ka.pval is not None else labels.MISSING,
                      "studies": f"{ka.n_studies:,}", "effects": f"{ka.k:,}",
+                     "high-risk effects": _high_risk(ka),
                      "leave-one-study-out": _range(ka.loo_low, ka.loo_high, u),
+                     "without high-risk effects (95% CI)": _without_high_risk(ka),
                      "verdict": ka.verdict})
     return pd.DataFrame(rows)
 

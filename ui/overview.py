@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 import metaanalysis as ma
+from metaanalysis.answers import MIN_STUDIES
 from metaanalysis.plots import evidence_map_figure
 from ui import answers as ans_ui
 from ui import labels, state
@@ -26,7 +27,9 @@ effect = "" if settings.measure.value == "delta_robust" else f" --effect {settin
 st.caption(f"Each question over all approved evidence in its scope (the sidebar's filters do not apply here), split by evaluation kind "
            f"(threat model, attack family, adversarial training), as the change in robust accuracy from the dense to the compressed model "
            f"({unit}; negative = less robust after compression), pooled by the default multilevel model where at least 3 studies give "
-           f"numbers and leaving one study out does not flip the sign. The same answers as `crev meta answer{effect}{assume}`.")
+           f"numbers and leaving one study out does not flip the sign. Where a pooled number rests partly on high-risk evaluations, it is "
+           f"refitted without them when at least {MIN_STUDIES} studies keep a low-risk effect. "
+           f"The same answers as `crev meta answer{effect}{assume}`.")
 answers = state.answers(settings, wait=False)
 ans_key = (state.settings_key(settings), state.evidence_version())
 err = state.report_error("answers", ans_key)
@@ -62,6 +65,8 @@ for qa in answers.questions if answers is not None else ():
         conc = ans_ui.concentration(qa)
         if conc is not None:
             parts.append(conc.text)
+        if qa.high_risk_text:
+            parts.append(qa.high_risk_text)
         if rep is not None:
             deps = [f.label for f in rep.fits if str(f.question) == qa.question.value and f.testable and f.pval_adjusted is not None
                     and f.pval_adjusted < rep.alpha]
