@@ -1,13 +1,15 @@
 """Add evidence: a study with its claims, a CSV of results (previewed before anything is written),
-and a correction of an existing entry. Everything goes to the review queue."""
+and a correction of an existing entry. Everything goes to the review queue.
 
-import hashlib
+An uploaded CSV is never copied whole in memory: it is streamed to a temporary file in chunks under
+the cap of ``server.maxUploadSize`` (:mod:`ui.uploads`), read from there by the preview and the
+import, and deleted straight after each."""
 
 import pandas as pd
 import streamlit as st
 
 import evidence as ev
-from ui import labels, state
+from ui import labels, state, uploads
 
 state.hide_sidebar()
 st.title("Add evidence")
@@ -79,18 +81,22 @@ if submitted and (by := who()):
 # --- results from a CSV: preview, then submit ----------------------------------------------------------------------------
 st.subheader("Results from a CSV file")
 st.download_button("Download the template (header + one documented example row)", ev.template_csv(), TEMPLATE, "text/csv")
-up = st.file_uploader("Results CSV (the template's columns; up to 5 MB — larger files: `crev evidence import`)", type=["csv"], key="upload")
+LIMIT_MB = int(st.get_option("server.maxUploadSize"))  # .streamlit/config.toml: the server refuses larger bodies first
+up = st.file_uploader(f"Results CSV (the template's columns; up to {LIMIT_MB} MB — larger files: `crev evidence import`)", type=["csv"],
+                      key="upload")
 if up is not None:
-    data = up.getvalue()
-    digest = hashlib.sha256(data).hexdigest()
     prev = st.session_state.get("import_preview")
-    if prev is None or prev[0] != digest:
+    if prev is None or prev[0] != up.file_id:  # one preview per upload, not per rerun
+        st.session_state.pop("import_preview", None)
         try:
-            with st.spinner("Checking every row (nothing is written)..."):
-                report = ev.preview_import(state.engine(), data, name=up.name)
-            st.session_state["import_preview"] = (digest, report)
+            with st.spinner("Checking every row (nothing is written)..."), \
+                    uploads.spool(up, LIMIT_MB * uploads.MIB, name=up.name) as spooled, spooled.open() as fh:
+                report = ev.preview_import(state.engine(), fh, name=up.name)
+            st.session_state["import_preview"] = (up.file_id, report)
+        except uploads.UploadTooLarge as exc:
+            st.error(str(exc))
+            st.stop()
         except ev.ValidationFailed as exc:
-            st.session_state.pop("import_preview", None)
             problems_table(exc)
             st.stop()
     report = st.session_state["import_preview"][1]
@@ -120,10 +126,13 @@ if up is not None:
     if st.button(f"Submit {report.results or report.rows_read - len(report.skipped)} result(s) for review", type="primary", key="import_btn") \
             and (by := who()):
         try:
-            rep = ev.import_results(state.engine(), data, by, name=up.name)
+            with uploads.spool(up, LIMIT_MB * uploads.MIB, name=up.name) as spooled, spooled.open() as fh:
+                rep = ev.import_results(state.engine(), fh, by, name=up.name)
             st.session_state.pop("import_preview", None)
             st.success(f"Submission {rep.submission_id}: {rep.results or rep.rows_read} results are in the review queue "
                        f"({rep.rows_fully_parsed} of {rep.rows_read} fully parsed).")
+        except uploads.UploadTooLarge as exc:
+            st.error(str(exc))
         except ev.ValidationFailed as exc:
             problems_table(exc)
 
