@@ -346,6 +346,9 @@ class Job(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     started_at: Optional[datetime] = None
     finished_at: Optional[datetime] = None
+    # written every few seconds by the job's own process while it runs (replicate.heartbeat); None on rows
+    # from before migration 0004 and before the process starts: then staleness falls back to the last activity
+    heartbeat_at: Optional[datetime] = None
     timings_json: str = Field(default="", sa_type=sa.Text)
     submission_id: Optional[int] = None
 
