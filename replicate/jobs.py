@@ -2,10 +2,21 @@
 
 A finished cell is stored whole (a :class:`~replicate.cells.CellResult` as JSON, read back through
 the same model), in one transaction, keyed by the spec's hash: a job killed half-way leaves complete
-cells and no results, and a rerun of the same spec skips the cells it finds. A job's liveness is the
-time of its last finished cell (or its start): a job still marked running with no sign of life for
-``STALE_AFTER`` is stale, shown as such, and marked failed by :func:`reap_stale_jobs` (or cancelled
-at once by :func:`request_cancel`). The results are written at the end through the one write path,
+cells and no results, and a rerun of the same spec skips the cells it finds.
+
+Liveness. While a job runs, a daemon thread in its own process (:class:`replicate.heartbeat.Heartbeat`,
+started by :func:`replicate.run_job` for local, Dask and SLURM/PBS jobs alike) writes the job's
+``heartbeat_at`` every :data:`HEARTBEAT_EVERY` (30 s; ``CREV_HEARTBEAT_EVERY`` seconds overrides it).
+A job still marked running or queued is *stale* (its process is gone: killed, out of memory, the
+machine restarted) when its newest sign of life is older than :data:`HEARTBEAT_STALE_AFTER` (5 min,
+ten beats) if it has ever written a heartbeat; a job without one (a row from before migration 0004,
+or a job whose process has not started yet) keeps the old rule, its start or newest finished cell
+older than :data:`STALE_AFTER` (30 min). So a healthy job that trains one CIFAR-10 model for hours
+is never stale, and a dead one is noticed within minutes. A stale job is shown as such
+(:func:`job_table`), marked failed by :func:`reap_stale_jobs` (which :func:`replicate.launch_background`
+runs before it counts a user's quota), or cancelled at once by :func:`request_cancel`.
+
+The results are written at the end through the one write path,
 :func:`evidence.submit`, as one pending submission of ``ResultCreate`` rows (counts stored, the
 percentages derived from them exactly), each labelled with the spec hash, seed, code version, the
 installed crev, torch and torchattacks versions, the dataset split and the attacked model. Rows a
@@ -15,8 +26,9 @@ previous run of the same spec already stored (same fingerprints) are not written
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from enum import StrEnum
 
 import pandas as pd
@@ -27,6 +39,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from evidence import Job, JobCell, Result, Study, list_claims, session_scope
+from evidence.db import writer
 from evidence.models import ResultCreate, StudyCreate, utcnow
 from evidence.rows import fingerprint
 from evidence.submit import SubmissionCreate, submit
@@ -40,10 +53,14 @@ from .verdict import EFFECT_COLUMNS, Verdict, decide
 
 __all__ = ["JobStatus", "JobSummary", "Assembled", "job_results", "REPLICATION_STUDY", "create_job", "finished_cells", "store_cell", "update_job",
            "cancel_requested", "request_cancel", "job_table", "get_job", "assemble", "verdicts", "write_results", "is_stale", "reap_stale_jobs",
-           "STALE_AFTER", "read_summary"]
+           "STALE_AFTER", "read_summary", "HEARTBEAT_EVERY", "HEARTBEAT_STALE_AFTER", "HEARTBEAT_ENV", "heartbeat_interval", "beat"]
 
 REPLICATION_STUDY = "crev_replications"
-STALE_AFTER = timedelta(minutes=30)  # longer than any cell of the catalogue takes on one core
+STALE_AFTER = timedelta(minutes=30)  # jobs without a heartbeat (before migration 0004): longer than any catalogue cell on one core
+HEARTBEAT_EVERY = timedelta(seconds=30)  # how often a running job's process writes heartbeat_at
+HEARTBEAT_STALE_AFTER = timedelta(minutes=5)  # no heartbeat for this long: the process is gone (10 missed beats)
+HEARTBEAT_ENV = "CREV_HEARTBEAT_EVERY"  # seconds; overrides HEARTBEAT_EVERY (tests; a background job inherits it)
+_ACTIVE = ("running", "queued")
 
 
 class JobStatus(StrEnum):
@@ -98,31 +115,107 @@ def update_job(engine: Engine, job_id: int, **fields) -> None:
         s.add(job)
 
 
-def _last_activity(conn, job: Job):
-    newest = conn.execute(sa.select(sa.func.max(JobCell.created_at)).where(JobCell.job_key == job.spec_hash)).scalar_one()
-    times = [t for t in (job.started_at, job.created_at, newest) if t is not None]
-    return max(t.replace(tzinfo=None) for t in times)
+def heartbeat_interval() -> float:
+    """Seconds between two heartbeats: ``CREV_HEARTBEAT_EVERY`` if set, else :data:`HEARTBEAT_EVERY`.
+
+    ``ValueError`` for a value that is not a positive number, or so long that a live job would miss the
+    three beats :data:`HEARTBEAT_STALE_AFTER` allows (more than a third of it)."""
+    raw = os.environ.get(HEARTBEAT_ENV, "").strip()
+    if not raw:
+        seconds = HEARTBEAT_EVERY.total_seconds()
+    else:
+        try:
+            seconds = float(raw)
+        except ValueError:
+            raise ValueError(f"{HEARTBEAT_ENV}={raw!r} is not a number of seconds") from None
+    limit = HEARTBEAT_STALE_AFTER.total_seconds() / 3
+    if not 0 < seconds <= limit:
+        raise ValueError(f"heartbeat interval {seconds:g} s ({HEARTBEAT_ENV}): must be above 0 and at most {limit:g} s "
+                         f"(a third of HEARTBEAT_STALE_AFTER, {HEARTBEAT_STALE_AFTER}), or live jobs would read as stale")
+    return seconds
 
 
-def is_stale(engine: Engine, job: Job, *, now=None, after: timedelta = STALE_AFTER) -> bool:
-    """A job marked running (or queued) whose last sign of life (start, or its newest finished cell)
-    is older than ``after``: its process is gone (killed, machine restarted)."""
-    if job.status not in (JobStatus.running, JobStatus.queued):
+def beat(engine: Engine, job_id: int, *, now: datetime | None = None) -> bool:
+    """Write ``heartbeat_at = now`` for a job still running or queued (one short transaction of its
+    own); returns whether it did (False once the job has finished, failed or been cancelled)."""
+    t = Job.__table__
+    with writer(engine).begin() as c:
+        n = c.execute(sa.update(t).where(t.c.id == job_id, t.c.status.in_(_ACTIVE)).values(heartbeat_at=now or utcnow())).rowcount
+    return n > 0
+
+
+def _utc(t: datetime) -> datetime:
+    return t.replace(tzinfo=timezone.utc) if t.utcoffset() is None else t.astimezone(timezone.utc)
+
+
+@dataclass(frozen=True)
+class _Liveness:
+    """What staleness is judged on: the heartbeat (None before migration 0004 or before the process
+    started) and the other signs of life (creation, start, the spec's newest finished cell)."""
+
+    heartbeat: datetime | None
+    activity: datetime
+
+    def stale(self, now: datetime, after: timedelta, heartbeat_after: timedelta) -> bool:
+        if self.heartbeat is not None:  # a process that beats: judged on its newest sign of life, beats included
+            return now - max(self.heartbeat, self.activity) > heartbeat_after
+        return now - self.activity > after
+
+    def reason(self, after: timedelta, heartbeat_after: timedelta) -> str:
+        if self.heartbeat is not None:
+            return f"no heartbeat within {heartbeat_after} (the last at {self.heartbeat:%Y-%m-%d %H:%M:%S} UTC)"
+        return f"no heartbeat, and no finished cell or start within {after}"
+
+
+def _liveness(job, newest_cell: datetime | None) -> _Liveness:
+    times = [_utc(t) for t in (job.started_at, job.created_at, newest_cell) if t is not None]
+    return _Liveness(_utc(job.heartbeat_at) if job.heartbeat_at is not None else None, max(times))
+
+
+def _newest_cells(conn, spec_hashes) -> dict[str, datetime]:
+    hashes = sorted(set(spec_hashes))
+    if not hashes:
+        return {}
+    rows = conn.execute(sa.select(JobCell.job_key, sa.func.max(JobCell.created_at)).where(JobCell.job_key.in_(hashes)).group_by(JobCell.job_key))
+    return {k: t for k, t in rows if t is not None}
+
+
+def is_stale(engine: Engine, job: Job, *, now: datetime | None = None, after: timedelta = STALE_AFTER,
+             heartbeat_after: timedelta = HEARTBEAT_STALE_AFTER) -> bool:
+    """Whether a job marked running (or queued) has lost its process (killed, out of memory, machine
+    restarted): its newest sign of life is older than ``heartbeat_after`` when it has a heartbeat,
+    else (no heartbeat: a row from before migration 0004) its start or newest finished cell is older
+    than ``after``. A finished, failed or cancelled job is never stale."""
+    if job.status not in _ACTIVE:
         return False
-    now = (now or utcnow()).replace(tzinfo=None)
     with engine.connect() as c:
-        return now - _last_activity(c, job) > after
+        live = _liveness(job, _newest_cells(c, [job.spec_hash]).get(job.spec_hash))
+    return live.stale(_utc(now or utcnow()), after, heartbeat_after)
 
 
-def reap_stale_jobs(engine: Engine, *, now=None, after: timedelta = STALE_AFTER) -> list[int]:
-    """Mark stale jobs failed (with the reason in their error and log); returns their ids."""
+def reap_stale_jobs(engine: Engine, *, now: datetime | None = None, after: timedelta = STALE_AFTER,
+                    heartbeat_after: timedelta = HEARTBEAT_STALE_AFTER) -> list[int]:
+    """Mark stale jobs (:func:`is_stale`) failed, with the reason in their error and log; returns their ids."""
     with Session(engine) as s:
-        running = s.exec(sa.select(Job).where(Job.status.in_([JobStatus.running.value, JobStatus.queued.value]))).scalars().all()
-    stale = [j for j in running if is_stale(engine, j, now=now, after=after)]
-    for j in stale:
-        update_job(engine, j.id, status=JobStatus.failed, finished_at=utcnow(), stage="stale",
-                   error=f"stale: no finished cell or start within {after}; its process is gone", log_line="marked failed: stale")
-    return [j.id for j in stale]
+        active = s.exec(sa.select(Job).where(Job.status.in_(_ACTIVE))).scalars().all()
+    with engine.connect() as c:
+        newest = _newest_cells(c, [j.spec_hash for j in active])
+    when = _utc(now or utcnow())
+    reaped = []
+    for j in active:
+        live = _liveness(j, newest.get(j.spec_hash))
+        if not live.stale(when, after, heartbeat_after):
+            continue
+        with session_scope(engine) as s:  # only if it is still active and has not beaten since it was read
+            row = s.get(Job, j.id)
+            if row.status not in _ACTIVE or row.heartbeat_at is not None and _utc(row.heartbeat_at) != live.heartbeat:
+                continue
+            row.status, row.finished_at, row.stage = JobStatus.failed.value, utcnow(), "stale"
+            row.error = f"stale: {live.reason(after, heartbeat_after)}; its process is gone"
+            row.log = (row.log + f"{utcnow():%Y-%m-%d %H:%M:%S} marked failed: stale ({live.reason(after, heartbeat_after)})\n")[-20000:]
+            s.add(row)
+        reaped.append(j.id)
+    return reaped
 
 
 def request_cancel(engine: Engine, job_id: int) -> Job:
@@ -168,15 +261,20 @@ def store_cell(engine: Engine, spec_hash: str, payload: CellResult) -> None:
             s.add(JobCell(job_key=spec_hash, cell_key=payload.key, payload_json=payload.model_dump_json(), seconds=payload.seconds))
 
 
-def job_table(engine: Engine) -> pd.DataFrame:
-    """All jobs, newest first, with a ``stale`` column (running with no sign of life for STALE_AFTER)."""
+def job_table(engine: Engine, *, now: datetime | None = None) -> pd.DataFrame:
+    """All jobs, newest first, with ``heartbeat_at`` (the last heartbeat of the job's process, UTC) and a
+    ``stale`` column (:func:`is_stale`: running or queued, and its process is gone)."""
     with engine.connect() as c:
         res = c.execute(sa.select(Job.id, Job.claim_id, Job.status, Job.stage, Job.progress, Job.cells_done, Job.cells_total, Job.quick,
-                                  Job.executor, Job.created_by, Job.created_at, Job.finished_at, Job.submission_id).order_by(Job.id.desc()))
-        df = pd.DataFrame(res.fetchall(), columns=list(res.keys()))
-    df["stale"] = [is_stale(engine, get_job(engine, int(i))) if s in (JobStatus.running, JobStatus.queued) else False
-                   for i, s in zip(df["id"], df["status"])] if len(df) else []
-    return df
+                                  Job.executor, Job.created_by, Job.created_at, Job.started_at, Job.finished_at, Job.heartbeat_at,
+                                  Job.submission_id, Job.spec_hash).order_by(Job.id.desc()))
+        rows = res.fetchall()
+        df = pd.DataFrame(rows, columns=list(res.keys()))
+        newest = _newest_cells(c, [r.spec_hash for r in rows if r.status in _ACTIVE])
+    when = _utc(now or utcnow())
+    df["stale"] = [r.status in _ACTIVE and _liveness(r, newest.get(r.spec_hash)).stale(when, STALE_AFTER, HEARTBEAT_STALE_AFTER)
+                   for r in rows]
+    return df.drop(columns=["spec_hash", "started_at"])
 
 
 @dataclass

@@ -14,6 +14,11 @@ exits while its job still reads queued or running (it died before ``run_job`` co
 a missing dependency, an unreadable spec, a database it cannot open; or it was killed), the job is
 marked failed at once with the end of that output as its error, instead of staying "running" until
 the stale-job rule notices.
+
+A job whose process dies later, or runs on another machine (the app restarted, the watcher thread
+gone with it), stops writing its heartbeat (``replicate.heartbeat``); :func:`launch_background`
+first marks such stale jobs failed (:func:`replicate.jobs.reap_stale_jobs`), so a dead job does not
+hold a place in anyone's quota.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from evidence import Job, Submission
 from evidence.errors import NotAuthorized
 from evidence.models import utcnow
 
-from .jobs import create_job, get_job, read_summary, request_cancel, update_job
+from .jobs import create_job, get_job, read_summary, reap_stale_jobs, request_cancel, update_job
 from .spec import JobSpec
 from .training import cache_dir
 from .verdict import Verdict
@@ -71,7 +76,7 @@ def active_jobs(engine: Engine, by: str | None = None) -> int:
     """Jobs queued or running (of ``by`` if given).
 
     A job whose process was killed stays ``running`` until the stale-job rule of ``replicate.jobs``
-    marks it; until then it counts against the quota.
+    marks it (:func:`launch_background` applies it first); until then it counts against the quota.
     """
     stmt = sa.select(sa.func.count()).select_from(Job).where(Job.status.in_(_ACTIVE))
     if by is not None:
@@ -90,9 +95,12 @@ def launch_background(engine: Engine, spec: JobSpec, *, by: str, executor: str =
     """Record the job, start ``crev replicate run`` for it in a new process session, return its id.
 
     ``NotAuthorized`` when ``by`` already has their quota of jobs queued or running, or the machine
-    its total.
+    its total. Stale jobs (their process gone: no heartbeat for ``HEARTBEAT_STALE_AFTER``) are marked
+    failed first and do not count.
     """
     per_user, total = job_quota()
+    for stale in reap_stale_jobs(engine):
+        log.warning("job %s marked failed: stale (its process is gone)", stale)
     mine, everyone = active_jobs(engine, by), active_jobs(engine)
     if mine >= per_user:
         raise NotAuthorized(f"{by} already has {mine} job(s) queued or running (limit {per_user}, {QUOTA_ENV}); wait or cancel one")

@@ -4,6 +4,11 @@ Stages: train (or load) the dense model of every seed, evaluate the grid's cells
 previous run of the same spec finished), then assemble the results, decide the verdicts and write
 everything in one transaction. Cancellation is checked between cells (and between attacks inside a
 cell); a cancelled or crashed job writes no results, and its finished cells stay for a rerun.
+
+From the moment the job's state is set up until it ends (done, cancelled or failed), a
+:class:`~replicate.heartbeat.Heartbeat` thread in this process writes the job's ``heartbeat_at``
+every :data:`~replicate.jobs.HEARTBEAT_EVERY`: through hours of dense training, and while a Dask or
+SLURM/PBS run waits on its workers, so a live job is never taken for dead (:mod:`replicate.jobs`).
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ from tqdm import tqdm
 from evidence.models import utcnow
 
 from .cells import CellResult, dense_model, plan, run_cell, split_for, surrogate_model
-from .jobs import JobStatus, assemble, cancel_requested, create_job, finished_cells, store_cell, update_job, verdicts, write_results
+from .heartbeat import Heartbeat
+from .jobs import (JobStatus, assemble, cancel_requested, create_job, finished_cells, heartbeat_interval, store_cell, update_job, verdicts,
+                   write_results)
 from .spec import JobSpec
 from .verdict import Verdict
 
@@ -116,6 +123,9 @@ def run_job(engine: Engine, spec: JobSpec, *, executor: str = "local", scheduler
     like each Dask worker); Dask workers use one thread each. Numbers are bitwise identical between executors
     when the thread counts agree (``threads=1``); with more threads, floating-point reductions may
     differ in the last bits.
+
+    While it runs, a heartbeat thread writes the job's ``heartbeat_at`` every
+    :func:`~replicate.jobs.heartbeat_interval` seconds; it stops when the job ends.
     """
     if executor not in ("local", "dask", "slurm", "pbs"):
         raise ValueError("executor must be local, dask, slurm or pbs")
@@ -132,6 +142,7 @@ def run_job(engine: Engine, spec: JobSpec, *, executor: str = "local", scheduler
         # an unavailable device fails here, before any job state is written; the deterministic settings
         # (CUBLAS_WORKSPACE_CONFIG among them) must precede the first CUDA call, i.e. the dense training below
         configure(spec.device, attack_mixed_precision=spec.attack_mixed_precision)
+    every = heartbeat_interval()  # a bad CREV_HEARTBEAT_EVERY fails here, before any job state is written
     job = create_job(engine, spec, executor=executor, by=by) if job_id is None else None
     job_id = job.id if job else job_id
     spec_json, h = spec.model_dump_json(), spec.spec_hash()
@@ -143,6 +154,7 @@ def run_job(engine: Engine, spec: JobSpec, *, executor: str = "local", scheduler
                log_line=f"{len(cells)} cells, {len(done)} already finished by an earlier run of this spec; pid {os.getpid()} on {socket.gethostname()}")
     is_cancelled = lambda: cancel_requested(engine, job_id)  # noqa: E731
     counter = {"n": len(cells) - len(todo)}
+    heartbeat = Heartbeat(engine, job_id, every=every).start()
     try:
         t0 = time.perf_counter()
         split = split_for(spec) if not batch else None
@@ -196,4 +208,6 @@ def run_job(engine: Engine, spec: JobSpec, *, executor: str = "local", scheduler
         update_job(engine, job_id, status=JobStatus.failed, finished_at=utcnow(), error=f"{type(exc).__name__}: {exc}",
                    log_line="failed:\n" + traceback.format_exc(limit=5))
         raise
+    finally:
+        heartbeat.stop()
 
