@@ -14,6 +14,7 @@ import threading
 import time
 import tomllib
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -27,7 +28,7 @@ from evidence.models import utcnow
 from replicate import load_spec, run_job
 from replicate.heartbeat import Heartbeat
 from replicate.jobs import (HEARTBEAT_ENV, HEARTBEAT_STALE_AFTER, STALE_AFTER, JobStatus, beat, create_job, get_job, heartbeat_interval,
-                            is_stale, job_table, reap_stale_jobs)
+                            is_stale, job_table, reap_stale_jobs, request_cancel)
 from replicate.launch import job_output, launch_background
 from tests.test_house_jobs import MINI
 
@@ -114,6 +115,17 @@ def test_a_job_without_a_heartbeat_keeps_the_thirty_minute_rule(engine, spec):
     assert reap_stale_jobs(engine, now=started + timedelta(minutes=6)) == []  # five minutes is the heartbeat's rule, not this one's
     assert reap_stale_jobs(engine, now=started + timedelta(minutes=31)) == [job.id]
     assert "no heartbeat, and no finished cell or start within 0:30:00" in get_job(engine, job.id).error
+
+
+def test_cancel_stops_a_beating_job_and_closes_one_whose_heartbeat_stopped_at_once(engine, spec):
+    beating, gone = (create_job(engine, spec, executor="local", by="t") for _ in range(2))
+    for job in (beating, gone):
+        _set(engine, job.id, created_at=utcnow() - timedelta(minutes=20), started_at=utcnow() - timedelta(minutes=20))
+    assert beat(engine, beating.id) and beat(engine, gone.id, now=utcnow() - timedelta(minutes=10))
+    asked = request_cancel(engine, beating.id)
+    assert asked.status == JobStatus.running and asked.cancel_requested  # its process will stop at the next check
+    closed = request_cancel(engine, gone.id)
+    assert closed.status == JobStatus.cancelled and "cancelled while stale" in closed.log
 
 
 def test_the_heartbeat_interval_comes_from_the_environment_and_is_checked(monkeypatch):
@@ -256,3 +268,30 @@ def test_migration_0004_downgrades_to_0003(empty_url):
         command.downgrade(cfg, "0003")
     assert schema_revision(engine) == "0003"
     assert "heartbeat_at" not in {c["name"] for c in sa.inspect(engine).get_columns("job")}
+
+
+# --------------------------------------------------------------------------- the Replications page
+
+
+def test_the_replications_page_shows_heartbeats_and_flags_a_job_whose_process_is_gone(seeded_url, spec, monkeypatch, tmp_path):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("CREV_DB", seeded_url)
+    monkeypatch.setenv("CREV_APP_PRECOMPUTE", "0")
+    monkeypatch.setattr("ui.state.PRECOMPUTE", False, raising=False)
+    engine = get_engine(seeded_url)
+    alive = create_job(engine, spec, executor="local", by="ann")
+    dead = create_job(engine, spec, executor="local", by="bob")
+    for job in (alive, dead):  # both started 20 minutes ago; bob's process died 10 minutes ago
+        _set(engine, job.id, created_at=utcnow() - timedelta(minutes=20), started_at=utcnow() - timedelta(minutes=20))
+    assert beat(engine, alive.id) and beat(engine, dead.id, now=utcnow() - timedelta(minutes=10))
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=120)
+    at.run()
+    at.switch_page("ui/replications.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    table = next(d.value for d in at.dataframe if "stale (process gone)" in d.value.columns).set_index("id")
+    assert table.loc[dead.id, "stale (process gone)"] and not table.loc[alive.id, "stale (process gone)"]
+    assert table["last heartbeat (UTC)"].notna().all()
+    assert [w.value for w in at.warning] == [f"Job {dead.id} is stale: its process is gone (no heartbeat). Cancel marks it cancelled at once."]
+    assert any("No heartbeat for 5 minutes means its process is gone" in c.value for c in at.caption)

@@ -64,10 +64,16 @@ if jobs.empty:
 @st.fragment(run_every=2.0)
 def progress():
     j = rp.job_table(state.engine())
-    st.dataframe(j[["id", "claim_id", "status", "stage", "cells_done", "cells_total", "quick", "created_by", "created_at"]], hide_index=True,
-                 width="stretch")
+    st.dataframe(j[["id", "claim_id", "status", "stage", "cells_done", "cells_total", "quick", "created_by", "created_at", "heartbeat_at", "stale"]]
+                 .rename(columns={"heartbeat_at": "last heartbeat (UTC)", "stale": "stale (process gone)"}), hide_index=True, width="stretch")
+    st.caption(f"A running job's process writes a heartbeat every {rp.jobs.HEARTBEAT_EVERY.total_seconds():g} s, through hours of training. "
+               f"No heartbeat for {rp.jobs.HEARTBEAT_STALE_AFTER.total_seconds() / 60:g} minutes means its process is gone: the job is "
+               f"stale, and is marked failed when the next job is launched. A job from before heartbeats (none recorded) is stale "
+               f"{rp.jobs.STALE_AFTER.total_seconds() / 60:g} minutes after its start or its last finished cell.")
     running = j[j["status"] == "running"]
     for _, r in running.iterrows():
+        if r["stale"]:
+            st.warning(f"Job {r['id']} is stale: its process is gone (no heartbeat). Cancel marks it cancelled at once.")
         st.progress(float(r["progress"] or 0.0), text=f"job {r['id']}: {r['stage']} ({r['cells_done']}/{r['cells_total']} cells)")
         if st.button(f"Cancel job {r['id']}", key=f"cancel_{r['id']}"):
             rp.request_cancel(state.engine(), int(r["id"]))
