@@ -194,6 +194,34 @@ def test_a_job_run_in_this_process_beats_while_it_runs_and_stops_at_the_end(engi
     assert len(beats) == n  # nothing beats after the end
 
 
+def test_the_head_process_of_a_slurm_job_beats_while_its_batch_jobs_wait_in_the_queue(sqlite_engine, spec, monkeypatch):
+    """No scheduler here: the batch cluster is replaced by one whose workers sit in the queue for
+    1.5 s (no cell finishes, nothing is written but the heartbeat), then run the cells in this process."""
+    from replicate import cluster
+    from replicate.cells import run_cell
+
+    engine = sqlite_engine
+    monkeypatch.setenv(HEARTBEAT_ENV, "0.1")
+    seen = {}
+
+    def queued_then_run(cfg, spec_json, todo, on_done, is_cancelled, *, show=False):
+        job_id = int(job_table(engine)["id"].iloc[0])
+        deadline = time.monotonic() + 10
+        while _stored_heartbeat(engine, job_id) is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        seen["before"] = _stored_heartbeat(engine, job_id)
+        time.sleep(1.5)
+        seen["after"] = _stored_heartbeat(engine, job_id)
+        for c in todo:
+            on_done(run_cell(spec_json, c, threads=1))
+        return 0.0
+
+    monkeypatch.setattr(cluster, "run_on_batch_cluster", queued_then_run)
+    out = run_job(engine, spec, executor="slurm", cluster=cluster.ClusterConfig(queue="gpu"), show_progress=False)
+    assert out.status == "done" and out.cells_run == 3
+    assert seen["before"] is not None and seen["after"] - seen["before"] >= timedelta(seconds=1)
+
+
 @pytest.mark.slow
 def test_a_background_job_writes_heartbeats_from_its_own_process(sqlite_engine, spec, monkeypatch):
     engine = sqlite_engine
