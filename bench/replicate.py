@@ -7,8 +7,9 @@ MNIST-5k under 5 minutes and on digits under 30 s; a rerun with the trained mode
 third of the first run; Dask with 2 single-thread workers at most 0.6 x one worker's grid time.
 Issue 11 adds: a full catalogue claim at full settings (5 seeds, rigour checks) on MNIST-5k, target
 < 10 min on 2 cores (`--full-claim`), and the issue's independent numbers reproduced within 3 pp at
-matched settings (`--independent`, settings documented at INDEPENDENT below).
-Run with `python bench/replicate.py [--skip-mnist] [--full-claim] [--independent]`.
+matched settings (`--independent`, settings documented at INDEPENDENT below, each row also run through the
+plain-PyTorch bench/independent_reference.py).
+Run with `python bench/replicate.py [--skip-mnist] [--full-claim] [--independent [--seeds N]]`.
 """
 
 from __future__ import annotations
@@ -176,41 +177,92 @@ def full_claim_five_seeds(claim: str = "pruning_without_at", workers: int = 2) -
 
 
 # The issue's independent script (PGD-10, eps 0.1, Linf, step 2.5 eps / 10, random start; Adam; compressed
-# models fine-tuned after compression) and its numbers (% robust). Matched settings, documented here:
-# digits: LeNet of width 8 (the independent script's, half of crev's default 16), 10 epochs at lr 3e-3,
-# global L1 pruning to 95 % with 2 epochs of standard fine-tuning at lr 1e-3; MNIST-5k: crev's LeNet,
-# 6 epochs at lr 2e-3, 2-bit per-channel MSE-clipped weights (float activations), QAT 2 epochs at lr 1e-3.
+# models fine-tuned after compression) and its numbers (% robust). The script itself was not published with
+# the issue, so its settings are inferred from what the issue says about them; each row names its settings:
+# - digits dense: crev's settings when the issue was written (pruning_without_at trained on digits: LeNet
+#   width 16, Adam 6 epochs at lr 2e-3, batch 128) - the issue's own crev column;
+# - digits 95 % pruned: "crev's lenet is twice as wide; matched width and lr": LeNet width 8, Adam 10
+#   epochs at lr 3e-3, batch 64; global L1 pruning to 95 %, 1 epoch of standard fine-tuning at lr 1e-3;
+# - MNIST-5k 2-bit: the quantization claim's settings (LeNet width 16, 6 epochs at lr 2e-3, batch 128;
+#   2-bit weights per output channel with MSE clipping, 4-bit activations, QAT 2 epochs at lr 1e-3) -
+#   "2-bit per-channel at lr 1e-3".
+# Every row is also run through bench/independent_reference.py (plain PyTorch, no crev code) on the same
+# split, settings and seeds: dense and pruned models agree image for image; quantization-aware training
+# agrees only in distribution (a 1-ulp difference in one batch is amplified by rounding), so it is
+# compared by the mean over seeds.
 INDEPENDENT = {"digits dense": 53.2, "digits 95 % pruned": 30.8, "MNIST-5k 2-bit": 45.6}
+DIGITS_W16 = dict(width=16, epochs=6, lr=2e-3, batch_size=128)
+DIGITS_W8 = dict(width=8, epochs=10, lr=3e-3, batch_size=64)
 
 
-def reproduce_independent(seeds=(0, 1, 2)) -> None:
+def _independent_seed(args):
+    """One seed of every row, crev and the plain-PyTorch reference side by side (counts)."""
+    import copy
+    import importlib.util
+
+    row, seed, cache = args
+    os.environ["CREV_CACHE"] = cache
+    torch.set_num_threads(1)
     from replicate import AttackSpec, Pruner, Quantizer, TrainConfig, evaluate_attack, load_split
     from replicate.training import train_model
 
-    torch.set_num_threads(1)
-    got: dict[str, list[float]] = {k: [] for k in INDEPENDENT}
+    spec = importlib.util.spec_from_file_location("independent_reference", Path(__file__).with_name("independent_reference.py"))
+    ref = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ref)
+    pgd = AttackSpec("pgd", 0.1, 10)
+
+    def crev_robust(m, sp):
+        return int(evaluate_attack(m, pgd, sp.x_test, sp.y_test, n_classes=10, seed=seed).sum())
+
+    def ref_robust(m, sp):
+        return ref.robust_correct(m, sp.x_test, sp.y_test, eps=0.1, steps=10, seed=seed)
+
+    if row.startswith("digits"):
+        sp = load_split("digits", seed=0)
+        cfg = DIGITS_W16 if row == "digits dense" else DIGITS_W8
+        m, _ = train_model(sp, "lenet", TrainConfig(**cfg), seed)
+        torch.manual_seed(seed)
+        r = ref.train(ref.LeNetRef(sp.shape, sp.n_classes, cfg["width"]), sp.x_train, sp.y_train, epochs=cfg["epochs"], lr=cfg["lr"],
+                      batch_size=cfg["batch_size"], seed=seed)
+        if row == "digits dense":
+            return row, seed, len(sp.y_test), crev_robust(m, sp), ref_robust(r, sp)
+        p = Pruner("global_l1", 0.95, finetune="standard", finetune_epochs=1, finetune_lr=1e-3).compress(m, sp, seed).model
+        rp = ref.train(ref.prune_global_l1(r, 0.95), sp.x_train, sp.y_train, epochs=1, lr=1e-3, batch_size=64, seed=seed)
+        return row, seed, len(sp.y_test), crev_robust(p, sp), ref_robust(rp, sp)
+    sp = load_split("mnist5k", seed=0, n_test=500)
+    m, _ = train_model(sp, "lenet", TrainConfig(epochs=6, lr=2e-3, batch_size=128), seed)
+    q = Quantizer(bits=2, act_bits=4, qat_epochs=2, lr=1e-3).compress(m, sp, seed).model
+    r = ref.quantize(ref.LeNetRef(sp.shape, sp.n_classes).load_crev(m.state_dict()), 2, "mse", act_bits=4).calibrate(sp.x_train)
+    r = ref.train(r, sp.x_train, sp.y_train, epochs=2, lr=1e-3, batch_size=64, seed=seed).calibrate(sp.x_train)
+    return row, seed, len(sp.y_test), crev_robust(q, sp), ref_robust(r, sp)
+
+
+def reproduce_independent(seeds=range(10), workers: int = 2) -> None:
+    """The issue's independent numbers at the settings above, ``seeds`` per row (10: the seed-to-seed SD
+    of one run is 4-8 pp, so fewer seeds cannot decide a 3 pp target), with the reference implementation."""
+    from concurrent.futures import ProcessPoolExecutor
+
     with tempfile.TemporaryDirectory() as d:
-        os.environ["CREV_CACHE"] = str(Path(d) / "cache")
-        dig = load_split("digits", seed=0)
-        mn = load_split("mnist5k", seed=0, n_test=500)
-        pgd = AttackSpec("pgd", 0.1, 10)
-        for s in seeds:
-            m, _ = train_model(dig, "lenet", TrainConfig(epochs=10, lr=3e-3, width=8), s)
-            got["digits dense"].append(100 * float(evaluate_attack(m, pgd, dig.x_test, dig.y_test, n_classes=10, seed=s).double().mean()))
-            p = Pruner("global_l1", 0.95, finetune="standard", finetune_epochs=2, finetune_lr=1e-3).compress(m, dig, s).model
-            got["digits 95 % pruned"].append(100 * float(evaluate_attack(p, pgd, dig.x_test, dig.y_test, n_classes=10, seed=s).double().mean()))
-            m2, _ = train_model(mn, "lenet", TrainConfig(epochs=6, lr=2e-3, batch_size=128), s)
-            q = Quantizer(bits=2, qat_epochs=2, lr=1e-3).compress(m2, mn, s).model
-            got["MNIST-5k 2-bit"].append(100 * float(evaluate_attack(q, pgd, mn.x_test, mn.y_test, n_classes=10, seed=s).double().mean()))
-    for k, ref in INDEPENDENT.items():
-        mean = statistics.mean(got[k])
-        print(f"independent check, {k}: crev {mean:.1f} % (seeds {', '.join(f'{v:.1f}' for v in got[k])}) vs independent {ref:.1f} %: "
-              f"difference {mean - ref:+.1f} pp (target within 3 pp)")
+        jobs = [(row, s, str(Path(d) / "cache")) for row in INDEPENDENT for s in seeds]
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            got = list(pool.map(_independent_seed, jobs))
+    for row, target in INDEPENDENT.items():
+        rs = [g for g in got if g[0] == row]
+        crev = [100 * c / n for _, _, n, c, _ in rs]
+        ind = [100 * r / n for _, _, n, _, r in rs]
+        same = sum(c == r for _, _, _, c, r in rs)
+        mean, se = statistics.mean(crev), statistics.stdev(crev) / len(crev) ** 0.5
+        diff = mean - target
+        print(f"independent check, {row}: crev {mean:.1f} % (SE {se:.1f} pp over {len(rs)} seeds; seeds 0-2: "
+              f"{statistics.mean(crev[:3]):.1f} %) vs the issue's independent script {target:.1f} %: {diff:+.1f} pp "
+              f"({'within' if abs(diff) <= 3 else 'NOT within'} 3 pp); bench/independent_reference.py {statistics.mean(ind):.1f} %, "
+              f"identical counts on {same} of {len(rs)} seeds")
 
 
 def main() -> None:
     if "--independent" in sys.argv:
-        reproduce_independent()
+        n = int(sys.argv[sys.argv.index("--seeds") + 1]) if "--seeds" in sys.argv else 10
+        reproduce_independent(seeds=range(n))
         return
     if "--full-claim" in sys.argv:
         full_claim_five_seeds()
