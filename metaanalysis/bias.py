@@ -178,10 +178,15 @@ def leave_one_out(yi, vi, *, method: str = "REML", study=None, cluster=None, lab
 
 
 def influence(yi, vi, *, method: str = "REML", labels=None) -> pd.DataFrame:
-    """Influence diagnostics of an intercept-only random-effects model: externally standardised
-    residuals, Cook's distances, hat values and the change in tau² when each effect is left out."""
+    """Influence diagnostics of an intercept-only random-effects model (metafor ``influence.rma.uni``;
+    Viechtbauer & Cheung 2010, "Outlier and influence diagnostics for meta-analysis", Research
+    Synthesis Methods 1:112-125): externally standardised residuals, DFFITS, Cook's distances, hat
+    values, DFBETAS and tau² with each effect left out.
+
+    ``influential`` is metafor's rule: an effect is influential when |DFFITS| > 3·sqrt(p/(k−p)), Cook's
+    distance exceeds the median of chi²(p), its hat value exceeds 3p/k, or |DFBETAS| > 1 (p = 1 here)."""
     y, v, _, _ = check_inputs(yi, vi, min_k=3)
-    k = len(y)
+    k, p = len(y), 1
     full = rma_uni(y, v, method=method)
     w = 1.0 / (v + full.tau2)
     hat = w / w.sum()
@@ -192,9 +197,14 @@ def influence(yi, vi, *, method: str = "REML", labels=None) -> pd.DataFrame:
         f = rma_uni(y[keep], v[keep], method=method)
         b_i, se_i = f.estimate, f.coefficients[0].se
         rstudent = (y[i] - b_i) / np.sqrt(v[i] + f.tau2 + se_i ** 2)
+        dffits = (full.estimate - b_i) / np.sqrt(hat[i] * (f.tau2 + v[i]))
         cooks = (full.estimate - b_i) ** 2 / vb
-        rows.append({"label": labels[i] if labels is not None else str(i + 1), "rstudent": rstudent, "cooks_distance": cooks, "hat": hat[i],
-                     "weight_pct": 100 * hat[i], "tau2_deleted": f.tau2, "estimate_deleted": b_i})
+        rows.append({"label": labels[i] if labels is not None else str(i + 1), "rstudent": rstudent, "dffits": dffits, "cooks_distance": cooks,
+                     # DFBETAS scales by the variance of the estimate under the left-out fit's tau² over all k effects (metafor)
+                     "hat": hat[i], "weight_pct": 100 * hat[i], "dfbetas": (full.estimate - b_i) * np.sqrt(np.sum(1.0 / (v + f.tau2))),
+                     "tau2_deleted": f.tau2,
+                     "estimate_deleted": b_i})
     df = pd.DataFrame(rows)
-    df["influential"] = (df["cooks_distance"] > stats.chi2.ppf(0.5, 1)) | (df["rstudent"].abs() > stats.norm.isf(0.025 / k))
+    df["influential"] = ((df["dffits"].abs() > 3 * np.sqrt(p / (k - p))) | (df["cooks_distance"] > stats.chi2.ppf(0.5, p))
+                         | (df["hat"] > 3 * p / k) | (df["dfbetas"].abs() > 1))
     return df
