@@ -208,9 +208,6 @@ class StudyEstimate:
     model: str
     df: float | None = None
 
-    def __getitem__(self, key: str):  # mapping access, kept while callers move to attributes
-        return getattr(self, key)
-
     def to_dict(self) -> dict:
         return clean(asdict(self))
 

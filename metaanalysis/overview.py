@@ -67,12 +67,6 @@ class Headline:
     model: str | None = None
     notes: tuple[str, ...] = ()
 
-    def __getitem__(self, key: str):  # mapping access, kept while the app moves to attributes
-        return getattr(self, key)
-
-    def get(self, key: str, default=None):
-        return getattr(self, key, default)
-
     def to_dict(self) -> dict:
         return clean(asdict(self))
 

@@ -91,13 +91,13 @@ key = (state.filter_key(f), state.settings_key(settings), ver)
 res = state.results(f)
 table = state.effects(f, settings)
 h = state.memo("headline", key, lambda: ma.headline(table))
-if h["ok"]:
-    st.markdown(f"**{h['text']}**")
-    if h.get("pi_low") is not None:
-        st.caption(f"95% prediction interval for a new setting: {h['pi_low']:+.2f} to {h['pi_high']:+.2f} {unit}. "
+if h.ok:
+    st.markdown(f"**{h.text}**")
+    if h.pi_low is not None:
+        st.caption(f"95% prediction interval for a new setting: {h.pi_low:+.2f} to {h.pi_high:+.2f} {unit}. "
                    "These filters may pool incomparable evaluations: the per-question answers above are the ones to read.")
 else:
-    st.info(h["text"] + " Widen the filters in the sidebar, or allow an assumed number of test images under 'Missing n_test'.")
+    st.info(h.text + " Widen the filters in the sidebar, or allow an assumed number of test images under 'Missing n_test'.")
 st.caption(f"{len(table):,} effects; {len(table.excluded):,} results could not give an effect (the Meta-analysis page lists why).")
 left, right = st.columns(2)
 for col, title, counts, name in ((left, "Results by compression family", s.by_family, "compression"),
