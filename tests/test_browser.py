@@ -2,13 +2,8 @@
 database, driven by Selenium with Debian's Chromium; screenshots of each page are saved under
 test-artifacts/screenshots/."""
 
-import os
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -24,36 +19,17 @@ pytestmark = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
+    """The app on a free port over a freshly seeded database (the shared browser harness)."""
+    from tests.browser_harness import seed_database, serve
+
     d = tmp_path_factory.mktemp("browser")
     url = f"sqlite:///{d / 'e2e.db'}"
-    env = {**os.environ, "CREV_DB": url, "CREV_CACHE": str(d / "cache"), "CREV_CURATOR_SECRET": "e2e-secret"}
-    subprocess.run([sys.executable, "-m", "crev_cli", "evidence", "init"], env=env, check=True, capture_output=True, cwd=ROOT)
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port), "--server.address",
-                             "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-                            env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(base + "/_stcore/health", timeout=2).status == 200:
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("streamlit did not start within 90 s")
-    yield base, url
-    proc.terminate()
-    proc.wait(timeout=20)
+    env = {"CREV_DB": url, "CREV_CACHE": str(d / "cache"), "CREV_CURATOR_SECRET": "e2e-secret"}
+    seed_database(url, env)
+    with serve(env, log=d / "streamlit.log") as base:
+        yield base, url
 
 
 @pytest.fixture(scope="module")
