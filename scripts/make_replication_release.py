@@ -70,6 +70,7 @@ def main(argv=None) -> int:
     ap.add_argument("--curator", default="D (replication curator, crev maintainers)")
     ap.add_argument("--out", default=str(ROOT / "evidence" / "data" / "releases" / RELEASE))
     ap.add_argument("--export-only", action="store_true", help="skip the runs; export what the working database holds")
+    ap.add_argument("--note", default="", help="a paragraph for the release README (e.g. which claims were re-run and why)")
     args = ap.parse_args(argv)
 
     work = Path(args.workdir)
@@ -115,7 +116,7 @@ def main(argv=None) -> int:
             print(f"{k}: {out.status.value}, {out.n_results} rows ({out.n_skipped_existing} already stored), {timings[k]:.0f} s", flush=True)
             for v in out.verdicts:
                 print(f"   {v.study} ({v.direction.value}): {v.verdict.value} - {v.reason}", flush=True)
-    export(engine, Path(args.out), curator=args.curator, specs=every, skipped=skipped, timings=timings, workers=args.workers)
+    export(engine, Path(args.out), curator=args.curator, specs=every, skipped=skipped, timings=timings, workers=args.workers, note=args.note)
     return 0
 
 
@@ -125,7 +126,7 @@ def _missing(v) -> bool:
     return v is None or (isinstance(v, str) and v == "") or (not isinstance(v, str) and bool(pd.isna(v)))
 
 
-def export(engine, out: Path, *, curator: str, specs: dict, skipped: dict, timings: dict, workers: int) -> None:
+def export(engine, out: Path, *, curator: str, specs: dict, skipped: dict, timings: dict, workers: int, note: str = "") -> None:
     """Approve the replication submissions (by ``curator``) and write the release folder."""
     import pandas as pd
     import sqlalchemy as sa
@@ -189,6 +190,8 @@ def export(engine, out: Path, *, curator: str, specs: dict, skipped: dict, timin
         lines.append(f"| {k} | not run | {why} |")
     if timings:
         lines += ["", "Timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items())]
+    if note:
+        lines += ["", note]
     (out / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(f"wrote {out} ({len(res)} rows)", flush=True)
 
