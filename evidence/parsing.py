@@ -158,16 +158,36 @@ class Level:
         return self.sparsity is not None or self.bits is not None
 
 
-def parse_level(text: str | None) -> Level:
-    """``"0.90"`` → sparsity 0.9, ``"90%"`` → 0.9, ``"2-bit"`` and ``"1-bit weights"`` → 2 and 1
-    bits; other text (``"random precision (4~16-bit)"``) → neither.
+_COMBINED = re.compile(r"\s*(?:;|\+|&|\band\b)\s*", re.IGNORECASE)
+_SPARSITY_WORDS = re.compile(r"\s+(?:sparsity|sparse|pruned|pruning|pruning ratio)\s*$", re.IGNORECASE)
 
-    Raises ``ValueError`` for a sparsity outside [0, 1) or a bit width below 1: those are numbers a
-    user wrote wrongly, not descriptions to keep as text.
+
+def parse_level(text: str | None) -> Level:
+    """``"0.90"`` → sparsity 0.9, ``"90%"`` and ``"90% sparsity"`` → 0.9, ``"2-bit"`` and ``"1-bit
+    weights"`` → 2 and 1 bits; a combined level (``"0.95; 1-bit weights"``, ``"90% + 4-bit"``: parts
+    joined by ``;``, ``+``, ``&`` or ``and``) → both, when every part parses and it names at most one
+    sparsity and one bit width (otherwise the text is read whole: ``"1-bit weights and activations"`` → 1 bit); other text (``"random precision (4~16-bit)"``, ``"4-bit + 8-bit"``) →
+    neither, kept as text.
+
+    Raises ``ValueError`` for a sparsity outside [0, 1) or a bit width below 1, in any part: those are
+    numbers a user wrote wrongly, not descriptions to keep as text.
     """
     if _blank(text):
         return Level()
     s = str(text).strip()
+    parts = [p for p in _COMBINED.split(s) if p.strip()]
+    if len(parts) < 2:
+        return _parse_one_level(s)
+    levels = [_parse_one_level(p) for p in parts]
+    sparsities = [lv.sparsity for lv in levels if lv.sparsity is not None]
+    bits = [lv.bits for lv in levels if lv.bits is not None]
+    if not all(lv.parsed for lv in levels) or len(sparsities) > 1 or len(bits) > 1:
+        return _parse_one_level(s)  # not a combination of levels: read it whole ("1-bit weights and activations")
+    return Level(sparsity=sparsities[0] if sparsities else None, bits=bits[0] if bits else None)
+
+
+def _parse_one_level(s: str) -> Level:
+    s = _SPARSITY_WORDS.sub("", s.strip())
     m = _BITS.match(s)
     if m:
         bits = int(m.group(1)) if len(m.group(1)) <= 6 else MAX_BITS + 1

@@ -32,7 +32,20 @@ def test_level_sparsity_bits_and_text():
     assert not lvl.parsed and lvl.sparsity is None and lvl.bits is None
 
 
-@pytest.mark.parametrize("text", ["1.0", "1.5", "-0.1"])
+@pytest.mark.parametrize("text, sparsity, bits", [
+    ("0.95; 1-bit weights", 0.95, 1), ("90% + 4-bit", 0.9, 4), ("2-bit and 50% sparsity", 0.5, 2), ("80% sparsity", 0.8, None),
+    ("0.5 & 8 bits", 0.5, 8), ("1-bit weights and activations", None, 1)])
+def test_combined_level_keeps_its_sparsity_and_its_bits(text, sparsity, bits):
+    lvl = parse_level(text)
+    assert (lvl.sparsity, lvl.bits) == (pytest.approx(sparsity), bits)
+
+
+@pytest.mark.parametrize("text", ["4-bit + 8-bit", "0.5; 0.7", "0.9; pruned with care", "random precision (4~16-bit)"])
+def test_ambiguous_or_partly_unparsed_combined_level_stays_text(text):
+    assert not parse_level(text).parsed
+
+
+@pytest.mark.parametrize("text", ["1.0", "1.5", "-0.1", "1.5; 2-bit"])
 def test_level_rejects_sparsity_outside_unit_interval(text):
     with pytest.raises(ValueError, match=r"outside \[0, 1\)"):
         parse_level(text)
