@@ -198,7 +198,6 @@ DIGITS_W8 = dict(width=8, epochs=10, lr=3e-3, batch_size=64)
 
 def _independent_seed(args):
     """One seed of every row, crev and the plain-PyTorch reference side by side (counts)."""
-    import copy
     import importlib.util
 
     row, seed, cache = args

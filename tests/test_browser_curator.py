@@ -3,7 +3,6 @@ Overview, sorting across pages and the 8/255 epsilon filter on Explore, and the 
 an import previewed before it is written, the four-eyes refusal, approval with a reason, a
 correction. Screenshots go to test-artifacts/screenshots/."""
 
-import os
 import time
 
 import pytest

@@ -12,7 +12,6 @@ from __future__ import annotations
 import multiprocessing as mp
 import threading
 
-import pytest
 import sqlalchemy as sa
 
 from evidence import ResultFilter, count_results, get_engine, init_database, propose_correction, query_results

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 

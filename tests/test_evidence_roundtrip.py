@@ -4,7 +4,7 @@ import io
 
 import pandas as pd
 
-from evidence import approve, export_results, get_engine, import_results, init_database, load_releases, query_results
+from evidence import approve, export_results, get_engine, import_results, load_releases, query_results
 from evidence.db import upgrade_schema
 from tests.helpers import shipped_counts
 

@@ -164,7 +164,7 @@ def test_the_checker_sees_a_violation(tmp_path):
                          "    from ..replicate import jobs\n    from ui import state\n    return state._results\n", encoding="utf-8")
         imps = _imports(probe)
         assert {i.module for i in imps} == {"metaanalysis.uni", "streamlit", "replicate", "ui"}
-        assert _private_imports(probe, imps) == [f"evidence/_house_probe_not_committed.py:2: from metaanalysis.uni import _private_helper"]
+        assert _private_imports(probe, imps) == ["evidence/_house_probe_not_committed.py:2: from metaanalysis.uni import _private_helper"]
         assert _private_attribute_reads(probe) == ["evidence/_house_probe_not_committed.py:6: state._results"]
     finally:
         probe.unlink()

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from crev_cli import app
 from evidence import ResultFilter, list_claims, list_studies, query_results
 from metaanalysis import (
-    AnalysisSpec, EffectSettings, MetaInputError, compute_effects, contradiction_report, dose_response, reevaluation_gaps,
+    AnalysisSpec, EffectSettings, compute_effects, contradiction_report, dose_response, reevaluation_gaps,
     rigour_scores, rigour_sensitivity, run_analysis, subgroups, vote_count,
 )
 from metaanalysis.effects import paired_variance

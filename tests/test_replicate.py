@@ -9,7 +9,6 @@ import time
 import pytest
 import sqlalchemy as sa
 import torch
-from torch import nn
 
 from evidence import JobCell, ResultFilter, get_engine, init_database, query_results
 from replicate import (

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from evidence.vocab import Attack, ThreatModel
-from replicate import ATTACKS, AttackName, AttackSpec, Granularity, Int8PTQ, Quantizer, ScaleRule, TrainConfig, build_model, fit, load_split
+from replicate import ATTACKS, AttackName, AttackSpec, Granularity, Int8PTQ, Quantizer, TrainConfig, build_model, fit, load_split
 from replicate.attacks import correct, evaluate_attack, gradient_consistency, input_gradient_stats
 from replicate.checks import LARGE_EPS, Measurements, paired_less, run_checks
 from replicate.training import seed_everything

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from evidence import get_engine, init_database
+from evidence import init_database
 from evidence.errors import NotAuthorized
 from replicate import launch
 from replicate.jobs import create_job, get_job

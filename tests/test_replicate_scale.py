@@ -25,7 +25,7 @@ from replicate.datasets import DatasetError, Split
 from replicate.device import DeviceError, configure, resolve_device
 from replicate.efficiency import count_params_macs
 from replicate.hydra import HydraPruner
-from replicate.local_data import add_local_dataset, load_cifar10, load_svhn, read_cifar_batch
+from replicate.local_data import load_cifar10, load_svhn, read_cifar_batch
 from replicate.masking import InputQuantizer, SaturatedLogits
 from replicate.profiles import adapt_spec
 from replicate.ptq import Int8PTQMeasured
