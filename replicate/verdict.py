@@ -135,14 +135,20 @@ def level_effect(rows: pd.DataFrame, level: float | None, strength: float, margi
                        se_test=math.sqrt(var_test), n_seeds=k, clean_loss=clean_loss, sign=sign, equivalent=lo90 > -margin and hi90 < margin)
 
 
+def _pp(x: float, signed: bool = True) -> str:
+    """One decimal, never "-0.0" (a value that rounds to zero has no sign)."""
+    v = round(float(x), 1) + 0.0  # + 0.0 turns -0.0 into 0.0
+    return f"{v:+.1f}" if signed else f"{v:.1f}"
+
+
 def _fmt(lv: LevelEffect) -> str:
     lvl = "default" if lv.level is None else f"{lv.level:g}"
     if lv.excluded:
         return f"{lvl}: excluded ({lv.excluded})"
     if lv.ci_low is None:
-        return f"{lvl}: {lv.estimate:+.1f} pp (one seed)"
-    cl = f", clean loss {lv.clean_loss:.1f} pp" if lv.clean_loss is not None else ""
-    return f"{lvl}: {lv.estimate:+.1f} pp [{lv.ci_low:+.1f}, {lv.ci_high:+.1f}]{cl}"
+        return f"{lvl}: {_pp(lv.estimate)} pp (one seed)"
+    cl = f", clean loss {_pp(lv.clean_loss, signed=False)} pp" if lv.clean_loss is not None else ""
+    return f"{lvl}: {_pp(lv.estimate)} pp [{_pp(lv.ci_low)}, {_pp(lv.ci_high)}]{cl}"
 
 
 def decide_family(levels: list[LevelEffect], direction: Direction, margin: float) -> tuple[VerdictValue, str]:

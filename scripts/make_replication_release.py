@@ -137,6 +137,11 @@ def export(engine, out: Path, *, curator: str, specs: dict, skipped: dict, timin
     from evidence.vocab import ReviewStatus, SubmissionKind
     from replicate.jobs import REPLICATION_STUDY, read_summary
 
+    from evidence.models import Job
+    from replicate.jobs import assemble, finished_cells
+    from replicate.jobs import verdicts as decide_verdicts
+    from replicate.spec import JobSpec
+
     with engine.connect() as c:
         subs = c.execute(sa.select(Submission.id, Submission.status, Submission.summary).where(Submission.kind == SubmissionKind.replication)).all()
     verdicts = {}
@@ -144,7 +149,13 @@ def export(engine, out: Path, *, curator: str, specs: dict, skipped: dict, timin
         js = read_summary(summary)
         if js.spec_id not in specs:
             continue
-        verdicts[js.spec_id] = [v.model_dump(mode="json") for v in js.verdicts]
+        # the verdicts are decided again from the stored cells by the current verdict code, so the release's
+        # verdicts and reasons never lag behind a change of wording or rule that left the measurements alone
+        with engine.connect() as c:
+            spec_json = c.execute(sa.select(Job.spec_json).where(Job.spec_hash == js.spec_hash).order_by(Job.id.desc())).scalars().first()
+        spec = JobSpec.model_validate_json(spec_json)
+        cells = finished_cells(engine, js.spec_hash)
+        verdicts[js.spec_id] = [v.model_dump(mode="json") for v in decide_verdicts(engine, spec, assemble(spec, cells))]
         if status == ReviewStatus.pending:
             approve(engine, sid, by=curator, reason=f"replication release {RELEASE}: full catalogue run, checked by the curator")
     df = query_results(engine, ResultFilter(status="approved", study_ids=[REPLICATION_STUDY], include_quick=False))

@@ -129,3 +129,13 @@ def test_level_interval_includes_the_test_set_sampling_error():
     b, c = 130, 100
     assert lv.se_test == pytest.approx(100 * math.sqrt((b + c - (c - b) ** 2 / N) / N ** 2))
     assert lv.estimate == pytest.approx(-3.0) and lv.clean_loss == pytest.approx(1.0)
+
+
+def test_a_level_effect_that_rounds_to_zero_prints_without_a_sign_of_minus():
+    from evidence.vocab import Direction
+    from replicate.verdict import LevelEffect
+
+    lv = LevelEffect(level=0.3, strength=0.3, estimate=-0.04, ci_low=-4.4, ci_high=4.36, ci90_low=-3.6, ci90_high=3.5, n_seeds=5,
+                     clean_loss=-0.03)
+    _, reason = decide_family([lv], Direction.up, 2.0)
+    assert "-0.0" not in reason and "0.3: +0.0 pp [-4.4, +4.4], clean loss 0.0 pp" in reason
