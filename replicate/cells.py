@@ -172,7 +172,7 @@ def dense_model(spec: JobSpec, seed: int, split=None, progress=None):
     """The seed's trained dense model and its :class:`TrainRecord`: from this process's memory, the
     disk cache, or trained now. Callers never modify it (compressors work on copies)."""
     device = resolve_device(spec.device)
-    key = (spec.data.model_dump_json(), spec.model, spec.train.model_dump_json(), seed, str(device))
+    key = (spec.data.model_dump_json(), spec.model, spec.train.model_dump_json(), seed, str(device), torch.get_num_threads())
     if key not in _DENSE:
         split = split or split_for(spec)
         if len(_DENSE) > 8:

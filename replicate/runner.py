@@ -155,9 +155,16 @@ def run_job(engine: Engine, spec: JobSpec, *, executor: str = "local", scheduler
     is_cancelled = lambda: cancel_requested(engine, job_id)  # noqa: E731
     counter = {"n": len(cells) - len(todo)}
     heartbeat = Heartbeat(engine, job_id, every=every).start()
+    import torch
+
+    saved_threads = torch.get_num_threads()
     try:
         t0 = time.perf_counter()
         split = split_for(spec) if not batch else None
+        # dense and surrogate models train with the cells' thread count (1 by default), never the calling
+        # process's: on a CPU the thread count changes floating-point reductions, so the same seed trained
+        # with 2 threads gives other weights than with 1 (and the cache key records the count)
+        torch.set_num_threads(threads or spec.threads or 1)
         for seed in (spec.seeds if not batch else []):
             if is_cancelled():
                 raise JobCancelled()
@@ -169,6 +176,7 @@ def run_job(engine: Engine, spec: JobSpec, *, executor: str = "local", scheduler
                 _, sinfo = surrogate_model(spec, seed, split)
                 update_job(engine, job_id, log_line=f"surrogate model seed {seed}: cache {sinfo.cache} (weights {sinfo.weights_hash})")
         timings["dense_s"] = time.perf_counter() - t0
+        torch.set_num_threads(saved_threads)
         update_job(engine, job_id, stage="grid cells")
         t1 = time.perf_counter()
 
@@ -210,4 +218,5 @@ def run_job(engine: Engine, spec: JobSpec, *, executor: str = "local", scheduler
         raise
     finally:
         heartbeat.stop()
+        torch.set_num_threads(saved_threads)
 

@@ -134,11 +134,13 @@ def train_model(split: Split, model_name: str, cfg: TrainConfig, seed: int, *, p
     The model is built (and initialised) on the CPU, so its initial weights do not depend on the
     device, then moved to ``device`` (default: the CPU) to be trained or to receive cached weights.
 
-    The cache key hashes the split's provenance, the model, the training configuration, the seed and
-    the code and torch versions. Returns the model and a record of how it was obtained.
+    The cache key hashes the split's provenance, the model, the training configuration, the seed, the
+    code and torch versions and, on a CPU, the torch thread count (it changes the weights). Returns the model and a record of how it was obtained.
     """
+    on_cpu = torch.device(device or "cpu").type == "cpu"
+    # on a CPU the torch thread count changes floating-point reductions and so the trained weights: it is part of the key
     key = {"split": split.provenance(), "model": model_name, "train": cfg.key(), "seed": seed, "code": CODE_VERSION,
-           "torch": torch.__version__}
+           "torch": torch.__version__, "cpu_threads": torch.get_num_threads() if on_cpu else None}
     h = _hash(key)
     path = cache_dir() / f"model-{h}.pt"
     seed_everything(seed)  # before construction: the initial weights are part of what the seed fixes

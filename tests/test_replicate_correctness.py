@@ -119,6 +119,52 @@ def test_two_fresh_processes_train_identical_weights_and_accuracies(tmp_path):
     assert outs[0]["clean"] > 50
 
 
+def test_the_cpu_thread_count_is_part_of_a_trained_models_cache_key(tmp_path, monkeypatch):
+    """On a CPU, 1 and 2 torch threads train different weights from the same seed; a model trained with
+    one count must never be served from the cache for the other."""
+    from replicate.training import train_model
+
+    monkeypatch.setenv("CREV_CACHE", str(tmp_path))
+    split = load_split("digits", seed=0, n_test=100)
+    saved = torch.get_num_threads()
+    try:
+        keys = {}
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            _, rec = train_model(split, "lenet", TrainConfig(epochs=1, lr=2e-3, batch_size=32), 0)
+            keys[n] = rec["cache_key"]
+            assert rec["cache"] == "miss"  # the other count's model was not reused
+    finally:
+        torch.set_num_threads(saved)
+    assert keys[1] != keys[2]
+
+
+def test_a_jobs_dense_models_do_not_depend_on_the_calling_processs_threads(tmp_path, monkeypatch):
+    """run_job trains the dense models with the cells' thread count (1), whatever the caller set."""
+    from evidence import init_database
+    from replicate import run_job
+    from replicate.spec import load_spec
+
+    spec = load_spec({"id": "threads", "model": "lenet", "seeds": [0], "claim": {"question_id": "q", "study": "s", "direction": "up"},
+                      "data": {"name": "digits", "n_test": 60}, "train": {"epochs": 1, "batch_size": 32}, "checks": False,
+                      "compression": [{"kind": "prune", "levels": [0.5]}], "attacks": [{"name": "pgd", "eps": [0.1], "steps": 3}]})
+    saved = torch.get_num_threads()
+    logs = []
+    try:
+        for n in (2, 1):
+            monkeypatch.setenv("CREV_CACHE", str(tmp_path / f"cache{n}"))
+            torch.set_num_threads(n)
+            engine, _ = init_database(f"sqlite:///{tmp_path / f'job{n}.db'}", load=False)
+            out = run_job(engine, spec, show_progress=False)
+            assert torch.get_num_threads() == n  # the caller's setting is restored
+            from replicate.jobs import get_job
+
+            logs.append([ln.split("(weights ")[1] for ln in get_job(engine, out.job_id).log.splitlines() if "dense model seed" in ln])
+    finally:
+        torch.set_num_threads(saved)
+    assert logs[0] == logs[1] and logs[0]
+
+
 # ---------------------------------------------------------------------------------------- (4) attack labels
 
 
