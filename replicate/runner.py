@@ -75,7 +75,24 @@ def _run_local(spec_json, todo, on_done, is_cancelled, show, threads):
     bar.close()
 
 
-def _run_dask(spec_json, todo, on_done, is_cancelled, show, scheduler, workers):
+def _train_dense_task(spec_json: str, seed: int, surrogate: bool, threads: int) -> tuple[int, bool, str, str]:
+    """On a Dask worker: train (or load) one dense or surrogate model into the shared model cache with
+    ``threads`` torch threads. Returns (seed, surrogate, cache hit/miss, weights hash)."""
+    import torch
+
+    spec = JobSpec.model_validate_json(spec_json)
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        _, rec = (surrogate_model if surrogate else dense_model)(spec, seed)
+    finally:
+        torch.set_num_threads(saved)
+    return seed, surrogate, rec.cache, rec.weights_hash
+
+
+def _run_dask(spec_json, todo, on_done, is_cancelled, show, scheduler, workers, dense=(), on_dense=None, threads: int = 1):
+    """Run the cells on a Dask cluster; the dense and surrogate models of ``dense`` ((seed, surrogate)
+    pairs) are trained on the workers first, in parallel. Returns (cluster start-up s, dense training s)."""
     from dask.distributed import Client, LocalCluster, as_completed
 
     import dask
@@ -93,6 +110,17 @@ def _run_dask(spec_json, todo, on_done, is_cancelled, show, scheduler, workers):
         client = Client(cluster)
     startup = time.perf_counter() - t0
     try:
+        t_dense = time.perf_counter()
+        if dense:
+            trained = [client.submit(_train_dense_task, spec_json, seed, sur, threads, key=f"dense-{seed}-{sur}-{time.time_ns()}", pure=False)
+                       for seed, sur in dense]
+            for fut in trained:
+                if is_cancelled():
+                    for f in trained:
+                        f.cancel()
+                    raise JobCancelled()
+                on_dense(*fut.result())
+        dense_s = time.perf_counter() - t_dense
         # compressed cells first (they cost more): fewer idle workers at the end of the grid
         futures = [client.submit(run_cell, spec_json, c, key=f"cell-{c.key}-{time.time_ns()}", pure=False, priority=0 if c.dense else 1)
                    for c in todo]
@@ -105,7 +133,7 @@ def _run_dask(spec_json, todo, on_done, is_cancelled, show, scheduler, workers):
             on_done(fut.result())
             bar.update(1)
         bar.close()
-        return startup
+        return startup, dense_s
     finally:
         client.close()
         if cluster is not None:
@@ -165,7 +193,8 @@ def run_job(engine: Engine, spec: JobSpec, *, executor: str = "local", scheduler
         # process's: on a CPU the thread count changes floating-point reductions, so the same seed trained
         # with 2 threads gives other weights than with 1 (and the cache key records the count)
         torch.set_num_threads(threads or spec.threads or 1)
-        for seed in (spec.seeds if not batch else []):
+        on_workers = executor == "dask" and bool(todo)  # the workers train them, in parallel, before the cells
+        for seed in (spec.seeds if not (batch or on_workers) else []):
             if is_cancelled():
                 raise JobCancelled()
             bar = tqdm(total=spec.train.epochs, desc=f"dense model, seed {seed}", unit="epoch", disable=not show_progress, leave=False)
@@ -195,7 +224,15 @@ def run_job(engine: Engine, spec: JobSpec, *, executor: str = "local", scheduler
 
             timings["cluster_start_s"] = run_on_batch_cluster(cluster, spec_json, todo, on_done, is_cancelled, show=show_progress)
         else:
-            timings["cluster_start_s"] = _run_dask(spec_json, todo, on_done, is_cancelled, show_progress, scheduler, workers)
+            def on_dense(seed, surrogate, cache, weights):
+                update_job(engine, job_id, log_line=f"{'surrogate' if surrogate else 'dense'} model seed {seed}: cache {cache} (weights {weights})")
+
+            pairs = [(seed, sur) for seed in spec.seeds for sur in ((False, True) if spec.checks else (False,))] if on_workers else []
+            timings["cluster_start_s"], dense_s = _run_dask(spec_json, todo, on_done, is_cancelled, show_progress, scheduler, workers,
+                                                            dense=pairs, on_dense=on_dense, threads=threads or spec.threads or 1)
+            if on_workers:
+                timings["dense_s"] += dense_s
+                t1 += dense_s
         timings["cells_s"] = time.perf_counter() - t1 - timings.get("cluster_start_s", 0.0)
         update_job(engine, job_id, stage="write results")
         assembled = assemble(spec, done)

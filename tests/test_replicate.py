@@ -181,8 +181,17 @@ def test_local_cluster_gives_the_same_numbers_as_local(tmp_path, monkeypatch):
     eb = get_engine(f"sqlite:///{tmp_path / 'b.db'}")
     for e in (ea, eb):
         init_database(str(e.url))
+    monkeypatch.setenv("CREV_CACHE", str(tmp_path / "cache-local"))
     a = run_job(ea, spec, show_progress=False, threads=1)  # the same thread count as each Dask worker
+    monkeypatch.setenv("CREV_CACHE", str(tmp_path / "cache-dask"))  # nothing shared: the workers train their own dense models
     b = run_job(eb, spec, executor="dask", workers=2, show_progress=False)
+    from replicate.jobs import get_job
+
+    def weights(engine, job_id):
+        return sorted(ln.split(" model seed ", 1)[1].split(":")[0] + ln.split("(weights ", 1)[1]
+                      for ln in get_job(engine, job_id).log.splitlines() if " model seed " in ln)
+
+    assert weights(ea, a.job_id) == weights(eb, b.job_id) and weights(eb, b.job_id)  # trained on the workers, same weights
     cols = ["source_location", "clean_acc_dense", "robust_acc_dense", "clean_acc_compressed", "robust_acc_compressed", "sparsity"]
     da = query_results(ea, ResultFilter(status="all", study_ids=["crev_replications"]))[cols].sort_values("source_location").reset_index(drop=True)
     db = query_results(eb, ResultFilter(status="all", study_ids=["crev_replications"]))[cols].sort_values("source_location").reset_index(drop=True)
