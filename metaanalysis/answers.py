@@ -36,13 +36,13 @@ from .results import clean
 from .rigour import attack_family
 from .uni import MetaInputError
 
-__all__ = ["MIN_STUDIES", "HIGH_RISK_MEANS", "EvaluationKind", "LowRiskEstimate", "KindAnswer", "QuestionAnswer", "Answers", "answer"]
+__all__ = ["MIN_STUDIES", "HIGH_RISK_MEANS", "share", "EvaluationKind", "LowRiskEstimate", "KindAnswer", "QuestionAnswer", "Answers", "answer"]
 
 MIN_STUDIES = 3  # fewer studies: no pooled number (a between-study variance from 2 studies is noise)
 HIGH_RISK_MEANS = "weak or unknown attack, epsilon not stated, robust above clean, or possible gradient masking"
 
 
-def _share(n: int, total: int) -> str:
+def share(n: int, total: int) -> str:
     """``n`` of ``total`` as a whole percentage that never rounds to 0% or 100% unless it is."""
     r = n / total
     if 0 < r < 0.01:
@@ -53,7 +53,7 @@ def _share(n: int, total: int) -> str:
 
 
 def _high_risk_sentence(n_high: int, k: int) -> str:
-    return f"{n_high:,} of {k:,} effects ({_share(n_high, k)}) rest on high-risk evaluations ({HIGH_RISK_MEANS})"
+    return f"{n_high:,} of {k:,} effects ({share(n_high, k)}) rest on high-risk evaluations ({HIGH_RISK_MEANS})"
 
 
 @dataclass(frozen=True)
@@ -210,7 +210,7 @@ class Answers:
             for k in q.kinds:
                 lines.append(f"  - {k.kind.label} (k = {k.k}, {k.n_studies} stud{'y' if k.n_studies == 1 else 'ies'}): {k.verdict}")
                 if k.n_high_risk:  # kinds without a high-risk effect are in the question's count above
-                    hr = f"high-risk: {k.n_high_risk:,} of {k.k:,} effects ({_share(k.n_high_risk, k.k)})"
+                    hr = f"high-risk: {k.n_high_risk:,} of {k.k:,} effects ({share(k.n_high_risk, k.k)})"
                     lines.append(f"      {hr}; {k.without_high_risk_text}" if k.without_high_risk_text else f"      {hr}")
                 if not k.estimable:
                     for s in k.per_study:

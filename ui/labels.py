@@ -123,15 +123,13 @@ def num(x, digits: int = 1, unit: str = "", signed: bool = False) -> str:
 
 
 def share(n: int, total: int) -> str:
-    """``n`` of ``total`` as a whole percentage that never rounds to 0 % or 100 % unless it is."""
+    """``n`` of ``total`` as a whole percentage that never rounds to 0 % or 100 % unless it is
+    (:func:`metaanalysis.answers.share`); "–" when there is no total."""
     if not total:
         return MISSING
-    r = n / total
-    if 0 < r < 0.01:
-        return "< 1%"
-    if 0.99 < r < 1:
-        return "> 99%"
-    return f"{r:.0%}"
+    from metaanalysis.answers import share as whole_percent
+
+    return whole_percent(n, total)
 
 
 def pp(x, signed: bool = True) -> str:
