@@ -30,6 +30,7 @@ from .heartbeat import Heartbeat
 from .jobs import (JobStatus, assemble, cancel_requested, create_job, finished_cells, heartbeat_interval, store_cell, update_job, verdicts,
                    write_results)
 from .spec import JobSpec
+from .training import torch_threads
 from .verdict import Verdict
 
 __all__ = ["RunOutcome", "run_job", "JobCancelled"]
@@ -78,16 +79,15 @@ def _run_local(spec_json, todo, on_done, is_cancelled, show, threads):
 def _train_dense_task(spec_json: str, seed: int, surrogate: bool, threads: int) -> tuple[int, bool, str, str]:
     """On a Dask worker: train (or load) one dense or surrogate model into the shared model cache with
     ``threads`` torch threads. Returns (seed, surrogate, cache hit/miss, weights hash)."""
-    import torch
-
     spec = JobSpec.model_validate_json(spec_json)
-    saved = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         _, rec = (surrogate_model if surrogate else dense_model)(spec, seed)
-    finally:
-        torch.set_num_threads(saved)
     return seed, surrogate, rec.cache, rec.weights_hash
+
+
+def _model_line(seed: int, surrogate: bool, cache: str, weights: str) -> str:
+    """The job-log line of one trained (or loaded) dense or surrogate model."""
+    return f"{'surrogate' if surrogate else 'dense'} model seed {seed}: cache {cache} (weights {weights})"
 
 
 def _run_dask(spec_json, todo, on_done, is_cancelled, show, scheduler, workers, dense=(), on_dense=None, threads: int = 1):
@@ -183,29 +183,26 @@ def run_job(engine: Engine, spec: JobSpec, *, executor: str = "local", scheduler
     is_cancelled = lambda: cancel_requested(engine, job_id)  # noqa: E731
     counter = {"n": len(cells) - len(todo)}
     heartbeat = Heartbeat(engine, job_id, every=every).start()
-    import torch
-
-    saved_threads = torch.get_num_threads()
+    cell_threads = threads or spec.threads or 1
     try:
         t0 = time.perf_counter()
         split = split_for(spec) if not batch else None
+        on_workers = executor == "dask" and bool(todo)  # the workers train them, in parallel, before the cells
         # dense and surrogate models train with the cells' thread count (1 by default), never the calling
         # process's: on a CPU the thread count changes floating-point reductions, so the same seed trained
         # with 2 threads gives other weights than with 1 (and the cache key records the count)
-        torch.set_num_threads(threads or spec.threads or 1)
-        on_workers = executor == "dask" and bool(todo)  # the workers train them, in parallel, before the cells
-        for seed in (spec.seeds if not (batch or on_workers) else []):
-            if is_cancelled():
-                raise JobCancelled()
-            bar = tqdm(total=spec.train.epochs, desc=f"dense model, seed {seed}", unit="epoch", disable=not show_progress, leave=False)
-            _, info = dense_model(spec, seed, split, progress=lambda e, n: bar.update(1))
-            bar.close()
-            update_job(engine, job_id, log_line=f"dense model seed {seed}: cache {info.cache} (weights {info.weights_hash})")
-            if spec.checks:  # the dense cells' transfer source
-                _, sinfo = surrogate_model(spec, seed, split)
-                update_job(engine, job_id, log_line=f"surrogate model seed {seed}: cache {sinfo.cache} (weights {sinfo.weights_hash})")
+        with torch_threads(cell_threads):
+            for seed in (spec.seeds if not (batch or on_workers) else []):
+                if is_cancelled():
+                    raise JobCancelled()
+                bar = tqdm(total=spec.train.epochs, desc=f"dense model, seed {seed}", unit="epoch", disable=not show_progress, leave=False)
+                _, info = dense_model(spec, seed, split, progress=lambda e, n: bar.update(1))
+                bar.close()
+                update_job(engine, job_id, log_line=_model_line(seed, False, info.cache, info.weights_hash))
+                if spec.checks:  # the dense cells' transfer source
+                    _, sinfo = surrogate_model(spec, seed, split)
+                    update_job(engine, job_id, log_line=_model_line(seed, True, sinfo.cache, sinfo.weights_hash))
         timings["dense_s"] = time.perf_counter() - t0
-        torch.set_num_threads(saved_threads)
         update_job(engine, job_id, stage="grid cells")
         t1 = time.perf_counter()
 
@@ -218,18 +215,18 @@ def run_job(engine: Engine, spec: JobSpec, *, executor: str = "local", scheduler
                        + (" (possible gradient masking: " + ", ".join(payload.failed_checks()) + ")" if payload.possible_gradient_masking else ""))
 
         if executor == "local":
-            _run_local(spec_json, todo, on_done, is_cancelled, show_progress, threads or spec.threads or 1)
+            _run_local(spec_json, todo, on_done, is_cancelled, show_progress, cell_threads)
         elif batch:
             from .cluster import run_on_batch_cluster
 
             timings["cluster_start_s"] = run_on_batch_cluster(cluster, spec_json, todo, on_done, is_cancelled, show=show_progress)
         else:
-            def on_dense(seed, surrogate, cache, weights):
-                update_job(engine, job_id, log_line=f"{'surrogate' if surrogate else 'dense'} model seed {seed}: cache {cache} (weights {weights})")
+            def on_dense(*trained):
+                update_job(engine, job_id, log_line=_model_line(*trained))
 
             pairs = [(seed, sur) for seed in spec.seeds for sur in ((False, True) if spec.checks else (False,))] if on_workers else []
             timings["cluster_start_s"], dense_s = _run_dask(spec_json, todo, on_done, is_cancelled, show_progress, scheduler, workers,
-                                                            dense=pairs, on_dense=on_dense, threads=threads or spec.threads or 1)
+                                                            dense=pairs, on_dense=on_dense, threads=cell_threads)
             if on_workers:
                 timings["dense_s"] += dense_s
                 t1 += dense_s
@@ -255,5 +252,4 @@ def run_job(engine: Engine, spec: JobSpec, *, executor: str = "local", scheduler
         raise
     finally:
         heartbeat.stop()
-        torch.set_num_threads(saved_threads)
 

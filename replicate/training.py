@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -19,8 +20,8 @@ from torch import nn
 from .datasets import Split
 from .models import build_model
 
-__all__ = ["TrainConfig", "train_model", "fit", "cache_dir", "seed_everything", "accuracy", "pgd_perturb", "CODE_VERSION", "weights_hash",
-           "package_version"]
+__all__ = ["TrainConfig", "train_model", "fit", "cache_dir", "seed_everything", "torch_threads", "accuracy", "pgd_perturb", "CODE_VERSION",
+           "weights_hash", "package_version"]
 
 # The one code version of the replication engine: part of every cache key (bump it when training,
 # compression or attack code changes what it produces). Provenance records it beside the installed
@@ -62,6 +63,18 @@ def cache_dir() -> Path:
     d = Path(os.environ.get("CREV_CACHE", Path.home() / ".cache" / "crev"))
     d.mkdir(parents=True, exist_ok=True)
     return d
+
+
+@contextmanager
+def torch_threads(n: int):
+    """Run the block with ``n`` torch threads and restore the caller's count after. On a CPU the count
+    changes floating-point reductions, so models trained with 1 and 2 threads differ (see train_model)."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
 
 
 def seed_everything(seed: int) -> torch.Generator:
