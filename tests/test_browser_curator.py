@@ -40,6 +40,15 @@ def _sign_in(drv, name):
     bh.wait_text(drv, f"Signed in as curator {name}")
 
 
+def _approve_first(drv, sub_id: int, reason: str) -> None:
+    """Select the first submission of the queue, give a reason, tick "checked" and press Approve."""
+    bh.select_index(drv, "Submission", 0)
+    bh.wait_rendered(drv, started=True)
+    bh.type_into(drv, "Reason (recorded with the decision)", reason)
+    bh._clickable(drv, f"//label[.//p[contains(., 'I have checked the changes of submission #{sub_id}')]]").click()
+    bh.click_button(drv, f"Approve #{sub_id}")
+
+
 def test_overview_shows_the_answer_to_each_question(app):
     import metaanalysis as ma
 
@@ -126,22 +135,14 @@ def test_curator_flow_preview_four_eyes_approve_with_reason_and_correction(app):
 
     _open(drv, f"{base}/review")
     _sign_in(drv, "alice")
-    bh.select_index(drv, "Submission", 0)
-    bh.wait_rendered(drv, started=True)
-    bh.type_into(drv, "Reason (recorded with the decision)", "numbers match Table 9")
-    bh._clickable(drv, f"//label[.//p[contains(., 'I have checked the changes of submission #{sub_id}')]]").click()
-    bh.click_button(drv, f"Approve #{sub_id}")
+    _approve_first(drv, sub_id, "numbers match Table 9")
     bh.wait_text(drv, "cannot approve it")
     bh.shot(drv, "review-four-eyes")
     base_count = count_results(engine)
     bh.click_button(drv, "Sign out")
     bh.wait_rendered(drv, started=True)
     _sign_in(drv, "bob")
-    bh.select_index(drv, "Submission", 0)
-    bh.wait_rendered(drv, started=True)
-    bh.type_into(drv, "Reason (recorded with the decision)", "numbers match Table 9")
-    bh._clickable(drv, f"//label[.//p[contains(., 'I have checked the changes of submission #{sub_id}')]]").click()
-    bh.click_button(drv, f"Approve #{sub_id}")
+    _approve_first(drv, sub_id, "numbers match Table 9")
     bh.wait_text(drv, f"Submission #{sub_id} approved by bob")
     bh.shot(drv, "review-approved")
     assert count_results(engine) > base_count
