@@ -16,11 +16,11 @@ from importlib import import_module
 # The core models are imported with the package (numpy, pandas, scipy only): `crev meta run --input`
 # needs nothing else. The rest load on first use (PEP 562), so that fitting a CSV never imports the
 # evidence store (sqlalchemy, sqlmodel) behind `load_effects` (issue 13: whole-process time).
-from .design import design_matrix
-from .multilevel import rma_mv
-from .results import Coefficient, MetaResult
-from .robust import robust
-from .uni import METHODS, MetaInputError, TauCI, q_profile_ci, rma_uni
+from .models.design import design_matrix
+from .models.multilevel import rma_mv
+from .models.results import Coefficient, MetaResult
+from .models.robust import robust
+from .models.uni import METHODS, MetaInputError, TauCI, q_profile_ci, rma_uni
 
 _LAZY = {
     "analysis": ("Analysis", "AnalysisSpec", "StudyEstimate", "SubgroupResult", "per_study", "run_analysis", "study_estimate", "subgroups"),
@@ -28,13 +28,14 @@ _LAZY = {
     "sensitivity": ("Sensitivity", "rigour_sensitivity", "RigourModerators", "rigour_moderators", "CorrelationSensitivity",
                     "correlation_sensitivity"),
     "answers": ("Answers", "EvaluationKind", "KindAnswer", "QuestionAnswer", "answer"),
-    "bias": ("EggerResult", "RankTestResult", "TrimFillResult", "egger_test", "influence", "leave_one_out", "rank_test", "trim_and_fill"),
-    "contradictions": ("ContradictionReport", "PairReport", "Verdict", "contradiction_report"),
+    "bias.funnel": ("EggerResult", "RankTestResult", "TrimFillResult", "egger_test", "rank_test", "trim_and_fill"),
+    "diagnostics": ("influence", "leave_one_out"),
+    "contradictions": ("ContradictionReport", "PairReport", "PairVerdict", "contradiction_report"),
     "multiverse": ("MultiverseResult", "specifications"),
-    "pubbias": ("BiasReport", "bias_report", "multilevel_egger", "pet_peese"),
-    "pubsens": ("PubBiasSensitivity", "pubbias_sensitivity"),
+    "bias.pubbias": ("BiasReport", "bias_report", "multilevel_egger", "pet_peese"),
+    "bias.pubsens": ("PubBiasSensitivity", "pubbias_sensitivity"),
     "report": ("ReportDocument", "build_report"),
-    "selection": ("SelectionModelResult", "step_selection_model"),
+    "bias.selection": ("SelectionModelResult", "step_selection_model"),
     "data": ("EvidenceSnapshot", "load_effects", "load_snapshot"),
     "effects": ("STANDARD_TEST_SIZES", "EffectMeasure", "EffectSettings", "EffectTable", "compute_effects"),
     "overview": ("Headline", "evidence_map", "headline"),
@@ -64,7 +65,7 @@ __all__ = [
     "Answers", "EvaluationKind", "KindAnswer", "QuestionAnswer", "answer", "dose_response", "per_study", "rigour_sensitivity",
     "run_analysis", "study_estimate", "subgroups", "RigourModerators", "rigour_moderators", "CorrelationSensitivity", "correlation_sensitivity",
     "EggerResult", "RankTestResult", "TrimFillResult", "egger_test", "influence", "leave_one_out", "rank_test", "trim_and_fill",
-    "ContradictionReport", "PairReport", "Verdict", "contradiction_report", "MultiverseResult", "specifications", "BiasReport", "bias_report",
+    "ContradictionReport", "PairReport", "PairVerdict", "contradiction_report", "MultiverseResult", "specifications", "BiasReport", "bias_report",
     "multilevel_egger", "pet_peese", "PubBiasSensitivity", "pubbias_sensitivity", "ReportDocument", "build_report", "SelectionModelResult",
     "step_selection_model",
     "EvidenceSnapshot", "load_effects", "load_snapshot",

@@ -18,14 +18,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .design import ALIASES, design_matrix
+from .models.design import ALIASES, design_matrix
 from .effects import EffectTable
-from .multilevel import MULTILEVEL_METHODS, rma_mv
-from .results import MetaResult, clean
-from .robust import ROBUST_KINDS
-from .robust import robust as robust_fit
-from .structure import parse_random, random_structure
-from .uni import MetaInputError, rma_uni
+from .models.multilevel import MULTILEVEL_METHODS, rma_mv
+from .models.results import MetaResult, clean
+from .models.robust import ROBUST_KINDS
+from .models.robust import robust as robust_fit
+from .models.structure import parse_random, random_structure
+from .models.uni import MetaInputError, rma_uni
 
 __all__ = ["AnalysisSpec", "Analysis", "run_analysis", "StudyEstimate", "study_estimate", "per_study", "SubgroupResult", "subgroups"]
 

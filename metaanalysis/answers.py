@@ -32,9 +32,9 @@ from evidence.vocab import Question
 
 from .analysis import AnalysisSpec, StudyEstimate, run_analysis, study_estimate
 from .effects import EffectMeasure, EffectTable
-from .results import clean
+from .models.results import clean
 from .rigour import attack_family
-from .uni import MetaInputError
+from .models.uni import MetaInputError
 
 __all__ = ["MIN_STUDIES", "HIGH_RISK_MEANS", "share", "EvaluationKind", "LowRiskEstimate", "KindAnswer", "QuestionAnswer", "Answers", "answer"]
 

@@ -14,11 +14,11 @@ import typer
 # Only what `run --input FILE.csv` needs is imported here; the database commands import the
 # evidence store, the analyses and the plots inside their bodies (issue 13: a CSV fit never waits
 # for sqlalchemy or plotly; check with `python -X importtime -m crev_cli meta run --input ...`).
-from .design import design_matrix
-from .multilevel import MULTILEVEL_METHODS, rma_mv
-from .robust import robust
-from .structure import DEFAULT_RANDOM, EFFECT_LEVEL, parse_random, random_structure
-from .uni import METHODS, MetaInputError, rma_uni
+from .models.design import design_matrix
+from .models.multilevel import MULTILEVEL_METHODS, rma_mv
+from .models.robust import robust
+from .models.structure import DEFAULT_RANDOM, EFFECT_LEVEL, parse_random, random_structure
+from .models.uni import METHODS, MetaInputError, rma_uni
 
 __all__ = ["app"]
 
@@ -396,7 +396,7 @@ def plot(kind: str = typer.Argument(..., help="forest, funnel, bubble or dose"),
     """Draw a plot of the filtered evidence to a file (headless)."""
     from .analysis import AnalysisSpec, per_study, run_analysis
     from .dose import dose_response
-    from .bias import egger_test
+    from .bias.funnel import egger_test
     from .plots import StaticExportError, bubble_figure, dose_figure, forest_figure, funnel_figure, save_figure
 
     table = opts.table()
@@ -428,7 +428,7 @@ def bias(method: str = typer.Option("REML", "--method"),
          as_json: bool = typer.Option(False, "--json"), opts=None):
     """Publication bias for dependent effects: multilevel Egger (CR2 by study), PET-PEESE and the 3-parameter selection model on
     study aggregates, Mathur-VanderWeele sensitivity; each answers "not assessable with N studies" below its minimum."""
-    from .pubbias import bias_report
+    from .bias.pubbias import bias_report
 
     rep = bias_report(opts.table(), row_level=row_level, method=method)
     typer.echo(json.dumps(rep.to_dict(), indent=1) if as_json else rep.summary())

@@ -58,10 +58,10 @@ from evidence.vocab import Question
 
 from .analysis import AnalysisSpec, StudyEstimate, run_analysis, study_estimate
 from .effects import EffectTable
-from .results import MetaResult, clean
-from .uni import MetaInputError
+from .models.results import MetaResult, clean
+from .models.uni import MetaInputError
 
-__all__ = ["Verdict", "Candidate", "CANDIDATES", "CORRECTIONS", "NamedTest", "StudyEvidence", "ModeratorFit", "PairCheck", "PairReport",
+__all__ = ["PairVerdict", "Candidate", "CANDIDATES", "CORRECTIONS", "NamedTest", "StudyEvidence", "ModeratorFit", "PairCheck", "PairReport",
            "ContradictionReport", "contradiction_report", "question_scope"]
 
 CORRECTIONS = {"holm": "Holm (family-wise error rate)", "fdr_bh": "Benjamini-Hochberg (false discovery rate)"}
@@ -70,7 +70,7 @@ KIND = {frozenset({"up", "down"}): "opposite", frozenset({"up", "neutral"}): "di
         frozenset({"down", "neutral"}): "direction vs no change"}
 
 
-class Verdict(StrEnum):
+class PairVerdict(StrEnum):
     explained = "explained"
     consistent_with = "consistent with"
     unexplained = "unexplained"
@@ -171,7 +171,7 @@ class PairReport:
     a: StudyEvidence
     b: StudyEvidence
     checks: list[PairCheck]
-    verdict: Verdict
+    verdict: PairVerdict
     verdict_text: str
     evidence_used: list[str]
 
@@ -190,7 +190,7 @@ class ContradictionReport:
     effect_notes: list[str]
 
     def counts(self) -> dict[str, int]:
-        return {v.value: sum(p.verdict == v for p in self.pairs) for v in Verdict}
+        return {v.value: sum(p.verdict == v for p in self.pairs) for v in PairVerdict}
 
     def correction_text(self) -> str:
         rate = "family-wise error rate" if self.correction == "holm" else "false discovery rate"
@@ -430,7 +430,7 @@ def contradiction_report(table: EffectTable, studies: pd.DataFrame, claims: pd.D
                 if chk.testable:
                     _out_of_sample(chk, c, scope, qid, (a["study_id"], b["study_id"]), va, vb, spec, level)
                 checks.append(chk)
-            pairs.append(PairReport(qid, kind, ev[0], ev[1], checks, Verdict.not_assessable, "", []))
+            pairs.append(PairReport(qid, kind, ev[0], ev[1], checks, PairVerdict.not_assessable, "", []))
     # one multiple-testing family: every moderator fit's omnibus test, every distinct pair contrast, the tests passed in
     fam: list[tuple[str, float]] = [(f"{f.question}:{f.column}", f.pval) for f in fits.values() if f.testable and f.pval is not None]
     contrast_key = {}
@@ -496,17 +496,17 @@ def _judge(p: PairReport, alpha: float) -> None:
     good = [c for c in p.checks if c.predicts]
     both = p.a.has_numbers and p.b.has_numbers
     if good and both:
-        p.verdict = Verdict.explained
+        p.verdict = PairVerdict.explained
         p.verdict_text = f"both studies have numbers and {', '.join(c.label for c in good)} predicts both directions"
     elif good:
         missing = [s.study for s in (p.a, p.b) if not s.has_numbers]
-        p.verdict = Verdict.consistent_with
+        p.verdict = PairVerdict.consistent_with
         p.verdict_text = (f"{', '.join(c.label for c in good)} predicts both directions, but {' and '.join(missing)} "
                           f"{'has' if len(missing) == 1 else 'have'} no numbers in the database (coded claim only)")
     elif any(c.testable for c in p.checks):
-        p.verdict = Verdict.unexplained
+        p.verdict = PairVerdict.unexplained
         p.verdict_text = "; ".join(f"{c.label}: {c.status}" for c in p.checks if c.testable)
     else:
-        p.verdict = Verdict.not_assessable
+        p.verdict = PairVerdict.not_assessable
         p.verdict_text = ("the two studies differ on no moderator that is coded for both" if not p.checks
                           else "; ".join(f"{c.label}: {c.reason}" for c in p.checks))

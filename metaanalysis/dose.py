@@ -14,10 +14,10 @@ import pandas as pd
 from scipy import stats
 
 from .analysis import AnalysisSpec, run_analysis
-from .design import ALIASES
+from .models.design import ALIASES
 from .effects import EffectTable
-from .results import MetaResult
-from .uni import MetaInputError
+from .models.results import MetaResult
+from .models.uni import MetaInputError
 
 __all__ = ["DoseResponse", "dose_response"]
 

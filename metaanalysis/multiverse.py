@@ -40,8 +40,8 @@ import pandas as pd
 
 from .analysis import AnalysisSpec, run_analysis
 from .effects import EffectSettings, compute_effects
-from .results import clean
-from .uni import MetaInputError
+from .models.results import clean
+from .models.uni import MetaInputError
 
 __all__ = ["DIMENSIONS", "Specification", "spec_mask", "SpecResult", "MultiverseResult", "specifications", "multiverse", "ITERATIVE_ATTACKS",
            "AUTOATTACK"]

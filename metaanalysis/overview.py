@@ -9,8 +9,8 @@ import pandas as pd
 
 from .analysis import AnalysisSpec, run_analysis
 from .effects import EffectTable
-from .results import clean
-from .uni import MetaInputError
+from .models.results import clean
+from .models.uni import MetaInputError
 
 __all__ = ["evidence_map", "headline", "Headline"]
 

@@ -16,9 +16,9 @@ import plotly.graph_objects as go
 from scipy import stats
 
 from .analysis import Analysis
-from .bias import EggerResult
+from .bias.funnel import EggerResult
 from .dose import DoseResponse
-from .results import MetaResult
+from .models.results import MetaResult
 
 __all__ = ["forest_figure", "funnel_figure", "bubble_figure", "dose_figure", "change_by_study_figure", "evidence_map_figure", "save_figure",
            "StaticExportError"]

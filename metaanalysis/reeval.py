@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 
 from .effects import STANDARD_TEST_SIZES, binomial_variance
-from .results import MetaResult
-from .uni import rma_uni
+from .models.results import MetaResult
+from .models.uni import rma_uni
 
 __all__ = ["ReevaluationGaps", "reevaluation_gaps"]
 

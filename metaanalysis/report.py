@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .contradictions import ContradictionReport, NamedTest, PairReport, Verdict, contradiction_report
-from .results import clean
+from .contradictions import ContradictionReport, NamedTest, PairReport, PairVerdict, contradiction_report
+from .models.results import clean
 
 __all__ = ["CatalogueEntry", "read_catalogue", "Settlement", "ReportDocument", "build_report", "contradictions_markdown", "CATALOGUE_DIR"]
 
@@ -150,7 +150,7 @@ class ReportDocument:
             out.append(f"- {s} has results in the database, but none gives an effect size: {why}")
         if self.results_without_effects:
             out.append("")
-        todo = [s for s in self.settlements if s.verdict != Verdict.explained.value]
+        todo = [s for s in self.settlements if s.verdict != PairVerdict.explained.value]
         out.append(f"{len(todo)} pair(s) are not explained by the database's numbers. The replication that would settle each:")
         out.append("")
         out += [f"- `{s.question}` {s.study_a} vs {s.study_b} ({s.verdict}): {s.text}" for s in todo]
@@ -229,7 +229,7 @@ def _verdict_figure(rep: ContradictionReport):
     import matplotlib.pyplot as plt
 
     df = rep.to_frame()
-    tab = pd.crosstab(df["question"], df["verdict"]).reindex(columns=[v.value for v in Verdict], fill_value=0)
+    tab = pd.crosstab(df["question"], df["verdict"]).reindex(columns=[v.value for v in PairVerdict], fill_value=0)
     fig, ax = plt.subplots(figsize=(8, 0.5 * len(tab) + 1.5))
     left = pd.Series(0, index=tab.index)
     colors = {"explained": "#1b7837", "consistent with": "#7fbf7b", "unexplained": "#d6604d", "not assessable": "#bababa"}
@@ -248,7 +248,7 @@ def build_report(table, studies: pd.DataFrame, claims: pd.DataFrame, spec=None, 
     from evidence.vocab import Question
 
     from .contradictions import question_scope
-    from .pubbias import bias_report
+    from .bias.pubbias import bias_report
 
     effects = table.effects
     bias = {}

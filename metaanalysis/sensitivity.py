@@ -15,7 +15,7 @@ import pandas as pd
 
 from .analysis import Analysis, AnalysisSpec, run_analysis
 from .effects import EffectMeasure, EffectTable, binomial_variance
-from .uni import MetaInputError
+from .models.uni import MetaInputError
 
 __all__ = ["Sensitivity", "rigour_sensitivity", "RigourModerators", "rigour_moderators", "CorrelationSensitivity", "correlation_sensitivity",
            "RHO_SWEEP"]

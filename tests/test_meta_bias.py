@@ -17,10 +17,10 @@ import pytest
 
 from evidence import query_results
 from metaanalysis import EffectSettings, compute_effects
-from metaanalysis.pubbias import MIN_STUDIES, ROW_LEVEL_WARNING, bias_report, multilevel_egger, pet_peese
-from metaanalysis.pubsens import corrected_estimate, pubbias_sensitivity
-from metaanalysis.selection import step_selection_model
-from metaanalysis.uni import MetaInputError
+from metaanalysis.bias.pubbias import MIN_STUDIES, ROW_LEVEL_WARNING, bias_report, multilevel_egger, pet_peese
+from metaanalysis.bias.pubsens import corrected_estimate, pubbias_sensitivity
+from metaanalysis.bias.selection import step_selection_model
+from metaanalysis.models.uni import MetaInputError
 
 REF = Path(__file__).parent / "data" / "metafor"
 TOL = 1e-4

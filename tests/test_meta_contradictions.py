@@ -10,9 +10,9 @@ from statsmodels.stats.multitest import multipletests
 from evidence import list_claims, list_studies, query_results
 from metaanalysis import EffectSettings, compute_effects
 from evidence.vocab import Question
-from metaanalysis.contradictions import NamedTest, Verdict, contradiction_report, question_scope
+from metaanalysis.contradictions import NamedTest, PairVerdict, contradiction_report, question_scope
 from metaanalysis.report import build_report, read_catalogue
-from metaanalysis.uni import MetaInputError
+from metaanalysis.models.uni import MetaInputError
 
 
 def _effects(at_effect: float = 6.0, n_per_arm: int = 4, seed: int = 0) -> pd.DataFrame:
@@ -45,7 +45,7 @@ def test_pair_with_numbers_and_a_predictive_moderator_is_explained():
     rep = contradiction_report(eff, studies, claims)
     (p,) = rep.pairs
     assert p.a.has_numbers and p.b.has_numbers
-    assert p.verdict == Verdict.explained, p.verdict_text
+    assert p.verdict == PairVerdict.explained, p.verdict_text
     (chk,) = [c for c in p.checks if c.column == "adversarial_training"]
     assert chk.predicts and chk.difference[0] > 0 and chk.predicted_a[0] > 0 > chk.predicted_b[0]
     assert chk.pval_adjusted < 0.05 and chk.df is not None and chk.df > 1
@@ -58,7 +58,7 @@ def test_same_moderator_without_one_studys_numbers_is_only_consistent_with():
     rep = contradiction_report(eff, studies, claims)
     (p,) = rep.pairs
     assert not p.b.has_numbers and p.b.values["adversarial_training"] == "no (the study's coding)"
-    assert p.verdict == Verdict.consistent_with
+    assert p.verdict == PairVerdict.consistent_with
     assert "z_nonumbers has no numbers" in p.verdict_text
     assert p.evidence_used[1].startswith("z_nonumbers: its coded claim only")
 
@@ -67,7 +67,7 @@ def test_a_moderator_predicting_the_opposite_ordering_leaves_the_pair_unexplaine
     eff = _effects()
     studies, claims = _coded([("s0", "down"), ("s7", "up")], {})  # claims reversed against their own numbers
     (p,) = contradiction_report(eff, studies, claims).pairs
-    assert p.verdict == Verdict.unexplained
+    assert p.verdict == PairVerdict.unexplained
     assert "opposite ordering" in p.verdict_text
 
 
@@ -75,7 +75,7 @@ def test_pair_differing_on_nothing_coded_is_not_assessable():
     eff = _effects()
     studies, claims = _coded([("x1", "up"), ("x2", "down")], {})
     (p,) = contradiction_report(eff, studies, claims).pairs
-    assert p.verdict == Verdict.not_assessable and p.checks == []
+    assert p.verdict == PairVerdict.not_assessable and p.checks == []
     assert len(p.evidence_used) == 2 and all("coded claim only" in e for e in p.evidence_used)
 
 
@@ -83,7 +83,7 @@ def test_no_effect_of_the_moderator_is_not_significant_after_correction():
     eff = _effects(at_effect=0.0)
     studies, claims = _coded([("s0", "up"), ("s7", "down")], {})
     (p,) = contradiction_report(eff, studies, claims).pairs
-    assert p.verdict == Verdict.unexplained
+    assert p.verdict == PairVerdict.unexplained
 
 
 def test_all_tests_of_a_report_form_one_corrected_family():
@@ -114,9 +114,9 @@ def test_seed_no_pair_is_explained_without_both_studies_numbers(seeded):
     with_results = set(res["study_id"])
     assert len(rep.pairs) == 61
     for p in rep.pairs:
-        if p.verdict == Verdict.explained:
+        if p.verdict == PairVerdict.explained:
             assert p.a.study in with_results and p.b.study in with_results
-        if p.verdict == Verdict.consistent_with:
+        if p.verdict == PairVerdict.consistent_with:
             assert not (p.a.has_numbers and p.b.has_numbers)
         assert p.a.has_numbers == (p.a.k > 0) and p.b.has_numbers == (p.b.k > 0)
         # every pair carries the evidence it used: each study's side, then each moderator checked
@@ -124,7 +124,7 @@ def test_seed_no_pair_is_explained_without_both_studies_numbers(seeded):
         assert p.evidence_used[0].startswith(p.a.study) and p.evidence_used[1].startswith(p.b.study)
         assert p.verdict_text
     jw = [p for p in rep.pairs if {p.a.study, p.b.study} == {"jordao_2021_pruning", "wang_2018_prunedrobustness"}][0]
-    assert jw.verdict == Verdict.not_assessable  # both coded without adversarial training, no numbers: nothing differs
+    assert jw.verdict == PairVerdict.not_assessable  # both coded without adversarial training, no numbers: nothing differs
     n_p = sum(f.testable for f in rep.fits) + len({(p.question, c.column, *sorted([c.value_a, c.value_b]))
                                                    for p in rep.pairs for c in p.checks if c.testable})
     assert rep.n_tests == n_p and f"{n_p} tests in this report, corrected together by Holm" in rep.summary()

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from metaanalysis import robust
-from metaanalysis.multilevel import NestedCovariance, rma_mv
-from metaanalysis.structure import encode_levels
+from metaanalysis.models.multilevel import NestedCovariance, rma_mv
+from metaanalysis.models.structure import encode_levels
 
 HERE = Path(__file__).parent / "data" / "metafor"
 CASES = {
@@ -107,7 +107,7 @@ def test_logdet_gradient_is_the_trace_of_the_inverse_times_each_level():
 def testsymmetric_cr2_meets_the_unbiasedness_condition():
     """Aⱼ(Φⱼ − XⱼMXⱼ')Aⱼ' = Φⱼ checked through its consequence: with e ~ N(0, Φ − XMX') the meat's
     expectation equals the model-based X'WΦWX, i.e. E[vcov_CR2] = M; exact identity in p×p terms."""
-    from metaanalysis.robust import symmetric_cr2
+    from metaanalysis.models.robust import symmetric_cr2
 
     rng = np.random.default_rng(5)
     p, J = 2, 4
@@ -136,7 +136,7 @@ def test_row_order_does_not_change_the_fit():
 
 def test_levels_that_are_not_nested_are_refused():
     from metaanalysis import MetaInputError
-    from metaanalysis.structure import Levels
+    from metaanalysis.models.structure import Levels
 
     lv = Levels(("a", "a/b"), (np.array([0, 0, 1, 1]), np.array([0, 1, 0, 1])), (2, 2))
     with pytest.raises(MetaInputError, match="not nested"):

@@ -32,9 +32,8 @@ from scipy import optimize, stats
 from .inference import coefficient_tests, omnibus_test, residual_heterogeneity, trace_p, typical_variance, wls
 from .results import MetaResult
 
-__all__ = ["METHODS", "rma_uni", "tau2_estimate", "q_profile_ci", "TauCI", "check_inputs", "MetaInputError"]
+__all__ = ["METHODS", "TAU2_ESTIMATORS", "rma_uni", "tau2_estimate", "q_profile_ci", "TauCI", "check_inputs", "MetaInputError"]
 
-METHODS = ("FE", "EE", "DL", "HE", "SJ", "ML", "REML", "PM", "EB", "PMM")
 _TOL = 1e-12
 
 
@@ -116,42 +115,80 @@ def _root_q(y, v, X, target: float) -> float:
     return optimize.brentq(f, 0.0, hi, xtol=1e-15, rtol=4 * np.finfo(float).eps, maxiter=500)
 
 
-def tau2_estimate(y, v, X, method: str) -> float:
-    """tau² by ``method`` (see the module docstring for references)."""
+def _tau2_fixed(y, v, X) -> float:
+    """FE / EE: no heterogeneity."""
+    return 0.0
+
+
+def _tau2_dl(y, v, X) -> float:
+    """DerSimonian & Laird (1986): method of moments with inverse-variance weights."""
     k, p = X.shape
-    if method in ("FE", "EE"):
-        return 0.0
-    if method == "DL":
-        w = 1.0 / v
-        b, M, r = wls(X, y, w)
-        Q = float(np.sum(w * r * r))
-        return max(0.0, (Q - (k - p)) / trace_p(X, w, M))
-    if method == "HE":
-        b, M, r = wls(X, y, np.ones_like(y))
-        rss = float(r @ r)
-        trPV = float(np.sum(v) - np.sum(M * (X.T @ (X * v[:, None]))))
-        return max(0.0, (rss - trPV) / (k - p))
-    if method == "SJ":
-        # initial estimate from the OLS residuals, Sidik & Jonkman (2005); = var(y)(k-1)/k without moderators
-        _, _, r0 = wls(X, y, np.ones_like(y))
-        tau2_0 = float(r0 @ r0) / k
-        w = 1.0 / (v + tau2_0)
-        _, _, r = wls(X, y, w)
-        return tau2_0 * float(np.sum(w * r * r)) / (k - p)
-    if method in ("ML", "REML"):
-        start = tau2_estimate(y, v, X, "HE") if k > p else 0.0
-        return _fisher(y, v, X, method == "REML", max(start, 0.0))
-    if method in ("PM", "EB"):
-        return _root_q(y, v, X, k - p)
-    if method == "PMM":
-        return _root_q(y, v, X, float(stats.chi2.ppf(0.5, k - p)))
-    raise MetaInputError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
+    w = 1.0 / v
+    b, M, r = wls(X, y, w)
+    Q = float(np.sum(w * r * r))
+    return max(0.0, (Q - (k - p)) / trace_p(X, w, M))
+
+
+def _tau2_he(y, v, X) -> float:
+    """Hedges (1983): method of moments with unit weights."""
+    k, p = X.shape
+    b, M, r = wls(X, y, np.ones_like(y))
+    rss = float(r @ r)
+    trPV = float(np.sum(v) - np.sum(M * (X.T @ (X * v[:, None]))))
+    return max(0.0, (rss - trPV) / (k - p))
+
+
+def _tau2_sj(y, v, X) -> float:
+    """Sidik & Jonkman (2005): initial estimate from the OLS residuals (= var(y)(k-1)/k without moderators)."""
+    k, p = X.shape
+    _, _, r0 = wls(X, y, np.ones_like(y))
+    tau2_0 = float(r0 @ r0) / k
+    w = 1.0 / (v + tau2_0)
+    _, _, r = wls(X, y, w)
+    return tau2_0 * float(np.sum(w * r * r)) / (k - p)
+
+
+def _tau2_likelihood(reml: bool):
+    def estimate(y, v, X) -> float:
+        k, p = X.shape
+        start = _tau2_he(y, v, X) if k > p else 0.0
+        return _fisher(y, v, X, reml, max(start, 0.0))
+
+    estimate.__doc__ = f"{'REML' if reml else 'ML'} by Fisher scoring from the HE estimate (Viechtbauer 2005)."
+    return estimate
+
+
+def _tau2_pm(y, v, X) -> float:
+    """Paule & Mandel (1982) / empirical Bayes (Morris 1983): generalised Q equals its df."""
+    k, p = X.shape
+    return _root_q(y, v, X, k - p)
+
+
+def _tau2_pmm(y, v, X) -> float:
+    """Median-unbiased Paule-Mandel (Viechtbauer 2021): generalised Q equals the median of chi²(k - p)."""
+    k, p = X.shape
+    return _root_q(y, v, X, float(stats.chi2.ppf(0.5, k - p)))
+
+
+# The tau² estimator registry: the only dispatch of rma.uni's ``method`` (a new estimator joins here).
+TAU2_ESTIMATORS = {"FE": _tau2_fixed, "EE": _tau2_fixed, "DL": _tau2_dl, "HE": _tau2_he, "SJ": _tau2_sj, "ML": _tau2_likelihood(False),
+                   "REML": _tau2_likelihood(True), "PM": _tau2_pm, "EB": _tau2_pm, "PMM": _tau2_pmm}
+METHODS = tuple(TAU2_ESTIMATORS)
+
+
+def tau2_estimate(y, v, X, method: str) -> float:
+    """tau² by ``method``, through :data:`TAU2_ESTIMATORS` (see the module docstring for references)."""
+    try:
+        estimator = TAU2_ESTIMATORS[method]
+    except KeyError:
+        raise MetaInputError(f"unknown method {method!r}; use one of {', '.join(METHODS)}") from None
+    return estimator(y, v, X)
 
 
 def rma_uni(yi, vi, X=None, names=None, *, method: str = "REML", knha: bool = False, level: float = 0.95, tau2: float | None = None) -> MetaResult:
     """Fit ``rma(yi, vi, mods = X, method = method, test = "knha" if knha else "z")``.
 
-    ``X`` holds the moderators *with* the intercept column (see :mod:`metaanalysis.design`);
+    ``X`` holds the moderators *with* the intercept column (see :mod:`metaanalysis.models.design`);
     without it the model is intercept-only. ``tau2`` fixes the heterogeneity instead of estimating it.
     """
     method = method.upper()

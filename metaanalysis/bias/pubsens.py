@@ -41,8 +41,8 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from .results import clean
-from .uni import MetaInputError, check_inputs, rma_uni
+from ..models.results import clean
+from ..models.uni import MetaInputError, check_inputs, rma_uni
 
 __all__ = ["CorrectedEstimate", "PubBiasSensitivity", "corrected_estimate", "pubbias_sensitivity", "ETA_MAX"]
 

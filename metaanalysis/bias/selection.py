@@ -15,7 +15,7 @@ from the inverse Hessian of the log-likelihood (numerical derivative of the anal
 metafor's ``selmodel`` does with ``numDeriv``.
 
 The model assumes independent effects: on dependent effects it is fitted to study-level aggregates
-(see :mod:`metaanalysis.bias`).
+(see :mod:`metaanalysis.bias.funnel`).
 
 References
 ----------
@@ -35,8 +35,8 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from .results import clean
-from .uni import MetaInputError, check_inputs, rma_uni
+from ..models.results import clean
+from ..models.uni import MetaInputError, check_inputs, rma_uni
 
 __all__ = ["SelectionModelResult", "step_selection_model", "DELTA_MAX"]
 

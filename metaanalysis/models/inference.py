@@ -1,8 +1,8 @@
 """Wald inference shared by every model: coefficient tests, the omnibus test of moderators, the
 residual heterogeneity statistic QE and metafor's "typical" sampling variance.
 
-One declaration of these formulas, used by :mod:`metaanalysis.uni`, :mod:`metaanalysis.multilevel`
-and :mod:`metaanalysis.robust`. Reference: Viechtbauer W (2010), metafor ``rma.uni`` / ``rma.mv``
+One declaration of these formulas, used by :mod:`metaanalysis.models.uni`, :mod:`metaanalysis.models.multilevel`
+and :mod:`metaanalysis.models.robust`. Reference: Viechtbauer W (2010), metafor ``rma.uni`` / ``rma.mv``
 (``print.rma``: z or t tests, QM as chi² or F, QE with common-effect weights).
 """
 

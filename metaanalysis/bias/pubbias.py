@@ -14,9 +14,9 @@ here respect that:
   ``regtest(model = "lm")``) and, when PET's intercept differs from 0 (two-sided p < .10, i.e. a
   one-tailed 5 % test in either direction), the precision-effect estimate with standard error
   (effect ~ v). Stanley & Doucouliagos (2014).
-- **Three-parameter selection model** on study-level aggregates (:mod:`metaanalysis.selection`).
+- **Three-parameter selection model** on study-level aggregates (:mod:`metaanalysis.bias.selection`).
 - **Mathur & VanderWeele's sensitivity analysis** on all effects clustered by study
-  (:mod:`metaanalysis.pubsens`).
+  (:mod:`metaanalysis.bias.pubsens`).
 
 Each method needs a minimum number of studies (:data:`MIN_STUDIES`, with the reason); below it
 the answer is "not assessable with N studies", never a p-value. Study-level aggregates are each
@@ -42,15 +42,15 @@ import numpy as np
 import pandas as pd
 import statsmodels.api as sm
 
-from .analysis import AnalysisSpec, per_study, run_analysis
-from .bias import egger_test, rank_test, trim_and_fill
-from .effects import EffectTable
-from .multilevel import rma_mv
+from ..analysis import AnalysisSpec, per_study, run_analysis
+from .funnel import egger_test, rank_test, trim_and_fill
+from ..effects import EffectTable
+from ..models.multilevel import rma_mv
 from .pubsens import PubBiasSensitivity, pubbias_sensitivity
-from .results import clean
-from .robust import robust
+from ..models.results import clean
+from ..models.robust import robust
 from .selection import SelectionModelResult, step_selection_model
-from .uni import MetaInputError
+from ..models.uni import MetaInputError
 
 __all__ = ["MIN_STUDIES", "MultilevelEggerResult", "multilevel_egger", "PetPeeseResult", "pet_peese", "BiasAssessment", "BiasReport",
            "study_aggregates", "bias_report", "ROW_LEVEL_WARNING"]
