@@ -97,9 +97,9 @@ def scale_figures(runs: int = 5) -> None:
     and where CUDA exists, images/s of PGD-10 on PreAct ResNet-18 vs the floor (10 hand-written
     forward+backward passes on the same batch), both medians of paired runs in this process."""
     from replicate import AttackSpec, craft
-    from replicate.archs import preact_resnet18
-    from replicate.efficiency import latency_ms
-    from replicate.structural import remove_channels
+    from replicate.train.archs import preact_resnet18
+    from replicate.compress.efficiency import latency_ms
+    from replicate.compress.structural import remove_channels
 
     torch.set_num_threads(2)
     torch.manual_seed(0)
@@ -119,7 +119,7 @@ def scale_figures(runs: int = 5) -> None:
     if not torch.cuda.is_available():
         print("PGD-10 images/s on a GPU: not measured (no CUDA device here; run this script on a GPU machine)")
         return
-    from replicate.device import configure
+    from replicate.train.device import configure
 
     rt = configure("cuda")
     dev = rt.torch_device
@@ -204,7 +204,7 @@ def _independent_seed(args):
     os.environ["CREV_CACHE"] = cache
     torch.set_num_threads(1)
     from replicate import AttackSpec, Pruner, Quantizer, TrainConfig, evaluate_attack, load_split
-    from replicate.training import train_model
+    from replicate.train.training import train_model
 
     spec = importlib.util.spec_from_file_location("independent_reference", Path(__file__).with_name("independent_reference.py"))
     ref = importlib.util.module_from_spec(spec)

@@ -26,6 +26,8 @@ from .vocab import (
     CompressionFamily,
     CompressionKind,
     Direction,
+    Executor,
+    JobStatus,
     Norm,
     Provenance,
     ReviewStatus,
@@ -78,13 +80,13 @@ STUDY_SLUG = r"^[a-z0-9][a-z0-9_\-]*$"
 _FINITE = {"allow_inf_nan": False}
 
 
-def _enum(enum_cls, **kw):
+def _enum(enum_cls, length: int = 32):
     """A portable enum column: VARCHAR holding the enum's value (no native PostgreSQL type)."""
     return sa.Enum(
         enum_cls,
         native_enum=False,
         create_constraint=False,
-        length=32,
+        length=length,
         values_callable=lambda e: [m.value for m in e],
         validate_strings=True,
     )
@@ -333,8 +335,8 @@ class Job(SQLModel, table=True):
     spec_json: str = Field(default="", sa_type=sa.Text)
     spec_hash: str = Field(default="", index=True, max_length=64)
     quick: bool = False
-    executor: str = "local"
-    status: str = Field(default="queued", index=True, max_length=24)
+    executor: Executor = Field(default=Executor.local, sa_type=_enum(Executor))
+    status: JobStatus = Field(default=JobStatus.queued, sa_type=_enum(JobStatus, length=24), index=True)
     stage: str = ""
     progress: float = 0.0
     cells_total: int = 0
@@ -346,7 +348,7 @@ class Job(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     started_at: Optional[datetime] = None
     finished_at: Optional[datetime] = None
-    # written every few seconds by the job's own process while it runs (replicate.heartbeat); None on rows
+    # written every few seconds by the job's own process while it runs (replicate.jobs.heartbeat); None on rows
     # from before migration 0004 and before the process starts: then staleness falls back to the last activity
     heartbeat_at: Optional[datetime] = None
     timings_json: str = Field(default="", sa_type=sa.Text)

@@ -22,6 +22,8 @@ __all__ = [
     "SubmissionKind",
     "Provenance",
     "SourceKind",
+    "JobStatus",
+    "Executor",
     "QuestionScope",
     "Question",
     "coerce",
@@ -124,6 +126,34 @@ class Provenance(StrEnum):
 class SourceKind(StrEnum):
     literature = "literature"
     replication = "replication"
+
+
+class JobStatus(StrEnum):
+    """A replication job's state (``job.status``, stored as the value)."""
+
+    queued = "queued"
+    running = "running"
+    done = "done"
+    cancelled = "cancelled"
+    failed = "failed"
+
+    @classmethod
+    def active(cls) -> tuple["JobStatus", ...]:
+        """The states of a job that has not ended (counted against quotas; reaped when stale)."""
+        return (cls.queued, cls.running)
+
+    @property
+    def is_active(self) -> bool:
+        return self in self.active()
+
+
+class Executor(StrEnum):
+    """Where a replication job's cells run (``job.executor``, stored as the value)."""
+
+    local = "local"  # one after another in the job's own process
+    dask = "dask"  # a Dask LocalCluster, or a running scheduler (--scheduler)
+    slurm = "slurm"  # Dask workers as SLURM batch jobs (dask-jobqueue)
+    pbs = "pbs"  # Dask workers as PBS / Torque batch jobs (dask-jobqueue)
 
 
 @dataclass(frozen=True)

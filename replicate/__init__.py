@@ -1,6 +1,14 @@
 """Replication engine: re-run the literature's claims with PyTorch pruning and quantization and
 torchattacks attacks, with evaluation-rigour checks, locally or on a Dask cluster.
 
+Sub-packages, one per plugin family or stage (each family's registry is its only dispatch):
+
+- :mod:`replicate.attacks` — attacks behind ``AttackMethod``, registry ``ATTACKS``;
+- :mod:`replicate.checks` — rigour checks behind ``Check``, registry ``CHECKS``;
+- :mod:`replicate.compress` — compressors behind ``Compressor``, registry ``COMPRESSORS``;
+- :mod:`replicate.train` — data sets (registry ``DATASETS``), architectures (``MODELS``), training;
+- :mod:`replicate.jobs` — specs and the catalogue, the grid, the executors, jobs, verdicts.
+
 Typical use::
 
     from evidence import init_database
@@ -14,29 +22,29 @@ from ._deps import require_torchattacks
 require_torchattacks()  # fail at import with the install command, not mid-job
 
 from .attacks import ATTACKS, AttackMethod, AttackName, AttackSpec, craft, evaluate_attack, input_gradient_stats, register_attack  # noqa: E402
-from . import adaptive_attacks  # noqa: E402,F401  (registers pgd_pp, bpda and eot_pgd in ATTACKS)
-from .cells import Cell, CellResult, plan, run_cell  # noqa: E402
-from .checks import CHECKS, Check, CheckOutcome, Measurements, run_checks  # noqa: E402
-from .compression import (  # noqa: E402
-    COMPRESSORS, Compressed, CompressionInfo, Compressor, Granularity, Int8PTQ, Pruner, Quantizer, ScaleRule, build_compressor,
-    distinct_weight_values, measured_sparsity, zero_shares,
+from .checks import CHECKS, Check, CheckOutcome, Measurements, register_check, run_checks  # noqa: E402
+from .compress import (  # noqa: E402
+    COMPRESSORS, Compressed, CompressionInfo, Compressor, CompressorKind, Granularity, Int8PTQ, Pruner, Quantizer, ScaleRule, build_compressor,
+    compressor_for, distinct_weight_values, measured_sparsity, register_compressor, zero_shares,
 )
-from .datasets import DATASETS, DatasetError, Split, load_split, register_dataset  # noqa: E402
-from .jobs import REPLICATION_STUDY, JobStatus, JobSummary, get_job, job_results, job_table, reap_stale_jobs, request_cancel  # noqa: E402
-from .launch import job_verdicts, launch_background  # noqa: E402
-from .models import MODELS, ModelName, build_model  # noqa: E402
-from .runner import JobCancelled, RunOutcome, run_job  # noqa: E402
-from .spec import JobSpec, SpecError, catalogue, get_claim_spec, load_spec  # noqa: E402
-from .training import CODE_VERSION, TrainConfig, accuracy, fit, package_version, train_model  # noqa: E402
-from .verdict import FamilyVerdict, LevelEffect, Verdict, VerdictValue, decide  # noqa: E402
+from .train import (  # noqa: E402
+    CODE_VERSION, DATASETS, MODELS, DatasetError, ModelName, Split, TrainConfig, accuracy, build_model, fit, load_split, package_version,
+    register_dataset, train_model,
+)
+from .jobs import (  # noqa: E402
+    REPLICATION_STUDY, Cell, CellResult, FamilyVerdict, JobCancelled, JobSpec, JobStatus, JobSummary, LevelEffect, RunOutcome, SpecError,
+    ReplicationVerdict, VerdictValue, catalogue, decide, get_claim_spec, get_job, job_results, job_table, job_verdicts, launch_background,
+    load_spec, plan, reap_stale_jobs, request_cancel, run_cell, run_job,
+)
 
 __all__ = [
     "require_torchattacks", "ATTACKS", "AttackMethod", "AttackName", "AttackSpec", "craft", "evaluate_attack", "input_gradient_stats",
-    "register_attack", "Cell", "CellResult", "plan", "run_cell", "CHECKS", "Check", "CheckOutcome", "Measurements", "run_checks", "COMPRESSORS",
-    "Compressed", "CompressionInfo", "Compressor", "Granularity", "Int8PTQ", "Pruner", "Quantizer", "ScaleRule", "build_compressor",
-    "distinct_weight_values", "measured_sparsity", "zero_shares", "DATASETS", "DatasetError", "Split", "load_split", "register_dataset",
-    "REPLICATION_STUDY", "JobStatus", "JobSummary", "get_job", "job_results", "job_table", "reap_stale_jobs", "request_cancel", "job_verdicts",
-    "launch_background", "MODELS", "ModelName", "build_model", "JobCancelled", "RunOutcome", "run_job", "JobSpec", "SpecError", "catalogue",
-    "get_claim_spec", "load_spec", "CODE_VERSION", "TrainConfig", "accuracy", "fit", "package_version", "train_model", "FamilyVerdict",
-    "LevelEffect", "Verdict", "VerdictValue", "decide",
+    "register_attack", "CHECKS", "Check", "CheckOutcome", "Measurements", "register_check", "run_checks", "COMPRESSORS", "Compressed",
+    "CompressionInfo", "Compressor", "CompressorKind", "Granularity", "Int8PTQ", "Pruner", "Quantizer", "ScaleRule", "build_compressor",
+    "compressor_for", "distinct_weight_values", "measured_sparsity", "register_compressor", "zero_shares", "CODE_VERSION", "DATASETS", "MODELS",
+    "DatasetError", "ModelName", "Split", "TrainConfig", "accuracy", "build_model", "fit", "load_split", "package_version", "register_dataset",
+    "train_model", "REPLICATION_STUDY", "Cell", "CellResult", "FamilyVerdict", "JobCancelled", "JobSpec", "JobStatus", "JobSummary",
+    "LevelEffect", "RunOutcome", "SpecError", "ReplicationVerdict", "VerdictValue", "catalogue", "decide", "get_claim_spec", "get_job",
+    "job_results", "job_table", "job_verdicts", "launch_background", "load_spec", "plan", "reap_stale_jobs", "request_cancel", "run_cell",
+    "run_job",
 ]

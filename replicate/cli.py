@@ -10,10 +10,10 @@ import typer
 
 from evidence import get_engine, upgrade_schema, whoami
 
-from .datasets import DatasetError
-from .jobs import get_job, job_table, request_cancel
-from .runner import run_job
-from .spec import SpecError, catalogue, get_claim_spec, load_spec
+from .train.datasets import DatasetError
+from .jobs.store import get_job, job_table, request_cancel
+from .jobs.runner import run_job
+from .jobs.spec import SpecError, catalogue, get_claim_spec, load_spec
 
 __all__ = ["app"]
 
@@ -59,7 +59,7 @@ def run(
     workers: int = typer.Option(2, "--workers", help="LocalCluster workers (one thread each)."),
     quick: bool = typer.Option(False, "--quick", help="Reduced grid (< 1 minute); results marked quick, never a verdict."),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="Run the claim on another dataset (digits, mnist5k, a .npz; cifar10 and svhn "
-                                          "at the literature's settings: PreAct ResNet-18, PGD-AT 8/255, see replicate/profiles.py)."),
+                                          "at the literature's settings: PreAct ResNet-18, PGD-AT 8/255, see replicate/jobs/profiles.py)."),
     model: Optional[str] = typer.Option(None, "--model", help="With --dataset cifar10/svhn: preact_resnet18, wrn_28_10 or wrn_34_10."),
     device: Optional[str] = typer.Option(None, "--device", help="auto (CUDA when available), cpu, cuda, cuda:N or mps (default: the spec's, auto)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch threads per cell (default 1, as each Dask worker)."),
@@ -79,7 +79,7 @@ def run(
     try:
         spec = load_spec(target) if Path(target).suffix in (".toml", ".yaml", ".yml", ".json") else get_claim_spec(target)
         if dataset in ("cifar10", "svhn"):
-            from .profiles import adapt_spec
+            from .jobs.profiles import adapt_spec
 
             spec = adapt_spec(spec, dataset, model=model)
         elif dataset:
@@ -88,7 +88,7 @@ def run(
             spec = spec.quick()
         cluster = None
         if executor in ("slurm", "pbs"):
-            from .cluster import ClusterConfig
+            from .jobs.executors import ClusterConfig
 
             cluster = ClusterConfig(executor=executor, queue=queue, jobs=jobs, gpus_per_job=gpus_per_job, cores=cores, memory=memory,
                                     walltime=walltime, account=account)
@@ -129,7 +129,7 @@ def status(job: Optional[int] = typer.Argument(None), db: Optional[str] = DbOpti
 @app.command()
 def results(job: int, db: Optional[str] = DbOption, as_json: bool = typer.Option(False, "--json")):
     """A finished job's result rows with the full attack text, threat model, steps, queries and exact counts."""
-    from .jobs import job_results
+    from .jobs.store import job_results
 
     try:
         df = job_results(_engine(db), job)
@@ -168,7 +168,7 @@ app.add_typer(data_app, name="data")
 @data_app.command("add")
 def data_add(name: str = typer.Argument(..., help="cifar10 or svhn"), path: Path = typer.Argument(..., help="The folder you already have.")):
     """Check a folder (CIFAR-10 python batches, or SVHN train/test_32x32.mat) and register it for runs."""
-    from .local_data import add_local_dataset, registry_path
+    from .train.local_data import add_local_dataset, registry_path
 
     try:
         arrays = add_local_dataset(name, path)
@@ -181,7 +181,7 @@ def data_add(name: str = typer.Argument(..., help="cifar10 or svhn"), path: Path
 @data_app.command("list")
 def data_list():
     """Registered local datasets."""
-    from .local_data import registered_folders
+    from .train.local_data import registered_folders
 
     reg = registered_folders()
     typer.echo("\n".join(f"{k}: {v}" for k, v in sorted(reg.items())) if reg else "no local datasets registered (crev replicate data add NAME PATH)")

@@ -20,7 +20,7 @@ Usage::
     nohup python scripts/make_replication_release.py --workers 2 &       # here (slow)
     python scripts/make_replication_release.py --only quantization,transfer --export-only
 
-A claim whose attacks have no registered method yet (PGD++ / EOT before replicate/adaptive_attacks.py
+A claim whose attacks have no registered method yet (PGD++ / EOT before replicate/attacks/adaptive.py
 lands) is skipped with a message, and the release says so.
 """
 
@@ -44,8 +44,8 @@ def _train_one(args):
     import torch
 
     torch.set_num_threads(1)
-    from replicate.cells import dense_model, surrogate_model
-    from replicate.spec import JobSpec
+    from replicate.jobs.cells import dense_model, surrogate_model
+    from replicate.jobs.spec import JobSpec
 
     spec = JobSpec.model_validate_json(spec_json)
     t0 = time.perf_counter()
@@ -135,12 +135,12 @@ def export(engine, out: Path, *, curator: str, specs: dict, skipped: dict, timin
     from evidence.export import to_interchange
     from evidence.rows import OPTIONAL_COLUMNS, RELEASE_COLUMNS
     from evidence.vocab import ReviewStatus, SubmissionKind
-    from replicate.jobs import REPLICATION_STUDY, read_summary
+    from replicate.jobs.store import REPLICATION_STUDY, read_summary
 
     from evidence.models import Job
-    from replicate.jobs import assemble, finished_cells
-    from replicate.jobs import verdicts as decide_verdicts
-    from replicate.spec import JobSpec
+    from replicate.jobs.store import assemble, finished_cells
+    from replicate.jobs.store import verdicts as decide_verdicts
+    from replicate.jobs.spec import JobSpec
 
     with engine.connect() as c:
         subs = c.execute(sa.select(Submission.id, Submission.status, Submission.summary).where(Submission.kind == SubmissionKind.replication)).all()

@@ -160,11 +160,11 @@ def test_the_checker_sees_a_violation(tmp_path):
     probe = ROOT / "evidence" / "_house_probe_not_committed.py"
     assert not probe.exists()
     try:
-        probe.write_text("def f():\n    from metaanalysis.uni import _private_helper\n    import streamlit as st\n"
+        probe.write_text("def f():\n    from metaanalysis.models.uni import _private_helper\n    import streamlit as st\n"
                          "    from ..replicate import jobs\n    from ui import state\n    return state._results\n", encoding="utf-8")
         imps = _imports(probe)
-        assert {i.module for i in imps} == {"metaanalysis.uni", "streamlit", "replicate", "ui"}
-        assert _private_imports(probe, imps) == ["evidence/_house_probe_not_committed.py:2: from metaanalysis.uni import _private_helper"]
+        assert {i.module for i in imps} == {"metaanalysis.models.uni", "streamlit", "replicate", "ui"}
+        assert _private_imports(probe, imps) == ["evidence/_house_probe_not_committed.py:2: from metaanalysis.models.uni import _private_helper"]
         assert _private_attribute_reads(probe) == ["evidence/_house_probe_not_committed.py:6: state._results"]
     finally:
         probe.unlink()

@@ -17,8 +17,8 @@ import sqlalchemy as sa
 
 from evidence import Job, JobCell, ResultFilter, init_database, query_results
 from replicate import load_spec, run_job
-from replicate.jobs import create_job, get_job
-from replicate.launch import job_log_path, job_output, launch_background
+from replicate.jobs.store import create_job, get_job
+from replicate.jobs.launch import job_log_path, job_output, launch_background
 
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.slow]
 

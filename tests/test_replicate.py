@@ -185,7 +185,7 @@ def test_local_cluster_gives_the_same_numbers_as_local(tmp_path, monkeypatch):
     a = run_job(ea, spec, show_progress=False, threads=1)  # the same thread count as each Dask worker
     monkeypatch.setenv("CREV_CACHE", str(tmp_path / "cache-dask"))  # nothing shared: the workers train their own dense models
     b = run_job(eb, spec, executor="dask", workers=2, show_progress=False)
-    from replicate.jobs import get_job
+    from replicate.jobs.store import get_job
 
     def weights(engine, job_id):
         return sorted(ln.split(" model seed ", 1)[1].split(":")[0] + ln.split("(weights ", 1)[1]

@@ -16,7 +16,7 @@ from evidence.vocab import Attack, ThreatModel
 from replicate import ATTACKS, AttackName, AttackSpec, Granularity, Int8PTQ, Quantizer, TrainConfig, build_model, fit, load_split
 from replicate.attacks import correct, evaluate_attack, gradient_consistency, input_gradient_stats
 from replicate.checks import LARGE_EPS, Measurements, paired_less, run_checks
-from replicate.training import seed_everything
+from replicate.train.training import seed_everything
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,15 +76,15 @@ def test_per_channel_quantization_has_at_most_2k_values_per_output_channel(train
 
 
 def test_finetune_lr_and_epochs_are_spec_fields_that_reach_the_compressor():
-    from replicate.cells import Cell, _compressor
-    from replicate.spec import load_spec
+    from replicate.compress import compressor_for
+    from replicate.jobs.spec import load_spec
 
     spec = load_spec({"id": "x", "claim": {"question_id": "q", "study": "s", "direction": "up"},
                       "compression": [{"kind": "quantize", "levels": [2], "finetune_epochs": 3, "finetune_lr": 1e-3},
                                       {"kind": "prune", "levels": [0.5], "finetune": "standard", "finetune_epochs": 2, "finetune_lr": 2e-3}],
                       "attacks": [{"name": "pgd", "eps": [0.1]}]})
-    q = _compressor(spec, Cell(seed=0, compression=0, level=2))
-    p = _compressor(spec, Cell(seed=0, compression=1, level=0.5))
+    q = compressor_for(spec.compression[0], 2, spec.train)
+    p = compressor_for(spec.compression[1], 0.5, spec.train)
     assert (q.qat_epochs, q.lr) == (3, 1e-3) and (p.finetune_epochs, p.finetune_lr) == (2, 2e-3)
     assert "at lr 0.001" in q.describe() and "at lr 0.002" in p.describe()
 
@@ -93,11 +93,11 @@ def test_finetune_lr_and_epochs_are_spec_fields_that_reach_the_compressor():
 
 _FRESH = """
 import json, sys, torch
-from replicate.cells import dense_model
+from replicate.jobs.cells import dense_model
 from replicate.attacks import AttackSpec, evaluate_attack
-from replicate.spec import load_spec
+from replicate.jobs.spec import load_spec
 spec = load_spec(json.loads(sys.argv[1]))
-from replicate.cells import split_for
+from replicate.jobs.cells import split_for
 split = split_for(spec)
 model, rec = dense_model(spec, 0, split)
 vec = evaluate_attack(model, AttackSpec("pgd", 0.1, 5), split.x_test, split.y_test, n_classes=10, seed=0)
@@ -122,7 +122,7 @@ def test_two_fresh_processes_train_identical_weights_and_accuracies(tmp_path):
 def test_the_cpu_thread_count_is_part_of_a_trained_models_cache_key(tmp_path, monkeypatch):
     """On a CPU, 1 and 2 torch threads train different weights from the same seed; a model trained with
     one count must never be served from the cache for the other."""
-    from replicate.training import train_model
+    from replicate.train.training import train_model
 
     monkeypatch.setenv("CREV_CACHE", str(tmp_path))
     split = load_split("digits", seed=0, n_test=100)
@@ -143,7 +143,7 @@ def test_a_jobs_dense_models_do_not_depend_on_the_calling_processs_threads(tmp_p
     """run_job trains the dense models with the cells' thread count (1), whatever the caller set."""
     from evidence import init_database
     from replicate import run_job
-    from replicate.spec import load_spec
+    from replicate.jobs.spec import load_spec
 
     spec = load_spec({"id": "threads", "model": "lenet", "seeds": [0], "claim": {"question_id": "q", "study": "s", "direction": "up"},
                       "data": {"name": "digits", "n_test": 60}, "train": {"epochs": 1, "batch_size": 32}, "checks": False,
@@ -157,7 +157,7 @@ def test_a_jobs_dense_models_do_not_depend_on_the_calling_processs_threads(tmp_p
             engine, _ = init_database(f"sqlite:///{tmp_path / f'job{n}.db'}", load=False)
             out = run_job(engine, spec, show_progress=False)
             assert torch.get_num_threads() == n  # the caller's setting is restored
-            from replicate.jobs import get_job
+            from replicate.jobs.store import get_job
 
             logs.append([ln.split("(weights ")[1] for ln in get_job(engine, out.job_id).log.splitlines() if "dense model seed" in ln])
     finally:

@@ -26,10 +26,10 @@ from evidence import Job, JobCell, get_engine, init_database
 from evidence.db import _alembic_config, schema_revision, writer
 from evidence.models import utcnow
 from replicate import load_spec, run_job
-from replicate.heartbeat import Heartbeat
-from replicate.jobs import (HEARTBEAT_ENV, HEARTBEAT_STALE_AFTER, STALE_AFTER, JobStatus, beat, create_job, get_job, heartbeat_interval,
+from replicate.jobs.heartbeat import Heartbeat
+from replicate.jobs.store import (HEARTBEAT_ENV, HEARTBEAT_STALE_AFTER, STALE_AFTER, JobStatus, beat, create_job, get_job, heartbeat_interval,
                             is_stale, job_table, reap_stale_jobs, request_cancel)
-from replicate.launch import job_output, launch_background
+from replicate.jobs.launch import job_output, launch_background
 from tests.test_house_jobs import MINI
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -152,7 +152,7 @@ def test_the_heartbeat_survives_a_database_that_is_briefly_unavailable(engine, s
 
     sa.event.listen(engine, "before_cursor_execute", outage)
     try:
-        with caplog.at_level(logging.WARNING, logger="replicate.heartbeat"):
+        with caplog.at_level(logging.WARNING, logger="replicate.jobs.heartbeat"):
             hb = Heartbeat(engine, job.id, every=0.05).start()
             deadline = time.monotonic() + 30
             while hb.beats < 2 and time.monotonic() < deadline:
@@ -195,30 +195,37 @@ def test_a_job_run_in_this_process_beats_while_it_runs_and_stops_at_the_end(engi
 
 
 def test_the_head_process_of_a_slurm_job_beats_while_its_batch_jobs_wait_in_the_queue(sqlite_engine, spec, monkeypatch):
-    """No scheduler here: the batch cluster is replaced by one whose workers sit in the queue for
-    1.5 s (no cell finishes, nothing is written but the heartbeat), then run the cells in this process."""
-    from replicate import cluster
-    from replicate.cells import run_cell
+    """No scheduler here: the batch cluster is replaced by a pool whose workers sit in the queue for
+    1.5 s (no task finishes, nothing is written but the heartbeat), then run the tasks in this process."""
+    import contextlib
+
+    from replicate.jobs import executors
 
     engine = sqlite_engine
     monkeypatch.setenv(HEARTBEAT_ENV, "0.1")
     seen = {}
 
-    def queued_then_run(cfg, spec_json, todo, on_done, is_cancelled, *, show=False):
-        job_id = int(job_table(engine)["id"].iloc[0])
-        deadline = time.monotonic() + 10
-        while _stored_heartbeat(engine, job_id) is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        seen["before"] = _stored_heartbeat(engine, job_id)
-        time.sleep(1.5)
-        seen["after"] = _stored_heartbeat(engine, job_id)
-        for c in todo:
-            on_done(run_cell(spec_json, c, threads=1))
-        return 0.0
+    class QueuedPool(executors.LocalPool):
+        def as_completed(self, futures):
+            job_id = int(job_table(engine)["id"].iloc[0])
+            deadline = time.monotonic() + 10
+            while _stored_heartbeat(engine, job_id) is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+            seen["before"] = _stored_heartbeat(engine, job_id)
+            time.sleep(1.5)
+            seen["after"] = _stored_heartbeat(engine, job_id)
+            return super().as_completed(futures)
 
-    monkeypatch.setattr(cluster, "run_on_batch_cluster", queued_then_run)
-    out = run_job(engine, spec, executor="slurm", cluster=cluster.ClusterConfig(queue="gpu"), show_progress=False)
-    assert out.status == "done" and out.cells_run == 3
+    @contextlib.contextmanager
+    def batch_pool(executor, **kw):
+        assert executor == "slurm" and kw["cluster"].queue == "gpu"
+        seen["executor"] = executor
+        yield QueuedPool(), 0.0
+
+    monkeypatch.setattr(executors, "open_pool", batch_pool)
+    monkeypatch.setattr("replicate.jobs.runner.open_pool", batch_pool)
+    out = run_job(engine, spec, executor="slurm", cluster=executors.ClusterConfig(queue="gpu"), show_progress=False)
+    assert out.status == "done" and out.cells_run == 3 and seen["executor"] == "slurm"
     assert seen["before"] is not None and seen["after"] - seen["before"] >= timedelta(seconds=1)
 
 

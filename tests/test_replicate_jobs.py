@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from evidence import Job, ResultFilter, init_database, query_results
 from evidence.models import utcnow
 from replicate import JobStatus, job_verdicts, load_spec, run_job
-from replicate.jobs import create_job, is_stale, reap_stale_jobs, request_cancel
+from replicate.jobs.store import create_job, is_stale, reap_stale_jobs, request_cancel
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

@@ -9,9 +9,9 @@ import pytest
 
 from evidence import init_database
 from evidence.errors import NotAuthorized
-from replicate import launch
-from replicate.jobs import create_job, get_job
-from replicate.spec import load_spec
+from replicate.jobs import launch
+from replicate.jobs.store import create_job, get_job
+from replicate.jobs.spec import load_spec
 from tests.test_replicate import TINY
 
 @pytest.fixture

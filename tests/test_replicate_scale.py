@@ -18,19 +18,19 @@ from typer.testing import CliRunner
 
 from evidence import JobCell, init_database
 from replicate import AttackSpec, TrainConfig, build_model, fit, get_claim_spec, load_split, run_job
-from replicate.archs import build_arch, preact_resnet18
+from replicate.train.archs import build_arch, preact_resnet18
 from replicate.attacks import ATTACKS, AttackName, correct, craft
-from replicate.cluster import ClusterConfig, ClusterError, Executor, make_jobqueue_cluster, run_grid
-from replicate.datasets import DatasetError, Split
-from replicate.device import DeviceError, configure, resolve_device
-from replicate.efficiency import count_params_macs
-from replicate.hydra import HydraPruner
-from replicate.local_data import load_cifar10, load_svhn, read_cifar_batch
-from replicate.masking import InputQuantizer, SaturatedLogits
-from replicate.profiles import adapt_spec
-from replicate.ptq import Int8PTQMeasured
-from replicate.recipes import SGDSchedule, augment, lr_at
-from replicate.structural import ChannelPruner, conv_channels
+from replicate.jobs.executors import ClusterConfig, ClusterError, DaskPool, Executor, make_jobqueue_cluster, run_grid
+from replicate.train.datasets import DatasetError, Split
+from replicate.train.device import DeviceError, configure, resolve_device
+from replicate.compress.efficiency import count_params_macs
+from replicate.compress.hydra import HydraPruner
+from replicate.train.local_data import load_cifar10, load_svhn, read_cifar_batch
+from replicate.attacks.masking import InputQuantizer, SaturatedLogits
+from replicate.jobs.profiles import adapt_spec
+from replicate.compress.ptq import Int8PTQMeasured
+from replicate.train.recipes import SGDSchedule, augment, lr_at
+from replicate.compress.structural import ChannelPruner, conv_channels
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -355,8 +355,8 @@ def _tiny_cifar_spec(tmp_path, monkeypatch, claim="pruning_with_at", device="cpu
 def test_a_cell_finished_twice_on_workers_is_stored_once(tmp_path, monkeypatch):
     from dask.distributed import Client, LocalCluster
 
-    from replicate.cells import plan
-    from replicate.jobs import store_cell
+    from replicate.jobs.cells import plan
+    from replicate.jobs.store import store_cell
 
     spec = _tiny_cifar_spec(tmp_path, monkeypatch).model_copy(update={"checks": False})
     engine, _ = init_database(f"sqlite:///{tmp_path / 'c.db'}")
@@ -368,15 +368,16 @@ def test_a_cell_finished_twice_on_workers_is_stored_once(tmp_path, monkeypatch):
         stored.append(result.key)
 
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as lc, Client(lc) as client:
-        counts = run_grid(client, spec.model_dump_json(), [dense_cell, dense_cell], on_done, lambda: False)
-    assert counts == {"cells": 1, "duplicates_ignored": 1} and stored == [dense_cell.key]
+        grid = run_grid(DaskPool(client), spec.model_dump_json(), [dense_cell, dense_cell], [(0, False)], on_done=on_done,
+                        on_model=lambda m: None, is_cancelled=lambda: False)
+    assert (grid.cells, grid.duplicates_ignored, grid.models) == (1, 1, 1) and stored == [dense_cell.key]
     store_cell(engine, spec.spec_hash(), _reload(engine, spec))  # and again through the write path itself
     with engine.connect() as c:
         assert c.execute(sa.select(sa.func.count()).select_from(JobCell).where(JobCell.job_key == spec.spec_hash())).scalar_one() == 1
 
 
 def _reload(engine, spec):
-    from replicate.jobs import finished_cells
+    from replicate.jobs.store import finished_cells
 
     return next(iter(finished_cells(engine, spec.spec_hash()).values()))
 
@@ -389,7 +390,7 @@ def _run_end_to_end(tmp_path, monkeypatch, device):
     torch.set_num_threads(1)  # as every Dask worker; the autouse fixture restores the count
     out = run_job(engine, spec, show_progress=False, threads=1)
     assert out.status.value == "done" and out.n_results == 1
-    from replicate.jobs import job_results
+    from replicate.jobs.store import job_results
 
     row = job_results(engine, out.job_id).iloc[0]
     prov = json.loads(row["replication_json"])

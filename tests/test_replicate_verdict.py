@@ -5,7 +5,7 @@ import math
 import pandas as pd
 import pytest
 
-from replicate.verdict import EFFECT_COLUMNS, VerdictValue, decide, decide_family, equivalence_margin, level_effect
+from replicate.jobs.verdict import EFFECT_COLUMNS, VerdictValue, decide, decide_family, equivalence_margin, level_effect
 
 N = 1000
 
@@ -133,7 +133,7 @@ def test_level_interval_includes_the_test_set_sampling_error():
 
 def test_a_level_effect_that_rounds_to_zero_prints_without_a_sign_of_minus():
     from evidence.vocab import Direction
-    from replicate.verdict import LevelEffect
+    from replicate.jobs.verdict import LevelEffect
 
     lv = LevelEffect(level=0.3, strength=0.3, estimate=-0.04, ci_low=-4.4, ci_high=4.36, ci90_low=-3.6, ci90_high=3.5, n_seeds=5,
                      clean_loss=-0.03)

@@ -2,8 +2,8 @@
 
 Adds ``job.heartbeat_at``: the time (timezone-aware UTC) the job's own process last said it is
 alive. While a job runs, a daemon thread in that process writes it every
-``replicate.jobs.HEARTBEAT_EVERY`` (30 s), so a job that trains one model for hours is not taken
-for dead, and a job whose process died is seen as stale after ``replicate.jobs.HEARTBEAT_STALE_AFTER``
+``replicate.jobs.store.HEARTBEAT_EVERY`` (30 s), so a job that trains one model for hours is not taken
+for dead, and a job whose process died is seen as stale after ``replicate.jobs.store.HEARTBEAT_STALE_AFTER``
 (5 min) instead of 30 minutes after its last finished cell.
 
 Existing rows get ``NULL``: a job from before this revision keeps the old rule (stale 30 minutes

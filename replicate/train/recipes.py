@@ -11,7 +11,7 @@
   maximise that KL (PGD-10, step 2/255, start at 0.001 · N(0, 1)); same optimiser and schedule.
 - ``sgd``: standard training with the same optimiser, schedule and augmentation (the non-adversarial
   baseline of the same papers).
-- ``adam``: the engine's small-model default (:func:`replicate.training.fit`).
+- ``adam``: the engine's small-model default (:func:`replicate.train.training.fit`).
 
 Batch order, the random start and the augmentation draw from one seeded generator on the CPU, so
 the same seed gives the same sequence on every device. Training runs in float32 (no autocast).
@@ -103,7 +103,7 @@ def trades_perturb(model: nn.Module, x, eps: float, alpha: float, steps: int, ge
 def fit_recipe(model: nn.Module, split, cfg, seed: int, *, progress=None, schedule: SGDSchedule = SGDSchedule()) -> nn.Module:
     """Train ``model`` in place with ``cfg.recipe`` (``sgd``, ``pgd_at`` or ``trades``) on the model's device.
 
-    ``cfg`` is a :class:`replicate.training.TrainConfig`: its ``lr`` is the initial SGD rate, its
+    ``cfg`` is a :class:`replicate.train.training.TrainConfig`: its ``lr`` is the initial SGD rate, its
     ``adv_eps`` / ``adv_steps`` / ``adv_alpha`` the inner attack, ``trades_beta`` TRADES' weight.
     Crop-and-flip augmentation is applied to 3-channel 32 × 32 images except SVHN (digits are not
     flipped in the literature). PGD-AT crafts its examples in training mode, as Rice et al.'s code
@@ -113,7 +113,7 @@ def fit_recipe(model: nn.Module, split, cfg, seed: int, *, progress=None, schedu
 
     recipe = Recipe(cfg.recipe)
     if recipe is Recipe.adam:
-        raise ValueError("fit_recipe trains the SGD recipes (sgd, pgd_at, trades); adam is replicate.training.fit")
+        raise ValueError("fit_recipe trains the SGD recipes (sgd, pgd_at, trades); adam is replicate.train.training.fit")
     g = seed_everything(seed)
     dev = next(model.parameters()).device
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=schedule.momentum, weight_decay=schedule.weight_decay)

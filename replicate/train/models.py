@@ -77,7 +77,7 @@ class ModelName(StrEnum):
     mlp = "mlp"
     lenet = "lenet"
     resnet = "resnet"
-    preact_resnet18 = "preact_resnet18"  # the CIFAR-10 literature's models (replicate/archs.py)
+    preact_resnet18 = "preact_resnet18"  # the CIFAR-10 literature's models (replicate/train/archs.py)
     wrn_28_10 = "wrn_28_10"
     wrn_34_10 = "wrn_34_10"
 
@@ -87,7 +87,7 @@ MODELS: dict[ModelName, type[nn.Module]] = {ModelName.mlp: MLP, ModelName.lenet:
 
 def build_model(name: str | ModelName, shape, n_classes: int, *, width: int | None = None) -> nn.Module:
     """A freshly initialised model. Its initial weights come from torch's global generator: seed it
-    first (:func:`replicate.training.seed_everything`) for reproducible weights."""
+    first (:func:`replicate.train.training.seed_everything`) for reproducible weights."""
     try:
         key = ModelName(name)
     except ValueError:

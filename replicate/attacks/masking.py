@@ -1,5 +1,5 @@
 """Defences from the literature that mask gradients, as model wrappers: what the adaptive attacks of
-:mod:`replicate.adaptive_attacks` are for, and what their tests attack.
+:mod:`replicate.attacks.adaptive` are for, and what their tests attack.
 
 - :class:`InputQuantizer`: bit-depth reduction of the input (Xu, Evans & Qi 2018, "Feature squeezing",
   NDSS). ``round`` has a zero gradient almost everywhere: plain PGD sees no gradient (shattered

@@ -23,13 +23,13 @@ from pydantic import BaseModel, ConfigDict
 
 from evidence.vocab import Attack, Norm, ThreatModel
 
-from .attacks import AttackName, AttackSpec, correct, craft, gradient_consistency, input_gradient_stats, model_to_attack
-from .checks import LARGE_EPS, CheckOutcome, Measurements, run_checks
-from .compression import DENSE_INFO, CompressionInfo, build_compressor
-from .datasets import load_split
-from .device import attack_autocast, configure, move_split, resolve_device
+from ..attacks import AttackName, AttackSpec, correct, craft, gradient_consistency, input_gradient_stats, model_to_attack
+from ..checks import LARGE_EPS, CheckOutcome, Measurements, run_checks
+from ..compress import DENSE_INFO, CompressionInfo, compressor_for
+from ..train.datasets import load_split
+from ..train.device import attack_autocast, configure, move_split, resolve_device
 from .spec import DataSpec, JobSpec
-from .training import TrainConfig, cache_dir, train_model
+from ..train.training import TrainConfig, cache_dir, train_model
 
 __all__ = ["Cell", "plan", "split_for", "train_config", "dense_model", "surrogate_model", "run_cell", "CHECK_IMAGES", "CellResult",
            "AttackOutcome", "TrainRecord", "SURROGATE_SEED_OFFSET", "SQUARE_CHECK_QUERIES", "pack_bits", "unpack_bits"]
@@ -117,7 +117,7 @@ class CellResult(BaseModel):
     grad_consistency: float | None = None
     split: dict
     seconds: float
-    runtime: dict = {}  # device, threads and deterministic flags (replicate/device.py Runtime.provenance())
+    runtime: dict = {}  # device, threads and deterministic flags (replicate/train/device.py Runtime.provenance())
 
     @property
     def key(self) -> str:
@@ -187,35 +187,6 @@ def surrogate_model(spec: JobSpec, seed: int, split=None, progress=None):
     return dense_model(spec, seed + SURROGATE_SEED_OFFSET, split, progress)
 
 
-def _compressor(spec: JobSpec, cell: Cell):
-    c = spec.compression[cell.compression]
-    if c.kind == "prune":
-        return build_compressor("prune", method=c.method, amount=float(cell.level), iterations=c.iterations, finetune=c.finetune,
-                                finetune_epochs=c.finetune_epochs, adv_eps=spec.train.adv_eps, finetune_lr=c.finetune_lr)
-    if c.kind == "quantize":
-        return build_compressor("quantize", bits=int(cell.level), act_bits=c.act_bits, qat_epochs=c.qat_epochs or c.finetune_epochs,
-                                adversarial=spec.train.adversarial, adv_eps=spec.train.adv_eps, granularity=c.granularity, rule=c.scale_rule,
-                                lr=c.finetune_lr)
-    if c.kind == "channel_prune":
-        from .structural import ChannelPruner
-
-        return ChannelPruner(amount=float(cell.level), importance=c.importance, finetune=c.finetune, finetune_epochs=c.finetune_epochs,
-                             finetune_lr=c.finetune_lr, adv_eps=spec.train.adv_eps, adv_steps=spec.train.adv_steps)
-    if c.kind == "hydra":
-        from .hydra import HydraPruner
-
-        return HydraPruner(amount=float(cell.level), score_epochs=c.finetune_epochs, finetune_epochs=c.finetune_epochs, finetune_lr=c.finetune_lr,
-                           adv_eps=spec.train.adv_eps, adv_steps=spec.train.adv_steps, adversarial=c.finetune != "standard")
-    if c.kind == "int8_ptq":
-        from .ptq import Int8PTQMeasured
-
-        return Int8PTQMeasured(granularity=c.granularity, keep_float=tuple(c.keep_float))
-    if c.kind == "random_precision":
-        return build_compressor("random_precision", choices=c.bit_choices, qat_epochs=c.qat_epochs or c.finetune_epochs, lr=c.finetune_lr,
-                                adversarial=spec.train.adversarial, adv_eps=spec.train.adv_eps)
-    return build_compressor("int8")
-
-
 def _transfer_examples(spec: JobSpec, source, source_name: str, a: AttackSpec, x, y, n_classes: int, seed: int) -> torch.Tensor:
     """PGD examples crafted on a source model: computed once and cached on disk for every cell."""
     path = cache_dir() / f"transfer-{spec.spec_hash()}-{source_name}-s{seed}-{a.eps}-{a.steps}-{a.restarts}-{len(y)}.pt"
@@ -271,7 +242,7 @@ def run_cell(spec_json: str, cell: Cell, cancelled=None, threads: int = 1) -> Ce
             model, attacked, info = dense, dense, DENSE_INFO
             source, source_name = surrogate_model(spec, cell.seed, split)[0], "surrogate"
         else:
-            comp = _compressor(spec, cell).compress(dense, split, cell.seed)
+            comp = compressor_for(spec.compression[cell.compression], cell.level, spec.train).compress(dense, split, cell.seed)
             model, attacked, info = comp.model, comp.attacked, comp.info
             source, source_name = dense, "dense"
         x, y = split.x_test, split.y_test

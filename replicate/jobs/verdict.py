@@ -34,7 +34,7 @@ from scipy import stats
 
 from evidence.vocab import CompressionFamily, Direction
 
-__all__ = ["VerdictValue", "LevelEffect", "FamilyVerdict", "Verdict", "decide", "decide_family", "level_effect", "equivalence_margin",
+__all__ = ["VerdictValue", "LevelEffect", "FamilyVerdict", "ReplicationVerdict", "decide", "decide_family", "level_effect", "equivalence_margin",
            "EFFECT_COLUMNS"]
 
 EFFECT_COLUMNS = ["family", "level", "strength", "seed", "eps", "n_test", "robust_dense", "robust_compressed", "dense_only", "compressed_only",
@@ -77,7 +77,7 @@ class FamilyVerdict(BaseModel):
     levels: list[LevelEffect]
 
 
-class Verdict(BaseModel):
+class ReplicationVerdict(BaseModel):
     """A claim's verdict: the decision for its compression family, with every family's detail."""
 
     model_config = ConfigDict(frozen=True)
@@ -189,16 +189,16 @@ def decide_family(levels: list[LevelEffect], direction: Direction, margin: float
 
 
 def decide(effects: pd.DataFrame, study: str, direction: Direction | str, *, margin: float = 2.0, quick: bool = False,
-           family: CompressionFamily | str | None = None) -> Verdict:
+           family: CompressionFamily | str | None = None) -> ReplicationVerdict:
     """``effects``: one row per (family, level, seed, eps) with :data:`EFFECT_COLUMNS` (counts).
 
     The verdict is that of ``family`` (default: the first family in ``effects``); every family's is listed."""
     direction = Direction(direction)
     if quick:
-        return Verdict(study=study, direction=direction, verdict=VerdictValue.inconclusive, family=None, n_seeds=0,
+        return ReplicationVerdict(study=study, direction=direction, verdict=VerdictValue.inconclusive, family=None, n_seeds=0,
                        reason="quick run: never counts toward a verdict")
     if effects.empty:
-        return Verdict(study=study, direction=direction, verdict=VerdictValue.inconclusive, family=None, n_seeds=0, reason="no effects")
+        return ReplicationVerdict(study=study, direction=direction, verdict=VerdictValue.inconclusive, family=None, n_seeds=0, reason="no effects")
     n_test = int(effects["n_test"].max())
     eff_margin = equivalence_margin(margin, n_test)
     fams = []
@@ -211,8 +211,8 @@ def decide(effects: pd.DataFrame, study: str, direction: Direction | str, *, mar
     n_seeds = int(effects["seed"].nunique())
     excluded = int(effects["masking"].astype(bool).sum())
     if n_seeds < 2:
-        return Verdict(study=study, direction=direction, verdict=VerdictValue.inconclusive, family=main.family, n_seeds=n_seeds, margin=eff_margin,
+        return ReplicationVerdict(study=study, direction=direction, verdict=VerdictValue.inconclusive, family=main.family, n_seeds=n_seeds, margin=eff_margin,
                        reason="one seed: no interval", families=fams, excluded_rows=excluded)
     margin_note = f" (equivalence margin ±{eff_margin:.1f} pp for {n_test} test images)" if direction == Direction.neutral else ""
-    return Verdict(study=study, direction=direction, verdict=main.verdict, family=main.family, n_seeds=n_seeds, margin=eff_margin,
+    return ReplicationVerdict(study=study, direction=direction, verdict=main.verdict, family=main.family, n_seeds=n_seeds, margin=eff_margin,
                    reason=f"{main.family.value}: {main.reason}; {n_seeds} seeds{margin_note}", families=fams, excluded_rows=excluded)

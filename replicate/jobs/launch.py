@@ -16,8 +16,8 @@ marked failed at once with the end of that output as its error, instead of stayi
 the stale-job rule notices.
 
 A job whose process dies later, or runs on another machine (the app restarted, the watcher thread
-gone with it), stops writing its heartbeat (``replicate.heartbeat``); :func:`launch_background`
-first marks such stale jobs failed (:func:`replicate.jobs.reap_stale_jobs`), so a dead job does not
+gone with it), stops writing its heartbeat (``replicate.jobs.heartbeat``); :func:`launch_background`
+first marks such stale jobs failed (:func:`replicate.jobs.store.reap_stale_jobs`), so a dead job does not
 hold a place in anyone's quota.
 """
 
@@ -37,11 +37,12 @@ from sqlmodel import Session
 from evidence import Job, Submission
 from evidence.errors import NotAuthorized
 from evidence.models import utcnow
+from evidence.vocab import JobStatus
 
-from .jobs import create_job, get_job, read_summary, reap_stale_jobs, request_cancel, update_job
+from .store import create_job, get_job, read_summary, reap_stale_jobs, request_cancel, update_job
 from .spec import JobSpec
-from .training import cache_dir
-from .verdict import Verdict
+from ..train.training import cache_dir
+from .verdict import ReplicationVerdict
 
 __all__ = ["launch_background", "cancel_job", "active_jobs", "job_quota", "job_verdicts", "child_command", "QUOTA_ENV", "LIMIT_ENV",
            "job_log_path", "job_output", "settle_exited", "OUTPUT_TAIL"]
@@ -51,7 +52,7 @@ OUTPUT_TAIL = 4000  # characters of a dead child's output kept in its job's erro
 
 QUOTA_ENV = "CREV_JOB_QUOTA"  # jobs one user may have queued or running at once
 LIMIT_ENV = "CREV_JOB_LIMIT"  # jobs all users together may have queued or running at once
-_ACTIVE = ("queued", "running")
+_ACTIVE = JobStatus.active()
 
 
 def _env_int(name: str, default: int) -> int:
@@ -75,7 +76,7 @@ def job_quota() -> tuple[int, int]:
 def active_jobs(engine: Engine, by: str | None = None) -> int:
     """Jobs queued or running (of ``by`` if given).
 
-    A job whose process was killed stays ``running`` until the stale-job rule of ``replicate.jobs``
+    A job whose process was killed stays ``running`` until the stale-job rule of ``replicate.jobs.store``
     marks it (:func:`launch_background` applies it first); until then it counts against the quota.
     """
     stmt = sa.select(sa.func.count()).select_from(Job).where(Job.status.in_(_ACTIVE))
@@ -116,7 +117,7 @@ def launch_background(engine: Engine, spec: JobSpec, *, by: str, executor: str =
     env = dict(os.environ, CREV_DB=engine.url.render_as_string(hide_password=False))
     with os.fdopen(fd, "w") as out:  # the child holds its own copy; this process's handle closes here
         proc = subprocess.Popen(child_command(spec_file, job.id, executor=executor, by=by), stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True, env=env, cwd=str(Path(__file__).resolve().parent.parent))
+                                start_new_session=True, env=env, cwd=str(Path(__file__).resolve().parents[2]))
     update_job(engine, job.id, log_line=f"process {proc.pid} started; its output goes to {log_path}")
     threading.Thread(target=_watch, args=(engine, job.id, proc, log_path), name=f"crev-job-{job.id}", daemon=True).start()
     return job.id
@@ -145,7 +146,7 @@ def settle_exited(engine: Engine, job_id: int, returncode: int) -> bool:
         return False
     how = f"was killed by signal {-returncode}" if returncode < 0 else f"exited with status {returncode}"
     output = job_output(job_id).strip() or "(no output)"
-    update_job(engine, job_id, status="failed", stage="failed", finished_at=utcnow(),
+    update_job(engine, job_id, status=JobStatus.failed, stage="failed", finished_at=utcnow(),
                error=f"the job's process {how} before the job finished; the end of its output ({job_log_path(job_id)}):\n{output}",
                log_line=f"process {how} before the job finished")
     return True
@@ -173,7 +174,7 @@ def cancel_job(engine: Engine, job_id: int, *, by: str, curator: bool = False) -
     return request_cancel(engine, job_id)
 
 
-def job_verdicts(engine: Engine, job_id: int) -> list[Verdict]:
+def job_verdicts(engine: Engine, job_id: int) -> list[ReplicationVerdict]:
     """The verdicts a finished job wrote (empty before it finishes), read through :class:`JobSummary`."""
     with Session(engine) as s:
         job = s.get(Job, job_id)

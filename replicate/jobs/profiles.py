@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .attacks import AttackName
-from .models import ModelName
-from .recipes import Recipe
+from ..attacks import AttackName
+from ..train.models import ModelName
+from ..train.recipes import Recipe
 from .spec import JobSpec
 
 __all__ = ["DatasetProfile", "PROFILES", "adapt_spec", "CIFAR_ARCHS"]

@@ -19,10 +19,10 @@ from pydantic import BaseModel, Field, field_validator
 
 from evidence.vocab import Direction
 
-from .attacks import AttackName
-from .compression import DEFAULT_FINETUNE_LR, Granularity, ScaleRule
-from .models import ModelName
-from .recipes import Recipe
+from ..attacks import AttackName
+from ..compress import DEFAULT_FINETUNE_LR, CompressorKind, Granularity, ScaleRule, compressor_class
+from ..train.models import ModelName
+from ..train.recipes import Recipe
 
 __all__ = ["DataSpec", "TrainSpec", "CompressionSpec", "AttackGrid", "ClaimRef", "JobSpec", "SpecError", "load_spec", "catalogue", "get_claim_spec"]
 
@@ -59,7 +59,7 @@ class TrainSpec(_Strict):
 
 
 class CompressionSpec(_Strict):
-    kind: Literal["prune", "quantize", "int8", "random_precision", "channel_prune", "hydra", "int8_ptq"]  # the last three: structural.py, hydra.py, ptq.py
+    kind: CompressorKind  # the compressor registry's key (replicate.compress.COMPRESSORS)
     method: str = "global_l1"  # pruning method
     levels: list[float] = Field(default_factory=list)  # sparsities for prune; bit widths for quantize
     iterations: int = Field(1, ge=1, le=20)
@@ -78,11 +78,10 @@ class CompressionSpec(_Strict):
     @classmethod
     def _levels(cls, v, info):
         kind = info.data.get("kind")
+        if kind is None:  # the kind failed its own validation (its error names the known kinds)
+            return v
         for x in v:
-            if kind in ("prune", "channel_prune", "hydra") and not 0 <= x < 1:
-                raise ValueError(f"sparsity {x} is outside [0, 1)")
-            if kind == "quantize" and (x < 1 or x != int(x)):
-                raise ValueError(f"bit width {x} is not a whole number >= 1")
+            compressor_class(kind).check_level(x)
         return v
 
 
@@ -127,7 +126,7 @@ class JobSpec(_Strict):
     quick_mode: bool = False
     neutral_margin: float = Field(2.0, gt=0, description="equivalence margin (percentage points) of a neutral claim; the verdict widens it "
                                   "to twice the largest binomial standard error of one accuracy on the test set")
-    device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$", description="where it runs (replicate/device.py); not part of the hash")
+    device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$", description="where it runs (replicate/train/device.py); not part of the hash")
     threads: int | None = Field(None, ge=1, le=512, description="torch threads per cell; not part of the hash")
     attack_mixed_precision: bool = Field(False, description="bfloat16 autocast while crafting attacks (weakens gradients; off by default)")
 

@@ -1,7 +1,8 @@
 """int8 post-training quantization with its measured latency beside its robustness, per-channel or
 per-tensor, optionally mixed precision (chosen layers kept in float32).
 
-Extends :class:`replicate.compression.Int8PTQ` (PyTorch ``torch.ao.quantization`` FX graph mode, x86
+Two compressors: :class:`Int8PTQ` (kind ``int8``: PyTorch's default int8 settings) and
+:class:`Int8PTQMeasured` (kind ``int8_ptq``), which extends it (PyTorch ``torch.ao.quantization`` FX graph mode, x86
 / fbgemm kernels; Jacob et al. 2018, "Quantization and training of neural networks for efficient
 integer-arithmetic-only inference", CVPR) with:
 
@@ -16,7 +17,7 @@ integer-arithmetic-only inference", CVPR) with:
 Attacks: as in the parent class, gradient attacks are crafted on an 8-bit fake-quantized twin (same
 granularity) and evaluated on the int8 model (a transfer attack, threat model ``transfer``); the
 twin's agreement with the int8 model is measured. On a GPU run the int8 model is evaluated on the
-CPU through :class:`replicate.device.OnCPU` (inputs moved there and outputs back).
+CPU through :class:`replicate.train.device.OnCPU` (inputs moved there and outputs back).
 """
 
 from __future__ import annotations
@@ -26,13 +27,14 @@ import copy
 
 import torch
 
-from evidence.vocab import ThreatModel
+from evidence.vocab import CompressionFamily, ThreatModel
 
-from .compression import Compressed, CompressionInfo, Granularity, Int8PTQ, Quantizer, ScaleRule
-from .device import OnCPU
+from ..train.device import OnCPU
+from .base import Compressed, CompressionInfo, Compressor, CompressorKind, Granularity, ScaleRule, register_compressor
 from .efficiency import Efficiency, count_params_macs, latency_ms
+from .quantize import Quantizer
 
-__all__ = ["Int8PTQMeasured", "qconfig_mapping"]
+__all__ = ["Int8PTQ", "Int8PTQMeasured", "qconfig_mapping"]
 
 
 @contextlib.contextmanager
@@ -59,8 +61,56 @@ def qconfig_mapping(granularity: Granularity, keep_float: tuple[str, ...] = ()):
     return mapping
 
 
+@register_compressor
+class Int8PTQ(Compressor):
+    """PyTorch int8 post-training quantization (``torch.ao.quantization``, FX, x86/fbgemm backend).
+
+    The converted model is evaluated; gradient attacks are crafted on its 8-bit fake-quantized twin
+    (per-tensor, max scaling, 8-bit activations) and evaluated on the int8 model: a transfer attack,
+    recorded with threat model ``transfer``. ``twin_agreement`` is the measured share of test images
+    on which twin and int8 model predict the same class.
+    """
+
+    family = CompressionFamily.quantization
+    kind = CompressorKind.int8
+
+    @classmethod
+    def from_spec(cls, c, level, train):
+        return cls()
+
+    def describe(self) -> str:
+        return "PyTorch int8 post-training quantization (FX graph mode, x86 backend); gradient attacks transferred from its 8-bit fake-quantized twin"
+
+    def compress(self, dense, split, seed):
+        from torch.ao.quantization import get_default_qconfig_mapping
+        from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+        torch.backends.quantized.engine = "x86" if "x86" in torch.backends.quantized.supported_engines else "fbgemm"
+        example = split.x_train[:8].cpu()  # int8 kernels run on the CPU only (OnCPU wraps them for a GPU run)
+        prepared = prepare_fx(copy.deepcopy(dense).cpu().eval(), get_default_qconfig_mapping(torch.backends.quantized.engine), (example,))
+        with torch.no_grad():
+            prepared(split.x_train[:512].cpu())
+        int8 = convert_fx(prepared).eval()
+        twin = Quantizer(bits=8, act_bits=8, granularity=Granularity.per_tensor, rule=ScaleRule.max).compress(dense, split, seed).model
+        with torch.no_grad():
+            agree = int((int8(split.x_test.cpu()).argmax(1) == twin(split.x_test).argmax(1).cpu()).sum()) / len(split.y_test)
+        if split.x_test.device.type != "cpu":
+            int8 = OnCPU(int8)
+        return Compressed(int8, twin, CompressionInfo(
+            method=self.describe(), family=self.family, level_text="8-bit (int8)", bits=8,
+            attacked_model="8-bit fake-quantized twin (float, straight-through); adversarial examples evaluated on the int8 model",
+            threat_model=ThreatModel.transfer, twin_agreement=agree, non_differentiable=True))
+
+
+@register_compressor
 class Int8PTQMeasured(Int8PTQ):
     """int8 PTQ with a chosen weight granularity, optional float32 layers, and measured latency."""
+
+    kind = CompressorKind.int8_ptq
+
+    @classmethod
+    def from_spec(cls, c, level, train):
+        return cls(granularity=c.granularity, keep_float=tuple(c.keep_float))
 
     def __init__(self, granularity: Granularity | str = Granularity.per_channel, keep_float: tuple[str, ...] | list[str] = (),
                  latency_batch: int = 128, calibration_images: int = 512):

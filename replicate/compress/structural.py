@@ -8,7 +8,7 @@ structural pruning", CVPR): its dependency graph finds every layer coupled to a 
 network is an ordinary, smaller PyTorch model. Channels are ranked by the L1 (or L2) norm of their
 filters (Li H, Kadav A, Durdanovic I, Samet H, Graf HP 2017, "Pruning filters for efficient
 ConvNets", ICLR) within each layer (the same ratio in every layer; the classifier's outputs are
-kept); fine-tuning is standard or adversarial (PGD-AT loss). :class:`replicate.efficiency.Efficiency`
+kept); fine-tuning is standard or adversarial (PGD-AT loss). :class:`replicate.compress.efficiency.Efficiency`
 records parameters, MACs and latency of the dense and the pruned model, measured in the same run.
 """
 
@@ -21,9 +21,9 @@ from torch import nn
 
 from evidence.vocab import CompressionFamily
 
-from .compression import Compressed, CompressionInfo, Compressor
+from .base import Compressed, CompressionInfo, Compressor, CompressorKind, LevelKind, register_compressor
 from .efficiency import measure_efficiency
-from .recipes import finetune
+from ..train.recipes import finetune
 
 __all__ = ["ChannelPruner", "conv_channels", "remove_channels"]
 
@@ -51,11 +51,18 @@ def remove_channels(model: nn.Module, example: torch.Tensor, ratio: float, impor
     return model
 
 
+@register_compressor
 class ChannelPruner(Compressor):
     """Remove ``amount`` of the channels per layer (torch-pruning), then fine-tune ``finetune_epochs``."""
 
     family = CompressionFamily.structured_pruning
+    kind, levels = CompressorKind.channel_prune, LevelKind.sparsity
     IMPORTANCE = ("l1", "l2", "random")
+
+    @classmethod
+    def from_spec(cls, c, level, train):
+        return cls(amount=float(level), importance=c.importance, finetune=c.finetune, finetune_epochs=c.finetune_epochs, finetune_lr=c.finetune_lr,
+                   adv_eps=train.adv_eps, adv_steps=train.adv_steps)
 
     def __init__(self, amount: float = 0.5, importance: str = "l1", finetune: str = "adversarial", finetune_epochs: int = 0,
                  finetune_lr: float = 0.01, adv_eps: float = 8 / 255, adv_steps: int = 10, latency_batch: int = 128):

@@ -1,10 +1,10 @@
 """Jobs in the evidence database: their state, their finished cells, and their results.
 
-A finished cell is stored whole (a :class:`~replicate.cells.CellResult` as JSON, read back through
+A finished cell is stored whole (a :class:`~replicate.jobs.cells.CellResult` as JSON, read back through
 the same model), in one transaction, keyed by the spec's hash: a job killed half-way leaves complete
 cells and no results, and a rerun of the same spec skips the cells it finds.
 
-Liveness. While a job runs, a daemon thread in its own process (:class:`replicate.heartbeat.Heartbeat`,
+Liveness. While a job runs, a daemon thread in its own process (:class:`replicate.jobs.heartbeat.Heartbeat`,
 started by :func:`replicate.run_job` for local, Dask and SLURM/PBS jobs alike) writes the job's
 ``heartbeat_at`` every :data:`HEARTBEAT_EVERY` (30 s; ``CREV_HEARTBEAT_EVERY`` seconds overrides it).
 A job still marked running or queued is *stale* (its process is gone: killed, out of memory, the
@@ -29,7 +29,6 @@ import json
 import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from enum import StrEnum
 
 import pandas as pd
 import sqlalchemy as sa
@@ -43,13 +42,13 @@ from evidence.db import writer
 from evidence.models import ResultCreate, StudyCreate, utcnow
 from evidence.rows import fingerprint
 from evidence.submit import SubmissionCreate, submit
-from evidence.vocab import AdvTraining, CompressionFamily, Direction, Provenance, ReviewStatus, SourceKind, SubmissionKind
+from evidence.vocab import AdvTraining, CompressionFamily, Direction, Executor, JobStatus, Provenance, ReviewStatus, SourceKind, SubmissionKind
 
-from .attacks import AttackName
+from ..attacks import AttackName
 from .cells import AttackOutcome, CellResult
 from .spec import JobSpec
-from .training import CODE_VERSION, package_version
-from .verdict import EFFECT_COLUMNS, Verdict, decide
+from ..train.training import CODE_VERSION, package_version
+from .verdict import EFFECT_COLUMNS, ReplicationVerdict, decide
 
 __all__ = ["JobStatus", "JobSummary", "Assembled", "job_results", "REPLICATION_STUDY", "create_job", "finished_cells", "store_cell", "update_job",
            "cancel_requested", "request_cancel", "job_table", "get_job", "assemble", "verdicts", "write_results", "is_stale", "reap_stale_jobs",
@@ -60,15 +59,7 @@ STALE_AFTER = timedelta(minutes=30)  # jobs without a heartbeat (before migratio
 HEARTBEAT_EVERY = timedelta(seconds=30)  # how often a running job's process writes heartbeat_at
 HEARTBEAT_STALE_AFTER = timedelta(minutes=5)  # no heartbeat for this long: the process is gone (10 missed beats)
 HEARTBEAT_ENV = "CREV_HEARTBEAT_EVERY"  # seconds; overrides HEARTBEAT_EVERY (tests; a background job inherits it)
-_ACTIVE = ("running", "queued")
-
-
-class JobStatus(StrEnum):
-    queued = "queued"
-    running = "running"
-    done = "done"
-    cancelled = "cancelled"
-    failed = "failed"
+_ACTIVE = JobStatus.active()
 
 
 class JobSummary(BaseModel):
@@ -79,7 +70,7 @@ class JobSummary(BaseModel):
     job: int
     spec_id: str
     spec_hash: str
-    verdicts: list[Verdict]
+    verdicts: list[ReplicationVerdict]
     skipped_existing: int = 0
 
 
@@ -87,10 +78,10 @@ def read_summary(text: str) -> JobSummary:
     return JobSummary.model_validate_json(text)
 
 
-def create_job(engine: Engine, spec: JobSpec, *, executor: str, by: str) -> Job:
+def create_job(engine: Engine, spec: JobSpec, *, executor: Executor | str, by: str) -> Job:
     with session_scope(engine) as s:
         job = Job(name=spec.title or spec.id, claim_id=spec.id, spec_json=spec.model_dump_json(), spec_hash=spec.spec_hash(), quick=spec.quick_mode,
-                  executor=executor, status=JobStatus.running.value, created_by=by, started_at=utcnow())
+                  executor=Executor(executor), status=JobStatus.running, created_by=by, started_at=utcnow())
         s.add(job)
         s.flush()
         return job
@@ -111,7 +102,7 @@ def update_job(engine: Engine, job_id: int, **fields) -> None:
             line = fields.pop("log_line")
             job.log = (job.log + f"{utcnow():%Y-%m-%d %H:%M:%S} {line}\n")[-20000:]
         for k, v in fields.items():
-            setattr(job, k, v.value if isinstance(v, JobStatus) else v)
+            setattr(job, k, JobStatus(v) if k == "status" else v)
         s.add(job)
 
 
@@ -210,7 +201,7 @@ def reap_stale_jobs(engine: Engine, *, now: datetime | None = None, after: timed
             row = s.get(Job, j.id)
             if row.status not in _ACTIVE or row.heartbeat_at is not None and _utc(row.heartbeat_at) != live.heartbeat:
                 continue
-            row.status, row.finished_at, row.stage = JobStatus.failed.value, utcnow(), "stale"
+            row.status, row.finished_at, row.stage = JobStatus.failed, utcnow(), "stale"
             row.error = f"stale: {live.reason(after, heartbeat_after)}; its process is gone"
             row.log = (row.log + f"{utcnow():%Y-%m-%d %H:%M:%S} marked failed: stale ({live.reason(after, heartbeat_after)})\n")[-20000:]
             s.add(row)
@@ -221,14 +212,14 @@ def reap_stale_jobs(engine: Engine, *, now: datetime | None = None, after: timed
 def request_cancel(engine: Engine, job_id: int) -> Job:
     """Ask a running job to stop; a stale one (its process gone) is marked cancelled at once."""
     job = get_job(engine, job_id)
-    if job.status not in (JobStatus.running, JobStatus.queued):
+    if job.status not in _ACTIVE:
         raise ValueError(f"job {job_id} is {job.status}: nothing to cancel")
     stale = is_stale(engine, job)
     with session_scope(engine) as s:
         j = s.get(Job, job_id)
         j.cancel_requested = True
         if stale:
-            j.status, j.finished_at, j.stage = JobStatus.cancelled.value, utcnow(), "cancelled"
+            j.status, j.finished_at, j.stage = JobStatus.cancelled, utcnow(), "cancelled"
             j.log += f"{utcnow():%Y-%m-%d %H:%M:%S} cancelled while stale (no process was running it)\n"
         s.add(j)
     return get_job(engine, job_id)
@@ -373,7 +364,7 @@ def assemble(spec: JobSpec, payloads: dict[str, CellResult]) -> Assembled:
     return Assembled(results, pd.DataFrame(effects, columns=[*EFFECT_COLUMNS, "attack"]))
 
 
-def verdicts(engine: Engine, spec: JobSpec, assembled: Assembled) -> list[Verdict]:
+def verdicts(engine: Engine, spec: JobSpec, assembled: Assembled) -> list[ReplicationVerdict]:
     """A verdict for the claim the spec checks and for each compared study's claim on the question,
     decided for the claim's compression family (the spec's first) under the spec's first attack."""
     primary = spec.attacks[0].name.value
@@ -427,7 +418,7 @@ def _fingerprint(r: ResultCreate) -> str:
     return fingerprint(r.model_dump(exclude={"uid"}))
 
 
-def write_results(engine: Engine, job_id: int, spec: JobSpec, assembled: Assembled, verdict_list: list[Verdict], by: str,
+def write_results(engine: Engine, job_id: int, spec: JobSpec, assembled: Assembled, verdict_list: list[ReplicationVerdict], by: str,
                   *, release: str = "", approved: bool = False, reviewed_by: str | None = None) -> tuple[int | None, int]:
     """Submit the job's results through :func:`evidence.submit` (one transaction), skipping rows an
     earlier run of the same spec stored; mark the job done. Returns (submission id or None, rows skipped)."""

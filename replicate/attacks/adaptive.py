@@ -1,4 +1,4 @@
-"""Attacks adapted to compressed and defended models, registered in :data:`replicate.attacks.ATTACKS`.
+"""Attacks adapted to compressed and defended models, registered in :data:`replicate.attacks.base.ATTACKS`.
 
 Each is L∞ PGD (Madry et al. 2018) with one change aimed at one way gradients are masked:
 
@@ -11,7 +11,7 @@ Each is L∞ PGD (Madry et al. 2018) with one change aimed at one way gradients 
   PGD (T = 1) and the scaled run, so PGD++ is never weaker than PGD on the same random start.
 - ``bpda`` (:class:`BPDA`): Backward Pass Differentiable Approximation (Athalye, Carlini & Wagner
   2018, "Obfuscated gradients give a false sense of security", ICML §4.1): modules marked
-  ``bpda_identity`` (input quantizers, see :mod:`replicate.masking`) run forward as they are and
+  ``bpda_identity`` (input quantizers, see :mod:`replicate.attacks.masking`) run forward as they are and
   backward as the identity (the straight-through estimator of Bengio et al. 2013).
 - ``eot_pgd`` (:class:`EOTPGD`): Expectation over Transformation (Athalye et al. 2018 §4.2; Athalye,
   Engstrom, Ilyas & Kwok 2018, ICML): every step follows the mean gradient of ``eot_samples``
@@ -31,7 +31,7 @@ from torch.nn import functional as F
 
 from evidence.vocab import Attack
 
-from .attacks import AttackMethod, AttackName, AttackSpec, register_attack
+from .base import AttackMethod, AttackName, AttackSpec, register_attack
 from .masking import is_non_differentiable
 
 __all__ = ["PGDPlusPlus", "BPDA", "EOTPGD", "bpda_hooks", "margin_temperature", "DEFAULT_EOT_SAMPLES"]

@@ -49,7 +49,7 @@ class TrainConfig:
     adv_steps: int = 7
     adv_alpha: float | None = None
     width: int | None = None  # model width (LeNet/ResNet channels); None: the model's default
-    recipe: str = "adam"  # adam (fit below) or the SGD recipes pgd_at / trades (replicate/recipes.py)
+    recipe: str = "adam"  # adam (fit below) or the SGD recipes pgd_at / trades (replicate/train/recipes.py)
     trades_beta: float = 6.0
 
     def key(self) -> dict:
@@ -109,7 +109,7 @@ def pgd_perturb(model: nn.Module, x, y, eps: float, steps: int, alpha: float | N
 
 def fit(model: nn.Module, split: Split, cfg: TrainConfig, seed: int, progress=None) -> nn.Module:
     """Train ``model`` in place on ``split`` (Adam); PGD adversarial training when ``cfg.adversarial``.
-    Runs on the model's device; the SGD recipes (``cfg.recipe`` pgd_at / trades) are :func:`replicate.recipes.fit_recipe`."""
+    Runs on the model's device; the SGD recipes (``cfg.recipe`` pgd_at / trades) are :func:`replicate.train.recipes.fit_recipe`."""
     if cfg.recipe != "adam":
         from .recipes import fit_recipe
 
