@@ -9,7 +9,7 @@ Typical use::
 
 from .api import InitResult, init_database, is_empty
 from .db import get_engine, resolve_url, session_scope, upgrade_schema
-from .errors import Conflict, DatabaseError, EvidenceError, NotAuthorized, NotFound, Problem, ValidationFailed
+from .errors import Conflict, DatabaseError, EvidenceError, NotAuthorized, NotFound, Problem, UnknownValue, ValidationFailed
 from .export import FORMATS, escape_for_spreadsheet, export_results, template_csv, to_interchange, write_template
 from .models import Claim, ClaimCreate, Job, JobCell, Result, ResultCreate, Study, StudyCreate, Submission
 from .queries import ResultFilter, data_version, count_results, distinct_values, list_claims, list_studies, query_results, stats
@@ -37,7 +37,7 @@ from .vocab import (
 __all__ = [
     "InitResult", "init_database", "is_empty",
     "get_engine", "resolve_url", "session_scope", "upgrade_schema",
-    "Conflict", "DatabaseError", "EvidenceError", "NotAuthorized", "NotFound", "Problem", "ValidationFailed",
+    "Conflict", "DatabaseError", "EvidenceError", "NotAuthorized", "NotFound", "Problem", "UnknownValue", "ValidationFailed",
     "FORMATS", "escape_for_spreadsheet", "export_results", "template_csv", "to_interchange", "write_template",
     "Claim", "ClaimCreate", "Job", "JobCell", "Result", "ResultCreate", "Study", "StudyCreate", "Submission",
     "ResultFilter", "data_version", "count_results", "distinct_values", "list_claims", "list_studies", "query_results", "stats",

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field, field_validator
 from evidence.vocab import Direction, Norm
 
 from ..attacks import ATTACKS, AttackName
+from ..errors import ReplicateError
 from ..compress import DEFAULT_FINETUNE_LR, CompressorKind, Granularity, ScaleRule, compressor_class
 from ..train.models import ModelName
 from ..train.recipes import Recipe
@@ -30,7 +31,7 @@ __all__ = ["DataSpec", "TrainSpec", "CompressionSpec", "AttackGrid", "ClaimRef",
 _RUNTIME_FIELDS = {"device", "threads"}
 
 
-class SpecError(ValueError):
+class SpecError(ReplicateError, ValueError):
     """A spec that does not validate: the message names the file, field and reason."""
 
 
