@@ -359,3 +359,43 @@ def test_architecture_md_says_where_each_new_plugin_goes():
     for kind, names in WHERE_A_NEW.items():
         for name in names:
             assert f"`{name}`" in entries[kind], f"the entry for a new {kind} does not name `{name}`"
+
+
+def _readme_layout() -> dict[str, set[str]]:
+    """README.md's Layout block: folder -> the names listed for it (continuation lines included)."""
+    import re
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = text.split("## Layout", 1)[1].split("```", 2)[1]
+    layout: dict[str, set[str]] = {}
+    folder = None
+    for line in block.splitlines():
+        head = re.match(r"^([\w./]+/)\s{2,}(.*)$", line)
+        if head and head.group(1).split("/")[0] in PACKAGES:
+            folder, rest = head.group(1), head.group(2)
+        elif folder and line.startswith(" "):
+            rest = line
+        else:
+            folder = None
+            continue
+        layout.setdefault(folder, set()).update(w.strip().split(" ")[0] for w in re.split(r"[,;:]", rest) if w.strip())
+    return layout
+
+
+def test_readme_layout_lists_every_module_and_only_what_exists():
+    layout = _readme_layout()
+    packages = sorted({str(p.parent.relative_to(ROOT)) + "/" for pkg in PACKAGES for p in (ROOT / pkg).rglob("__init__.py")
+                       if "migrations" not in p.parts and "data" not in p.parts})
+    missing_folders = [p for p in packages if p not in layout]
+    assert not missing_folders, f"README.md's Layout block has no line for {', '.join(missing_folders)}"
+    problems = []
+    for folder, names in layout.items():
+        modules = {p.stem for p in (ROOT / folder).glob("*.py") if p.stem != "__init__"}
+        problems += [f"{folder}{m}.py is not in README.md's Layout block" for m in sorted(modules - names)]
+        for name in sorted(names):
+            if name.endswith("/"):
+                if not (ROOT / folder / name).is_dir():
+                    problems.append(f"README.md's Layout names {folder}{name}, which does not exist")
+            elif name.isidentifier() and name not in modules and name not in {"the", "pages"}:
+                problems.append(f"README.md's Layout names {folder}{name}.py, which does not exist")
+    assert not problems, "\n".join(problems)
