@@ -187,7 +187,8 @@ def _robust_choice(text: str | None) -> str | None:
 
 
 def _run_input(input_: Path, yi: str, vi: str, random_text, study, cluster, mods, method, knha, test, robust_col, robust_kind, as_json,
-               profile_ci=False, omnibus="HTZ"):
+               profile_ci=False, omnibus="HTZ", emit_dir: Path | None = None):
+    command = _input_command(input_, yi, vi, random_text, study, cluster, mods, method, knha, test, robust_col, robust_kind, profile_ci, omnibus)
     robust_col = _robust_choice(robust_col)
     if random_text:
         levels = parse_random(random_text)
@@ -227,7 +228,48 @@ def _run_input(input_: Path, yi: str, vi: str, random_text, study, cluster, mods
         fit = rma_uni(y, v, design.X, design.names, method=method, knha=knha or test == "t")
     if robust_col:
         fit = robust(fit, y, v, design.X, df[robust_col], kind=robust_kind, omnibus=omnibus)
+    if emit_dir is not None:
+        mv_test = "t" if (knha or test in ("auto", "t")) else "z"
+        _emit_input(emit_dir, input_, fit, df, design, tuple(levels), command, method=method, test=mv_test if levels else ("knha" if knha or test == "t" else "z"),
+                    robust_col=robust_col, omnibus=omnibus, yi=yi, vi=vi)
     typer.echo(fit.to_json() if as_json else fit.summary())
+
+
+def _input_command(input_, yi, vi, random_text, study, cluster, mods, method, knha, test, robust_col, robust_kind, profile_ci, omnibus) -> str:
+    """The ``crev meta run --input ...`` command of a table fit (the options given, not their defaults)."""
+    import shlex
+
+    args = ["crev", "meta", "run", "--input", str(input_)]
+    for opt, value, default in (("--yi", yi, "yi"), ("--vi", vi, "vi"), ("--random", random_text, None), ("--study", study, None),
+                                ("--cluster", cluster, None), ("--mods", mods, None), ("--method", method, "REML"), ("--test", test, "auto"),
+                                ("--robust", robust_col, None), ("--robust-kind", robust_kind, "CR2"), ("--omnibus", omnibus, "HTZ")):
+        if value is not None and value != default:
+            args += [opt, str(value)]
+    args += [flag for flag, on in (("--knha", knha), ("--profile-ci", profile_ci)) if on]
+    return shlex.join(args)
+
+
+def _emit_input(emit_dir: Path, input_: Path, fit, df, design, levels, command: str, *, method, test, robust_col, omnibus, yi, vi) -> None:
+    """--emit-r for a fit of an input table: the rows it used, analysis.R and crev's numbers."""
+    import hashlib
+
+    from .rscript import Provenance, emit_r, recipe_for
+
+    digest = hashlib.sha256(input_.read_bytes()).hexdigest()
+    recipe = recipe_for(fit, df, design, levels, method=method, test=test, robust_cluster=robust_col, omnibus=omnibus, yi=yi, vi=vi)
+    out = emit_r(recipe, Provenance(f"input file {input_.name} (sha256 {digest})", command), emit_dir)
+    typer.echo(f"wrote {out.script} and {out.data}: run `Rscript {out.script}`", err=True)
+
+
+def _emit_analysis(emit_dir: Path, an, opts, subcommand: str = "run") -> None:
+    """--emit-r for a database fit: the effect table it used, analysis.R and crev's numbers."""
+    from .rscript import Provenance, command_for, describe_filters, emit_r, recipe_from_analysis
+
+    used = opts.evidence_used()
+    evidence = f"release {used['release']} (content hash {used['content_hash']})" if used["release"] else used["database"]
+    prov = Provenance(evidence, command_for(subcommand, an.spec, opts.filt, opts.settings, opts.release), describe_filters(opts.filt, opts.settings))
+    out = emit_r(recipe_from_analysis(an), prov, emit_dir)
+    typer.echo(f"wrote {out.script} and {out.data}: run `Rscript {out.script}`", err=True)
 
 
 @app.command()
@@ -251,6 +293,8 @@ def run(
     as_json: bool = typer.Option(False, "--json"),
     effects_out: Optional[Path] = typer.Option(None, "--effects-out", help="Also write the effect table (CSV, metafor-ready)."),
     profile_ci: bool = typer.Option(False, "--profile-ci", help="Multilevel: profile-likelihood CI of each sigma^2 (metafor confint)."),
+    emit_r: Optional[Path] = typer.Option(None, "--emit-r", help="Also write DIR/analysis.R (the same fit in R's metafor/clubSandwich), "
+                                          "DIR/effects.csv (the rows it used) and DIR/crev_results.json; needs no R."),
     omnibus: str = typer.Option("HTZ", "--omnibus", help="CR2 test of several moderators: HTZ (clubSandwich, default) or naive-F "
                                 "(F(m, J - p), over-rejects with few clusters)."),
     opts=None,
@@ -261,7 +305,8 @@ def run(
     if input_ is not None:
         # with --input, --study names the study column of the file
         study = opts.study[0] if opts.study else None  # the raw option: opts.filt would import the evidence store
-        _run_input(input_, yi, vi, random_text, study, cluster, mods, method, knha, test, robust_col, robust_kind, as_json, profile_ci, omnibus)
+        _run_input(input_, yi, vi, random_text, study, cluster, mods, method, knha, test, robust_col, robust_kind, as_json, profile_ci, omnibus,
+                   emit_r)
         return
     from .analysis import AnalysisSpec, run_analysis
 
@@ -278,6 +323,8 @@ def run(
     spec = AnalysisSpec(model=model, method=method, mods=mods, knha=knha, test=test, random=levels, profile_ci=profile_ci, omnibus=omnibus,
                         robust=robust_kind if choice not in (None, "auto") else choice, robust_cluster=choice if choice not in (None, "auto") else "study")
     an = run_analysis(table, spec)
+    if emit_r is not None:
+        _emit_analysis(emit_r, an, opts)
     if effects_out:
         table.to_csv(effects_out)
     if as_json:

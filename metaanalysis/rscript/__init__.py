@@ -1,0 +1,18 @@
+"""Every analysis as a runnable R script (issue 25): the effect table the fit used, ``analysis.R``
+refitting it with metafor / clubSandwich, and crev's own numbers beside it for the check.
+
+- :mod:`metaanalysis.rscript.recipe`: :class:`FitRecipe` (what ran, read off the fit, its design and
+  its data) and :class:`Provenance` (the header: crev version, evidence, filters, command).
+- :mod:`metaanalysis.rscript.emit`: :func:`emit_r` writes ``effects.csv``, ``analysis.R`` and
+  ``crev_results.json``; :func:`render_r` is the script's text.
+- :mod:`metaanalysis.rscript.command`: the ``crev meta ...`` command of an analysis (same for CLI and app).
+- :mod:`metaanalysis.rscript.check`: :func:`compare_results` of ``r_results.json`` with crev's numbers.
+"""
+
+from .check import compare_results
+from .command import command_for, describe_filters, filter_args
+from .emit import R_RESULT_FIELDS, EmittedScript, crev_r_fields, emit_r, render_r
+from .recipe import FitRecipe, Provenance, crev_version, recipe_for, recipe_from_analysis
+
+__all__ = ["compare_results", "command_for", "describe_filters", "filter_args", "R_RESULT_FIELDS", "EmittedScript", "crev_r_fields", "emit_r", "render_r", "FitRecipe", "Provenance", "crev_version",
+           "recipe_for", "recipe_from_analysis"]
