@@ -261,13 +261,51 @@ def _emit_input(emit_dir: Path, input_: Path, fit, df, design, levels, command: 
     typer.echo(f"wrote {out.script} and {out.data}: run `Rscript {out.script}`", err=True)
 
 
-def _emit_analysis(emit_dir: Path, an, opts, subcommand: str = "run") -> None:
-    """--emit-r for a database fit: the effect table it used, analysis.R and crev's numbers."""
-    from .rscript import Provenance, command_for, describe_filters, emit_r, recipe_from_analysis
+def _provenance(opts, command: str):
+    from .rscript import Provenance, describe_filters
 
     used = opts.evidence_used()
     evidence = f"release {used['release']} (content hash {used['content_hash']})" if used["release"] else used["database"]
-    prov = Provenance(evidence, command_for(subcommand, an.spec, opts.filt, opts.settings, opts.release), describe_filters(opts.filt, opts.settings))
+    return Provenance(evidence, command, describe_filters(opts.filt, opts.settings))
+
+
+def _emit_answers(emit_dir: Path, table, ans, opts, questions) -> None:
+    """--emit-r for `meta answer`: a script per pooled answer and an index."""
+    import shlex
+
+    from .rscript import command_for
+    from .rscript.answers import emit_answers_r
+
+    command = command_for("answer", None, opts.filt, opts.settings, opts.release)
+    command += "".join(f" --question {shlex.quote(q)}" for q in questions)
+    index = emit_answers_r(table, ans, _provenance(opts, command), emit_dir)
+    typer.echo(f"wrote {index} and one analysis.R per pooled answer", err=True)
+
+
+def _emit_bias(emit_dir: Path, table, rep, opts) -> None:
+    """--emit-r for `meta bias`: the selection model's script where it ran, and an index of what has none."""
+    from .bias.pubbias import study_aggregates
+    from .bias.selection import SelectionModelResult
+    from .rscript import command_for, emit_selection_r
+
+    emit_dir.mkdir(parents=True, exist_ok=True)
+    prov = _provenance(opts, command_for("bias", None, opts.filt, opts.settings, opts.release))
+    lines = ["# R scripts of `crev meta bias`", "", *(f"- {x}" for x in prov.lines()), ""]
+    for a in rep.assessments:
+        if isinstance(a.result, SelectionModelResult):
+            emit_selection_r(study_aggregates(table), a.result, prov, emit_dir / "selection_model")
+            lines.append(f"- {a.method}: `selection_model/analysis.R`")
+        else:
+            lines.append(f"- {a.method}: " + ("no R script from crev yet" if a.assessable else f"not assessable ({a.verdict}); no script"))
+    (emit_dir / "index.md").write_text("\n".join(lines) + "\n")
+    typer.echo(f"wrote {emit_dir / 'index.md'}", err=True)
+
+
+def _emit_analysis(emit_dir: Path, an, opts, subcommand: str = "run") -> None:
+    """--emit-r for a database fit: the effect table it used, analysis.R and crev's numbers."""
+    from .rscript import command_for, emit_r, recipe_from_analysis
+
+    prov = _provenance(opts, command_for(subcommand, an.spec, opts.filt, opts.settings, opts.release))
     out = emit_r(recipe_from_analysis(an), prov, emit_dir)
     typer.echo(f"wrote {out.script} and {out.data}: run `Rscript {out.script}`", err=True)
 
@@ -336,12 +374,17 @@ def run(
 @app.command()
 @_db_options
 def answer(as_json: bool = typer.Option(False, "--json"), question: list[str] = typer.Option([], "--question", help="Only this question (repeatable)."),
+           emit_r: Optional[Path] = typer.Option(None, "--emit-r", help="Also write DIR/<question>/<kind>/analysis.R for every pooled "
+                                                 "answer (metafor/clubSandwich) and DIR/index.md; needs no R."),
            opts=None):
     """The answer to each disputed question per evaluation kind (threat model x adversarial training x attack family):
     pooled effect with CI and prediction interval, studies, leave-one-study-out range and a verdict."""
     from .answers import answer as answer_questions
 
-    ans = answer_questions(opts.table(), questions=question or None)
+    table = opts.table()
+    ans = answer_questions(table, questions=question or None)
+    if emit_r is not None:
+        _emit_answers(emit_r, table, ans, opts, question)
     typer.echo(json.dumps({**ans.to_dict(), "evidence": opts.evidence_used()}, indent=1) if as_json
                else opts.evidence_line() + "\n" + ans.summary())
 
@@ -476,12 +519,18 @@ def plot(kind: str = typer.Argument(..., help="forest, funnel, bubble or dose"),
 @_db_options
 def bias(method: str = typer.Option("REML", "--method"),
          row_level: bool = typer.Option(False, "--row-level", help="Also the row-level Egger/Begg/trim-and-fill (assume independent rows)."),
-         as_json: bool = typer.Option(False, "--json"), opts=None):
+         as_json: bool = typer.Option(False, "--json"),
+         emit_r: Optional[Path] = typer.Option(None, "--emit-r", help="Also write DIR/selection_model/analysis.R (metafor selmodel) "
+                                               "where the selection model ran, and DIR/index.md; needs no R."),
+         opts=None):
     """Publication bias for dependent effects: multilevel Egger (CR2 by study), PET-PEESE and the 3-parameter selection model on
     study aggregates, Mathur-VanderWeele sensitivity; each answers "not assessable with N studies" below its minimum."""
     from .bias.pubbias import bias_report
 
-    rep = bias_report(opts.table(), row_level=row_level, method=method)
+    table = opts.table()
+    rep = bias_report(table, row_level=row_level, method=method)
+    if emit_r is not None:
+        _emit_bias(emit_r, table, rep, opts)
     typer.echo(json.dumps(rep.to_dict(), indent=1) if as_json else rep.summary())
 
 

@@ -132,3 +132,48 @@ def test_a_database_fit_emits_its_evidence_and_filters_and_r_reproduces_it(tmp_p
     table = pd.read_csv(out / "effects.csv")
     assert {"uid", "study", "cluster", "es", "bits", "attack", "yi", "vi"} <= set(table.columns) and len(table) == crev["k"]
     assert compare_results(crev, run_r(out / "analysis.R"), tol=1e-6) == []
+
+
+@needs_r
+@pytest.mark.parametrize("csv, alternative", [("hackshaw1998.csv", "greater"), ("bcg_rr_bias.csv", "less")])
+def test_r_reproduces_the_selection_model(tmp_path, csv, alternative):
+    from metaanalysis.bias.selection import step_selection_model
+    from metaanalysis.rscript import SELECTION_FIELDS, Provenance, emit_selection_r
+
+    d = pd.read_csv(HERE / "data" / csv)
+    d["study"] = [f"s{i}" for i in range(len(d))]
+    res = step_selection_model(d["yi"], d["vi"], alternative=alternative)
+    out = emit_selection_r(d, res, Provenance(f"input file {csv}", "test"), tmp_path / "sel", what="one row per effect")
+    assert 'alternative = "' + alternative + '"' in out.script.read_text()
+    crev = json.loads(out.crev_results.read_text())
+    r = run_r(out.script)
+    # metafor's SE of delta comes from a numerical Hessian (numDeriv): it agrees to 1e-6 absolute, not relative
+    assert compare_results(crev, r, tol=1e-6, fields=[f for f in SELECTION_FIELDS if f != "se_delta"]) == []
+    assert r["se_delta"][0] is None and crev["se_delta"][1] == pytest.approx(r["se_delta"][1], abs=1e-6)
+
+
+@needs_r
+def test_answer_emits_one_script_per_pooled_kind_of_the_shipped_evidence(tmp_path, seeded_url):
+    out = tmp_path / "ans"
+    r = runner.invoke(app, ["meta", "answer", "--db", seeded_url, "--assume-n", "dataset", "--question", "robust_aware_pruning", "--json",
+                            "--emit-r", str(out)])
+    assert r.exit_code == 0, r.output
+    kinds = {(k["kind"]["threat_model"], k["kind"]["adversarial_training"], k["kind"]["attack_family"]): k
+             for q in json.loads(r.stdout)["questions"] for k in q["kinds"]}
+    index = (out / "index.md").read_text()
+    assert "# command: crev meta answer" not in index and "- command: crev meta answer --assume-n dataset --question robust_aware_pruning" in index
+    script = out / "robust_aware_pruning" / "white_box-yes-other" / "analysis.R"
+    assert "`robust_aware_pruning/white_box-yes-other/analysis.R`" in index and script.exists()
+    assert "question robust_aware_pruning, kind white_box / AT yes / other" in script.read_text()
+    crev = json.loads((script.parent / "crev_results.json").read_text())
+    assert crev["estimate"] == pytest.approx(kinds[("white_box", "yes", "other")]["estimate"], rel=1e-9)
+    assert compare_results(crev, run_r(script), tol=1e-6) == []
+
+
+def test_bias_emit_r_indexes_every_method_and_says_which_have_no_script(tmp_path, seeded_url):
+    out = tmp_path / "bias"
+    r = runner.invoke(app, ["meta", "bias", "--db", seeded_url, "--emit-r", str(out)])
+    assert r.exit_code == 0, r.output
+    index = (out / "index.md").read_text()
+    assert "- command: crev meta bias" in index
+    assert "selection model (3PSM)" in index and ("selection_model/analysis.R" in index) == (out / "selection_model" / "analysis.R").exists()
