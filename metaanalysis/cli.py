@@ -261,6 +261,31 @@ def _emit_input(emit_dir: Path, input_: Path, fit, df, design, levels, command: 
     typer.echo(f"wrote {out.script} and {out.data}: run `Rscript {out.script}`", err=True)
 
 
+def _with_methods(text: str, suffix: str, table, opts, emit_dir: Path | None) -> str:
+    """The report with the methods paragraph of its pooled model (the default analysis) added; --emit-r writes that model's R script."""
+    import html as _html
+
+    from .analysis import AnalysisSpec, run_analysis
+    from .methods import methods_text
+    from .rscript import command_for
+
+    try:
+        an = run_analysis(table, AnalysisSpec(component_tests=False))
+    except MetaInputError as exc:
+        note = f"no pooled model, so no methods paragraph: {exc}"
+        return json.dumps({**json.loads(text), "methods": None, "methods_note": note}, indent=1) if suffix == ".json" else text
+    if emit_dir is not None:
+        _emit_analysis(emit_dir, an, opts)
+    m = methods_text(an, _provenance(opts, command_for("run", an.spec, opts.filt, opts.settings, opts.release)), opts.settings)
+    if suffix == ".json":
+        return json.dumps({**json.loads(text), "methods": m.to_dict()}, indent=1)
+    if suffix == ".md":
+        return text.rstrip("\n") + "\n\n## Methods\n\n" + m.text().replace("References\n", "**References**\n\n") + "\n"
+    block = "<h2>Methods</h2>\n<p>" + _html.escape(" ".join(getattr(m, p) for p in m.PARTS)) + "</p>\n<ul>" + "".join(
+        f"<li>{_html.escape(r)}</li>" for r in m.references) + "</ul>\n"
+    return text.replace("</body>", block + "</body>", 1) if "</body>" in text else text + block
+
+
 def _provenance(opts, command: str):
     from .rscript import Provenance, describe_filters
 
@@ -373,6 +398,39 @@ def run(
 
 @app.command()
 @_db_options
+def methods(mods: Optional[str] = typer.Option(None, "--mods", help='Moderators, e.g. "family + sparsity".'),
+            method: str = typer.Option("REML", "--method"),
+            model: str = typer.Option("multilevel", "--model", help="multilevel (default), random, common."),
+            random_text: Optional[str] = typer.Option(None, "--random", help="Nested random effects, outer to inner (default study/cluster/es)."),
+            knha: bool = typer.Option(False, "--knha"),
+            robust_col: Optional[str] = typer.Option(None, "--robust", help="Cluster column, or 'none'; default CR2 by study."),
+            robust_kind: str = typer.Option("CR2", "--robust-kind"),
+            omnibus: str = typer.Option("HTZ", "--omnibus", help="HTZ (default) or naive-F."),
+            with_bias: bool = typer.Option(True, "--bias/--no-bias", help="Run the publication-bias methods and describe them."),
+            as_json: bool = typer.Option(False, "--json"), opts=None):
+    """The methods paragraph of the analysis `meta run` would fit with these options (data, model, inference,
+    estimability rules, bias analyses, software, references), generated from the objects that ran it."""
+    from .analysis import AnalysisSpec, run_analysis
+    from .methods import methods_text
+    from .rscript import command_for
+
+    choice = _robust_choice(robust_col)
+    spec = AnalysisSpec(model=model, method=method, mods=mods, knha=knha, random=parse_random(random_text) if random_text else DEFAULT_RANDOM,
+                        robust=robust_kind if choice not in (None, "auto") else choice,
+                        robust_cluster=choice if choice not in (None, "auto") else "study", omnibus=omnibus)
+    table = opts.table()
+    an = run_analysis(table, spec)
+    rep = None
+    if with_bias:
+        from .bias.pubbias import bias_report
+
+        rep = bias_report(table, method=method)
+    text = methods_text(an, _provenance(opts, command_for("run", spec, opts.filt, opts.settings, opts.release)), opts.settings, bias=rep)
+    typer.echo(json.dumps(text.to_dict(), indent=1) if as_json else text.text())
+
+
+@app.command()
+@_db_options
 def answer(as_json: bool = typer.Option(False, "--json"), question: list[str] = typer.Option([], "--question", help="Only this question (repeatable)."),
            emit_r: Optional[Path] = typer.Option(None, "--emit-r", help="Also write DIR/<question>/<kind>/analysis.R for every pooled "
                                                  "answer (metafor/clubSandwich) and DIR/index.md; needs no R."),
@@ -416,8 +474,11 @@ def report(out: Path = typer.Option(..., "--out", help="FILE.html (plots inline)
            with_multiverse: bool = typer.Option(False, "--multiverse", help="Add the specification curve (all filtered results)."),
            workers: int = typer.Option(2, "--workers", help="Parallel worker processes for the multiverse."),
            correction: str = typer.Option("holm", "--correction", help="holm or fdr_bh, over every test of the report."),
+           emit_r: Optional[Path] = typer.Option(None, "--emit-r", help="Also write DIR/analysis.R of the report's pooled model "
+                                                 "(metafor/clubSandwich) with its effect table; needs no R."),
            opts=None):
-    """The contradiction report with bias per question and what the evidence cannot tell yet (HTML, Markdown or JSON)."""
+    """The contradiction report with bias per question and what the evidence cannot tell yet (HTML, Markdown or JSON),
+    with the methods paragraph of its pooled model."""
     from .effects import compute_effects
     from .report import build_report
 
@@ -429,8 +490,10 @@ def report(out: Path = typer.Option(..., "--out", help="FILE.html (plots inline)
         from .multiverse import multiverse as run_multiverse
 
         mv = run_multiverse(snap.results, workers=workers)
-    doc = build_report(compute_effects(snap.results, opts.settings), snap.studies, snap.claims, correction=correction, multiverse=mv)
+    table = compute_effects(snap.results, opts.settings)
+    doc = build_report(table, snap.studies, snap.claims, correction=correction, multiverse=mv)
     text = doc.to_html() if out.suffix == ".html" else doc.to_json() if out.suffix == ".json" else doc.to_markdown()
+    text = _with_methods(text, out.suffix, table, opts, emit_r)
     # the document records the evidence it was built from (a pinned release and its hash, or the live database)
     if out.suffix == ".json":
         text = json.dumps({**json.loads(text), "evidence": opts.evidence_used()}, indent=1)
