@@ -287,11 +287,10 @@ def _with_methods(text: str, suffix: str, table, opts, emit_dir: Path | None) ->
 
 
 def _provenance(opts, command: str):
-    from .rscript import Provenance, describe_filters
+    from .rscript import Provenance, describe_filters, evidence_text
 
     used = opts.evidence_used()
-    evidence = f"release {used['release']} (content hash {used['content_hash']})" if used["release"] else used["database"]
-    return Provenance(evidence, command, describe_filters(opts.filt, opts.settings))
+    return Provenance(evidence_text(used["release"], used.get("content_hash")), command, describe_filters(opts.filt, opts.settings))
 
 
 def _emit_answers(emit_dir: Path, table, ans, opts, questions) -> None:

@@ -177,3 +177,80 @@ def test_bias_emit_r_indexes_every_method_and_says_which_have_no_script(tmp_path
     index = (out / "index.md").read_text()
     assert "- command: crev meta bias" in index
     assert "selection model (3PSM)" in index and ("selection_model/analysis.R" in index) == (out / "selection_model" / "analysis.R").exists()
+
+
+def _unzip(data: bytes) -> dict[str, bytes]:
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        return {n: z.read(n) for n in z.namelist()}
+
+
+def test_the_apps_download_is_the_same_script_as_the_cli(tmp_path, seeded_url):
+    """The Meta-analysis page's bundle for a spec equals `crev meta run --emit-r` for the command its header names."""
+    import shlex
+
+    from evidence import ResultFilter, get_engine
+    from metaanalysis.analysis import AnalysisSpec, run_analysis
+    from metaanalysis.data import load_snapshot
+    from metaanalysis.effects import EffectSettings, compute_effects
+    from metaanalysis.rscript import app_provenance, run_bundle
+
+    f, settings = ResultFilter(families=["quantization"]), EffectSettings()
+    spec = AnalysisSpec(mods="bits + attack", robust="CR2")  # what the page builds from its controls
+    table = compute_effects(load_snapshot(get_engine(seeded_url), f).results, settings)
+    prov = app_provenance("run", spec, f, settings)
+    app_files = _unzip(run_bundle(run_analysis(table, spec), prov))
+    assert set(app_files) == {"analysis.R", "effects.csv", "crev_results.json"}
+    args = shlex.split(prov.command)[3:]  # the header's own command, run by the CLI
+    r = runner.invoke(app, ["meta", "run", *args, "--db", seeded_url, "--json", "--emit-r", str(tmp_path / "cli")])
+    assert r.exit_code == 0, r.output
+    for name, content in app_files.items():
+        assert (tmp_path / "cli" / name).read_bytes() == content, name
+
+
+def test_the_overview_download_is_the_cli_answer_emission(tmp_path, seeded_url):
+    from evidence import ResultFilter, get_engine
+    from metaanalysis import answer
+    from metaanalysis.data import load_snapshot
+    from metaanalysis.effects import EffectSettings, compute_effects
+    from metaanalysis.rscript import answers_bundle, app_provenance
+
+    settings = EffectSettings(assume_n="dataset")
+    table = compute_effects(load_snapshot(get_engine(seeded_url), ResultFilter()).results, settings)
+    ans = answer(table, questions=["robust_aware_pruning"])
+    files = _unzip(answers_bundle(table, ans, app_provenance("answer", None, ResultFilter(), settings)))
+    r = runner.invoke(app, ["meta", "answer", "--db", seeded_url, "--assume-n", "dataset", "--question", "robust_aware_pruning",
+                            "--emit-r", str(tmp_path / "cli")])
+    assert r.exit_code == 0, r.output
+    cli = {str(p.relative_to(tmp_path / "cli")): p.read_bytes() for p in (tmp_path / "cli").rglob("*") if p.is_file()}
+    assert set(files) == set(cli) and "robust_aware_pruning/white_box-yes-other/analysis.R" in files
+    for name in files:
+        if name != "index.md":  # the CLI's index also names its --question option
+            assert files[name] == cli[name], name
+
+
+def test_the_meta_analysis_and_overview_pages_offer_the_r_script_and_the_methods_text(seeded_url, monkeypatch, tmp_path):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("CREV_DB", seeded_url)
+    monkeypatch.setenv("CREV_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CREV_APP_PRECOMPUTE", "0")
+    monkeypatch.setattr("ui.state.PRECOMPUTE", False, raising=False)
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=120)
+    at.run()
+    at.switch_page("ui/meta.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    buttons = [b for b in at.get("download_button") if b.label == "Download R script"]
+    assert len(buttons) == 1 and "crev meta run --assume-n dataset --robust none --emit-r DIR" in buttons[0].help  # the app defaults
+    codes = [c.value for c in at.code]
+    assert any(c.startswith("Data: live database (not pinned to a release)") and "References" in c for c in codes)
+    at.switch_page("ui/overview.py")
+    at.run()
+    assert not [b for b in at.get("download_button") if b.key == "ov_rscript"]  # no answers yet, no script
+    at.button(key="ov_answers").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    ov = [b for b in at.get("download_button") if b.key == "ov_rscript"]
+    assert len(ov) == 1 and ov[0].label == "Download R script" and "crev meta answer --assume-n dataset --emit-r DIR" in ov[0].help

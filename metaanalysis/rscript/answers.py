@@ -10,6 +10,7 @@ emission stops, naming the kind): the script is the fit the answer printed, not 
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 
 import pandas as pd
@@ -39,6 +40,13 @@ def kind_rows(effects: pd.DataFrame, question, kind) -> pd.DataFrame:
     return df[mask]
 
 
+def _one_question(command: str, question: str) -> str:
+    """The answer command narrowed to one question: a kind's script comes from ``--question`` that question."""
+    args = shlex.split(command)
+    kept = [a for i, a in enumerate(args) if a != "--question" and (i == 0 or args[i - 1] != "--question")]
+    return shlex.join([*kept, "--question", question])
+
+
 def _slug(*parts) -> str:
     return "-".join(re.sub(r"[^A-Za-z0-9_.]+", "_", str(p)) for p in parts)
 
@@ -66,7 +74,7 @@ def emit_answers_r(table, answers, provenance: Provenance, out_dir: str | Path, 
                 raise MetaInputError(f"cannot rebuild the rows of {qa.question.value} / {label}: the refit gives {c.estimate!r} "
                                      f"(SE {c.se!r}), the answer {k.estimate!r} (SE {k.se!r})")
             sub = Path(_slug(qa.question.value)) / _slug(k.kind.threat_model, k.kind.adversarial_training, k.kind.attack_family)
-            prov = Provenance(provenance.evidence, provenance.command,
+            prov = Provenance(provenance.evidence, _one_question(provenance.command, qa.question.value),
                               f"{provenance.filters}; question {qa.question.value}, kind {label}", provenance.crev)
             emit_r(recipe_from_analysis(an), prov, out / sub)
             state = "estimable" if k.estimable else "pooled but not called estimable"

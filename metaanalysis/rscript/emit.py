@@ -24,7 +24,7 @@ from ..models.results import clean
 from ..models.robust import CHOLESKY_CR2_MAX
 from .recipe import FitRecipe, Provenance
 
-__all__ = ["EmittedScript", "R_RESULT_FIELDS", "crev_r_fields", "emit_r", "render_r"]
+__all__ = ["EmittedScript", "R_RESULT_FIELDS", "crev_r_fields", "emit_r", "render_r", "script_files"]
 
 R_SCRIPT, DATA_FILE, CREV_RESULTS, R_RESULTS = "analysis.R", "effects.csv", "crev_results.json", "r_results.json"
 # the fields of crev's --json that the script reproduces (the same names in r_results.json)
@@ -196,15 +196,21 @@ def render_r(recipe: FitRecipe, provenance: Provenance) -> str:
     return "\n".join(body) + "\n"
 
 
-def emit_r(recipe: FitRecipe, provenance: Provenance, out_dir: str | Path) -> EmittedScript:
-    """Write ``effects.csv``, ``analysis.R`` and ``crev_results.json`` for ``recipe`` into ``out_dir``."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+def script_files(recipe: FitRecipe, provenance: Provenance) -> dict[str, bytes]:
+    """The files of one emission by name: ``effects.csv``, ``analysis.R``, ``crev_results.json`` (what the CLI
+    writes into its DIR and the app zips for download: the same bytes)."""
     data = recipe.data[recipe.columns()].copy()
     for t in recipe.coding:
         if t.kind == "factor":
             data[t.column] = data[t.column].astype(str)  # the labels crev's design compared
-    data.to_csv(out / DATA_FILE, index=False)
-    (out / R_SCRIPT).write_text(render_r(recipe, provenance))
-    (out / CREV_RESULTS).write_text(json.dumps(crev_r_fields(recipe.fit), indent=1))
+    return {DATA_FILE: data.to_csv(index=False).encode(), R_SCRIPT: render_r(recipe, provenance).encode(),
+            CREV_RESULTS: json.dumps(crev_r_fields(recipe.fit), indent=1).encode()}
+
+
+def emit_r(recipe: FitRecipe, provenance: Provenance, out_dir: str | Path) -> EmittedScript:
+    """Write ``effects.csv``, ``analysis.R`` and ``crev_results.json`` for ``recipe`` into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, content in script_files(recipe, provenance).items():
+        (out / name).write_bytes(content)
     return EmittedScript(out / R_SCRIPT, out / DATA_FILE, out / CREV_RESULTS)

@@ -21,7 +21,9 @@ from ..models.results import MetaResult
 from ..models.structure import EFFECT_LEVEL, random_structure
 from ..models.uni import MetaInputError
 
-__all__ = ["FitRecipe", "Provenance", "crev_version", "recipe_for", "recipe_from_analysis"]
+__all__ = ["LIVE_DATABASE", "FitRecipe", "Provenance", "crev_version", "evidence_text", "recipe_for", "recipe_from_analysis"]
+
+LIVE_DATABASE = "live database (not pinned to a release)"
 
 
 def crev_version() -> str:
@@ -30,6 +32,11 @@ def crev_version() -> str:
         return metadata.version("crev")
     except metadata.PackageNotFoundError:
         return "unknown"
+
+
+def evidence_text(release: str | None = None, content_hash: str | None = None) -> str:
+    """Which evidence an analysis read, as its script's header says it: a release and its content hash, or the live database."""
+    return f"release {release} (content hash {content_hash})" if release else LIVE_DATABASE
 
 
 @dataclass(frozen=True)
