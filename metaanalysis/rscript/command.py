@@ -7,6 +7,7 @@ from __future__ import annotations
 import shlex
 
 from ..models.structure import DEFAULT_RANDOM
+from ..models.uni import DEFAULT_METHOD
 
 __all__ = ["FILTER_OPTIONS", "command_for", "describe_filters", "filter_args"]
 
@@ -65,7 +66,7 @@ def _spec_args(spec) -> list[str]:
     out = []
     if spec.model != "multilevel":
         out += ["--model", spec.model]
-    if spec.method.upper() != "REML":
+    if spec.method.upper() != DEFAULT_METHOD:
         out += ["--method", spec.method]
     if spec.mods:
         out += ["--mods", spec.mods]
