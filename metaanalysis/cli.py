@@ -142,9 +142,9 @@ def _db_options(fn):
         try:
             return fn(opts=_Opts(**shared), **kw)
         except Exception as exc:
-            if isinstance(exc, (MetaInputError, ValueError)) or _is_evidence_error(exc):
+            if isinstance(exc, MetaInputError) or _is_evidence_error(exc):  # what the user can fix: one line, exit 2
                 _fail(str(exc))
-            raise
+            raise  # anything else (a ValueError from numpy, pandas or torch) is a bug: its traceback is shown
 
     wrapper.__signature__ = sig.replace(parameters=params)
     return wrapper
