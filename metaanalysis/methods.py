@@ -122,7 +122,7 @@ def _model(an: Analysis, refs: list[str]) -> str:
         counts = ", ".join(f"{name} ({fit.n_levels.get(name, '?'):,} groups)" for name in levels)
         text = (f"Effects were pooled with a {len(levels) + 1}-level random-effects model (metafor rma.mv, random = ~ 1 | "
                 f"{'/'.join(fit.extra.get('random_columns', levels))}) with variance components for {counts}, estimated by {fit.method}.")
-    elif fit.method in ("FE", "EE"):
+    elif spec.model == "common":
         text = "Effects were pooled with a common-effect model (metafor rma.uni, inverse-variance weights)."
     else:
         text = f"Effects were pooled with a random-effects model (metafor rma.uni) with τ² estimated by {fit.method}."

@@ -96,8 +96,8 @@ def _fit_call(r: FitRecipe) -> list[str]:
         return [f"ctrl <- {_CTRL}  # tight convergence: the REML/ML optimum, not metafor's default stopping point",
                 f"fit <- rma.mv({', '.join(args)})"]
     args += ["data = dat", f"method = {_s(r.method)}", f"test = {_s(test)}", "level = level"]
-    if r.method in ("ML", "REML", "EB", "PM", "PMM"):  # iterative tau^2: metafor's default stops about 1e-6 short of the root
-        args.append("control = list(threshold = 1e-12, tol = 1e-12, maxiter = 10000)")
+    # iterative tau^2 estimators: metafor's default stops about 1e-6 short of the root (the others ignore it)
+    args.append("control = list(threshold = 1e-12, tol = 1e-12, maxiter = 10000)")
     return [f"fit <- rma({', '.join(args)})"]
 
 
