@@ -42,15 +42,24 @@ def test_self_approval_is_refused_and_allowed_only_when_configured(seeded, tmp_p
     with pytest.raises(NotAuthorized):
         approve(seeded, rep.submission_id, by=" Alice ")  # the same person, however the name is typed
     monkeypatch.setenv("CREV_ALLOW_SELF_APPROVAL", "1")
+    if seeded.dialect.name == "postgresql":  # a team database: the switch is for a single-user SQLite file only
+        with pytest.raises(NotAuthorized, match="single-user SQLite"):
+            approve(seeded, rep.submission_id, by="alice")
+        return
     sub = approve(seeded, rep.submission_id, by="alice", reason="I curate this file alone")
-    assert (sub.status.value, sub.reviewed_by, sub.reason) == ("approved", "alice", "I curate this file alone")
+    assert (sub.status.value, sub.reviewed_by, sub.reason, sub.self_approved) == ("approved", "alice", "I curate this file alone", True)
 
 
 def test_explicit_argument_allows_self_approval_and_reject_records_the_reviewer(seeded, tmp_path, monkeypatch):
     monkeypatch.delenv("CREV_ALLOW_SELF_APPROVAL", raising=False)
     a = import_results(seeded, write_rows(tmp_path / "a.csv", [result_row(robust_acc_compressed="22.5")]), by="bob")
     b = import_results(seeded, write_rows(tmp_path / "b.csv", [result_row(robust_acc_compressed="23.5")]), by="bob")
-    assert approve(seeded, a.submission_id, by="bob", allow_self_approval=True).status.value == "approved"
+    if seeded.dialect.name == "postgresql":
+        with pytest.raises(NotAuthorized, match="single-user SQLite"):
+            approve(seeded, a.submission_id, by="bob", allow_self_approval=True)
+        assert not approve(seeded, a.submission_id, by="carol").self_approved
+    else:
+        assert approve(seeded, a.submission_id, by="bob", allow_self_approval=True).self_approved
     withdrawn = reject(seeded, b.submission_id, reason="withdrawn: wrong table", by="bob")  # withdrawing one's own is allowed
     assert (withdrawn.status.value, withdrawn.reviewed_by) == ("rejected", "bob")
     with pytest.raises(EvidenceError, match="is rejected, not pending"):
