@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import IO
 
 from .errors import Problem, ValidationFailed
+from .files import MAX_FILE_BYTES, MAX_SMALL_FILE_BYTES, FileRefused, read_regular_file
 from .rows import OPTIONAL_COLUMNS, RESULT_COLUMNS
 
 __all__ = ["read_text_file", "read_results_csv", "parse_results_csv", "read_study_file", "check_study_payload", "MAX_NESTING"]
@@ -42,22 +43,17 @@ def _fail(name: str, reason: str, row: int | None = None, column: str | None = N
     return ValidationFailed([Problem(name, row, column, reason)])
 
 
-def read_text_file(path: str | Path, *, kind: str) -> str:
-    """The UTF-8 text of ``path`` (a byte-order mark is dropped); every failure names the file."""
-    path = Path(path)
+def read_text_file(path: str | Path, *, kind: str, limit: int = MAX_FILE_BYTES) -> str:
+    """The UTF-8 text of ``path`` (a byte-order mark is dropped); every failure names the file.
+
+    Read by :func:`evidence.files.read_regular_file`: a FIFO, device or socket is refused without
+    blocking, and a file over ``limit`` bytes is refused after ``limit + 1`` bytes.
+    """
     name = str(path)
     try:
-        if path.is_dir():
-            raise _fail(name, f"is a directory, not a {kind} file")
-        if path.exists() and not path.is_file():  # a device, FIFO or socket: reading could never end
-            raise _fail(name, f"is not a regular file, not a {kind} file")
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise _fail(name, "no such file") from None
-    except PermissionError:
-        raise _fail(name, "permission denied (the file cannot be read)") from None
-    except OSError as exc:
-        raise _fail(name, f"cannot be read: {exc.strerror or exc}") from None
+        data = read_regular_file(path, limit=limit, what=f"{kind} file")
+    except FileRefused as exc:
+        raise _fail(name, str(exc).removeprefix(f"{name}: ")) from None
     return decode_text(data, name, kind=kind)
 
 
@@ -180,7 +176,7 @@ def read_study_file(path: str | Path) -> dict:
     suffix = path.suffix.lower()
     if suffix not in (".json", ".toml") and not path.is_dir():
         raise _fail(name, "a study file must end in .json or .toml")
-    text = read_text_file(path, kind="study")
+    text = read_text_file(path, kind="study", limit=MAX_SMALL_FILE_BYTES)
     kind = "JSON" if suffix == ".json" else "TOML"
     if not text.strip():
         raise _fail(name, "the file is empty")

@@ -34,6 +34,7 @@ import pydantic
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from ..files import MAX_SMALL_FILE_BYTES, FileRefused, read_regular_file
 from ..models import Result, ResultCreate, StudyCreate
 from ..parsing import parse_epsilon
 from ..rows import pydantic_problems
@@ -78,16 +79,31 @@ def _pairs_hook(repeated: list[str]):
     return hook
 
 
+_MAX_INT_DIGITS = 30  # no accuracy, epsilon or count in a model_info file has more digits
+
+
+def _bounded_int(text: str) -> int:
+    """A JSON integer, refused beyond 30 digits (a 400-digit number overflows every float it meets)."""
+    if len(text.lstrip("-")) > _MAX_INT_DIGITS:
+        raise MalformedEntry(f"a number of {len(text.lstrip('-'))} digits ({text[:12]}...): not a measurement")
+    return int(text)
+
+
 def read_entry(path: Path, repeated: list[str] | None = None) -> dict:
     """One ``model_info`` file as a dict; ``MalformedEntry`` for bad JSON or a conflicting duplicated
     key. Keys repeated with the same value are appended to ``repeated`` (harmless, but reported)."""
     repeated = [] if repeated is None else repeated
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_pairs_hook(repeated))
+    try:  # a regular file of at most 16 MiB (a FIFO or a link to /dev/zero is refused, not read)
+        raw = read_regular_file(path, limit=MAX_SMALL_FILE_BYTES, what="model_info file")
+        data = json.loads(raw.decode("utf-8"), object_pairs_hook=_pairs_hook(repeated), parse_int=_bounded_int)
+    except FileRefused as exc:
+        raise MalformedEntry(str(exc).removeprefix(f"{path}: ")) from None
     except UnicodeDecodeError:
         raise MalformedEntry("not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise MalformedEntry(f"not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except RecursionError:
+        raise MalformedEntry("JSON nested too deeply to be a model_info file") from None
     if not isinstance(data, dict):
         raise MalformedEntry("the file does not hold one JSON object")
     return data
