@@ -446,6 +446,16 @@ def _previous_package(previous: str | Path | None, exclude: Path) -> ReleasePack
     return max(found, key=lambda t: t[0])[1] if found else None
 
 
+def _number(kind, text: str, table: str, column: str):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise EvidenceError(f"release table {table}, column {column}: {text[:20]!r} is not a number") from None
+    if kind is float and value != value or value in (float("inf"), float("-inf")):
+        raise EvidenceError(f"release table {table}, column {column}: {text[:20]!r} is not a finite number")
+    return value
+
+
 def _typed_row(name: str, row: dict[str, str]) -> dict:
     _, table, _, _ = next(t for t in TABLES if t[0] == name)
     out = {}
@@ -455,10 +465,12 @@ def _typed_row(name: str, row: dict[str, str]) -> dict:
         if text == "":
             out[col.name] = None if col.nullable else ("" if ftype == "string" else None)
         elif ftype == "integer":
-            out[col.name] = int(text)
+            out[col.name] = _number(int, text, name, col.name)
         elif ftype == "number":
-            out[col.name] = float(text)
+            out[col.name] = _number(float, text, name, col.name)
         elif ftype == "boolean":
+            if text not in ("true", "false"):  # the descriptor's trueValues/falseValues; "TRUE" is not read as false
+                raise EvidenceError(f"release table {name}, column {col.name}: {text[:20]!r} is not true or false")
             out[col.name] = text == "true"
         else:
             out[col.name] = text

@@ -157,6 +157,14 @@ BAD_FILES: list[Case] = [
     Case("RobustBench number of 400 digits", _rb(lambda p: p.write_text(json.dumps(_RB_ENTRY)[:-1] + ', "n": ' + "9" * 400 + "}")), ("x.json", "400 digits")),
     Case("RobustBench JSON 100,000 deep", _rb(lambda p: p.write_text("[" * 100_000 + "]" * 100_000)), ("x.json", "nested too deeply")),
     Case("study JSON 100,000 deep", _study(None, raw="[" * 100_000 + "]" * 100_000), ("study.json", "nested")),
+    # issue 23: stored wrongly without a word
+    Case("study JSON with title twice", _study(None, raw='{"study": {"study_id": "dup_2026_keys", "title": "A", "title": "B"}}'), ("title", "twice")),
+    Case("NUL in a study title", _study(_good_study(title="A\x00B")), ("study.title", "nul")),
+    Case("the same claim twice", _study(_with_claims([{"question_id": "quantization", "direction": "down", "position": "4-bit hurts"}] * 2)), ("same claim",)),
+    Case("a 10,012-character DOI", _study(_good_study(identifier="10.1/" + "x" * 10_007)), ("identifier", "10,012")),
+    Case("epsilon 1e-400 (would be stored as 0)", _csv(epsilon="1e-400"), ("epsilon", "too small")),
+    Case("RobustBench accuracy 8_8.98", _rb(lambda p: p.write_text(json.dumps({**_RB_ENTRY, "clean_acc": "8_8.98", "reported": "6_2.24", "autoattack_acc": "5_7.14"}))), ("8_8.98", "separators")),
+    Case("RobustBench accuracy as a fraction 0.811", _rb(lambda p: p.write_text(json.dumps({**_RB_ENTRY, "clean_acc": "0.811", "reported": "0.62", "autoattack_acc": "0.57"}))), ("0.811", "fraction")),
     # --- CSV structure
     Case("csv unclosed quote swallows next row", _raw_csv(_unclosed_quote_rows()), ("unclosed quote",)),
     Case("csv unclosed quote at end of file", _raw_csv(_csv_text([result_row()]) + 'x,"open\n'), ("unclosed quote",)),
@@ -212,6 +220,10 @@ BAD_FILES: list[Case] = [
     Case("required field empty", _csv(url_or_path=""), ("url_or_path", "required")),
     Case("verbatim_check not yes/no", _csv(verbatim_check="perhaps"), ("verbatim_check",)),
     Case("duplicate rows within the file", _csv([result_row(), result_row()]), ("duplicate",)),
+    # issue 23: the same row again after normalisation (NFKC, format characters removed) is a duplicate
+    Case("duplicate after normalisation: zero-width space", _csv([result_row(), result_row(dataset="CIFAR-10\u200b")]), ("duplicate",)),
+    Case("duplicate after normalisation: fullwidth, soft hyphen", _csv([result_row(), result_row(dataset="\uff23IFAR-10", architecture="VGG\u00ad-16")]), ("duplicate",)),
+    Case("duplicate after normalisation: NFD method", _csv([result_row(compression_method="pruning (Hoefler é)"), result_row(compression_method="pruning (Hoefler e\u0301)")]), ("duplicate",)),
     Case("25,000 bad rows (output capped)", _csv([result_row(source_location=f"r{i}", epsilon="1e999") for i in range(25_000)]), ("by column", "epsilon")),
     # --- study files
     Case("study slug with spaces and punctuation", _study(_good_study(study_id="Doe 2026 Bad Slug!")), ("study.study_id", "pattern")),

@@ -6,6 +6,7 @@ test), then act as a submitter and as curators through their own database roles.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -143,3 +144,25 @@ def test_curator_approval_records_session_user_and_own_role_is_refused(pg_roles,
         approve(eng["carol"], own.submission_id, by="a-different-name")  # the role gives her away
     approve(eng["erin"], own.submission_id, by="erin")
     assert _sub(owner, own.submission_id).reviewed_db_user == f"{PREFIX}erin"
+
+
+def test_a_new_sqlite_database_and_its_companions_are_owner_only(tmp_path, monkeypatch):
+    """Issue 23 item 7: created 600 (the file, its -wal/-shm and lock file) and the default folder 700."""
+    import stat
+
+    old = os.umask(0o022)  # the usual umask, under which SQLite alone would create 644 files
+    try:
+        db = tmp_path / "new.db"
+        engine, _ = init_database(f"sqlite:///{db}", load=False)
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT count(*) FROM submission")
+            for path in [db, *(p for p in (tmp_path / "new.db-wal", tmp_path / "new.db-shm", tmp_path / "new.db.init-lock") if p.exists())]:
+                assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+        engine.dispose()
+        monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+        from evidence.db import default_url
+
+        url = default_url()
+        assert stat.S_IMODE((tmp_path / "xdg" / "crev").stat().st_mode) == 0o700 and url.endswith("crev/evidence.db")
+    finally:
+        os.umask(old)

@@ -128,6 +128,8 @@ def _accuracy(entry: dict, key: str) -> tuple[float | None, str | None]:
     raw = entry[key]
     if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
         return None, f"{key} {raw!r} is not a number"
+    if isinstance(raw, str) and "_" in raw:  # float() would read "8_8.98" as 88.98; the CSV path refuses it too
+        return None, f"{key} {raw!r} is not a number (digit separators '_' are not accepted)"
     try:
         value = float(raw)
     except ValueError:
@@ -135,6 +137,8 @@ def _accuracy(entry: dict, key: str) -> tuple[float | None, str | None]:
         return None, f"{key} {raw!r} is {what}"
     if value != value or not 0.0 <= value <= 100.0:
         return None, f"{key} {raw!r} is outside [0, 100] (percent)"
+    if key == "clean_acc" and 0.0 < value <= 1.0:  # no model in the leaderboard has a clean accuracy under 1 %
+        return None, f"{key} {raw!r} looks like a fraction, not percent (RobustBench gives 88.98, not 0.8898)"
     return value, None
 
 
@@ -242,6 +246,8 @@ class RobustBenchImporter(Importer):
         except ValueError as exc:
             return [], [str(exc)]
         clean, why = _accuracy(entry, "clean_acc")
+        if why and "fraction" in why:  # the whole file is on the 0-1 scale: its robust accuracies would be stored 100x too small
+            return [], [why + ": the entry is skipped"]
         if why:
             reasons.append(why + " (rows written without a clean accuracy)")
         values = {}
