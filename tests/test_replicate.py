@@ -198,3 +198,28 @@ def test_local_cluster_gives_the_same_numbers_as_local(tmp_path, monkeypatch):
     assert a.n_results == b.n_results == 12
     assert da.equals(db)
     assert [v.verdict for v in a.verdicts] == [v.verdict for v in b.verdicts]
+
+
+@pytest.mark.slow
+def test_local_cluster_at_two_threads_gives_the_same_numbers_and_trains_each_model_once(tmp_path, monkeypatch):
+    spec = load_spec(__import__("tomllib").loads(TINY)).model_copy(update={"id": "tiny-dask-2"})
+    ea, eb = get_engine(f"sqlite:///{tmp_path / 'a.db'}"), get_engine(f"sqlite:///{tmp_path / 'b.db'}")
+    for e in (ea, eb):
+        init_database(str(e.url))
+    monkeypatch.setenv("CREV_CACHE", str(tmp_path / "cache-local"))
+    a = run_job(ea, spec, show_progress=False, threads=2)
+    monkeypatch.setenv("CREV_CACHE", str(tmp_path / "cache-dask"))
+    b = run_job(eb, spec, executor="dask", workers=2, threads=2, show_progress=False)
+    from replicate.jobs.store import get_job
+
+    def models(engine, job_id):
+        return sorted(ln.split(" model seed ", 1)[1].split(":")[0] + ln.split("(weights ", 1)[1]
+                      for ln in get_job(engine, job_id).log.splitlines() if " model seed " in ln)
+
+    assert len(models(eb, b.job_id)) == len(spec.seeds) == 2  # one dense model per seed, trained once for all its cells
+    assert models(ea, a.job_id) == models(eb, b.job_id)  # at 2 threads the workers' weights are the local ones, bit for bit
+    cols = ["source_location", "clean_acc_dense", "robust_acc_dense", "clean_acc_compressed", "robust_acc_compressed", "sparsity"]
+    da = query_results(ea, ResultFilter(status="all", study_ids=["crev_replications"]))[cols].sort_values(cols).reset_index(drop=True)
+    db = query_results(eb, ResultFilter(status="all", study_ids=["crev_replications"]))[cols].sort_values(cols).reset_index(drop=True)
+    assert a.n_results == b.n_results == 12
+    assert da.equals(db), da.compare(db) if da.shape == db.shape else (da.shape, db.shape)
