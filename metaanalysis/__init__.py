@@ -37,7 +37,7 @@ _LAZY = {
     "report": ("ReportDocument", "build_report"),
     "bias.selection": ("SelectionModelResult", "step_selection_model"),
     "data": ("EvidenceSnapshot", "load_effects", "load_snapshot"),
-    "effects": ("STANDARD_TEST_SIZES", "EffectMeasure", "EffectSettings", "EffectTable", "compute_effects"),
+    "effects": ("STANDARD_TEST_SIZES", "EffectSource", "EffectMeasure", "EffectSettings", "EffectTable", "compute_effects"),
     "overview": ("Headline", "evidence_map", "headline"),
     "reeval": ("ReevaluationGaps", "reevaluation_gaps"),
     "rigour": ("RIGOUR_COMPONENTS", "rigour_scores"),
@@ -70,7 +70,7 @@ __all__ = [
     "step_selection_model",
     "EvidenceSnapshot", "load_effects", "load_snapshot",
     "design_matrix",
-    "STANDARD_TEST_SIZES", "EffectMeasure", "EffectSettings", "EffectTable", "compute_effects",
+    "STANDARD_TEST_SIZES", "EffectSource", "EffectMeasure", "EffectSettings", "EffectTable", "compute_effects",
     "rma_mv", "evidence_map", "headline", "ReevaluationGaps", "reevaluation_gaps", "Coefficient", "MetaResult", "RIGOUR_COMPONENTS", "rigour_scores", "robust",
     "METHODS", "MetaInputError", "TauCI", "q_profile_ci", "rma_uni", "VOTE_CAVEAT", "VoteCount", "vote_count",
 ]

@@ -44,6 +44,7 @@ import pandas as pd
 from evidence.vocab import Question
 
 from .analysis import AnalysisSpec, StudyEstimate, run_analysis, study_estimate
+from .controlled import ReplicationLine, replication_line
 from .effects import EffectMeasure, EffectTable
 from .models.results import clean
 from .rigour import attack_family
@@ -164,6 +165,7 @@ class QuestionAnswer:
     text: str
     measurable: bool
     kinds: tuple[KindAnswer, ...]
+    replications: tuple[ReplicationLine, ...] = ()  # the project's controlled replications, beside the literature
 
     @property
     def verdict(self) -> str:
@@ -194,7 +196,7 @@ class QuestionAnswer:
 
     def to_dict(self) -> dict:
         return clean({"question": self.question.value, "text": self.text, "measurable": self.measurable, "verdict": self.verdict,
-                      "kinds": [k.to_dict() for k in self.kinds]})
+                      "kinds": [k.to_dict() for k in self.kinds], "controlled_replications": [r.to_dict() for r in self.replications]})
 
 
 @dataclass(frozen=True)
@@ -233,6 +235,7 @@ class Answers:
                 if not k.estimable:
                     for s in k.per_study:
                         lines.append(f"      {s.study}: {s.estimate:+.1f} {k.unit} [{s.ci_low:+.1f}, {s.ci_high:+.1f}] (k = {s.k})")
+            lines.extend(f"  - {r.text}" for r in q.replications)
         lines.extend(f"note: {n}" for n in self.notes)
         return "\n".join(lines)
 
@@ -401,28 +404,46 @@ def _kind_answer(g: pd.DataFrame, kind: EvaluationKind, fits: _Fits, unit: str) 
     return KindAnswer(kind, len(g), n, True, verdict, unit, **common)
 
 
-def answer(table: EffectTable, spec: AnalysisSpec | None = None, questions: list[Question | str] | None = None) -> Answers:
-    """Answer every question (or ``questions``) per evaluation kind from the effect table."""
-    spec = (spec or AnalysisSpec()).replace(component_tests=False, mods=None)
-    effects = table.effects.copy()
-    unit = "pp" if table.settings.measure != EffectMeasure.log_odds_ratio else "log OR"
+def _with_families(effects: pd.DataFrame) -> pd.DataFrame:
+    effects = effects.copy()
     if len(effects):
         effects["attack_family"] = attack_family(effects["attack"])
+    return effects
+
+
+def _kind_groups(frame: pd.DataFrame):
+    return frame.groupby([frame["threat_model"].astype(str), frame["adversarial_training"].astype(str), frame["attack_family"]], sort=True)
+
+
+def answer(table: EffectTable, spec: AnalysisSpec | None = None, questions: list[Question | str] | None = None,
+           replications: EffectTable | None = None) -> Answers:
+    """Answer every question (or ``questions``) per evaluation kind from the effect table; with
+    ``replications`` (an effect table of the project's own replication rows) each question also gets
+    one controlled-replication line per evaluation kind, never pooled with the literature."""
+    spec = (spec or AnalysisSpec()).replace(component_tests=False, mods=None)
+    effects = _with_families(table.effects)
+    unit = "pp" if table.settings.measure != EffectMeasure.log_odds_ratio else "log OR"
+    if len(effects):
         # the random levels as categoricals (categories sorted, as the fits order their groups): every
         # subset refit then encodes its groups from integer codes instead of re-hashing the strings
         for col in {"study", "cluster", spec.robust_cluster, *spec.random} & set(effects.columns):
             if effects[col].dtype == object or pd.api.types.is_string_dtype(effects[col]):
                 effects[col] = pd.Categorical(effects[col], categories=sorted(effects[col].dropna().unique()))
+    reps = _with_families(replications.effects) if replications is not None else effects.iloc[:0]
     fits = _Fits(spec)
     out = []
     for q in [Question(x) for x in questions] if questions else list(Question):
-        if not q.scope.measurable or not len(effects):
+        if not q.scope.measurable or not len(effects) and not len(reps):
             out.append(QuestionAnswer(q, q.text, q.scope.measurable, ()))
             continue
-        sub = question_rows(effects, q)
         kinds = []
-        for key, g in sub.groupby([sub["threat_model"].astype(str), sub["adversarial_training"].astype(str), sub["attack_family"]], sort=True):
-            kinds.append(_kind_answer(g, EvaluationKind(*key), fits, unit))
-        out.append(QuestionAnswer(q, q.text, True, tuple(kinds)))
+        if len(effects):
+            sub = question_rows(effects, q)
+            kinds = [_kind_answer(g, EvaluationKind(*key), fits, unit) for key, g in _kind_groups(sub)]
+        lines = ()
+        if len(reps):
+            rq = question_rows(reps, q)
+            lines = tuple(x for key, g in _kind_groups(rq) if (x := replication_line(g, EvaluationKind(*key).label, spec, unit)) is not None)
+        out.append(QuestionAnswer(q, q.text, True, tuple(kinds), lines))
     notes = tuple(table.notes) + (f"model: {spec.model} ({'/'.join(spec.random)}), {spec.method}; robust: {spec.robust}",)
     return Answers(tuple(out), notes)

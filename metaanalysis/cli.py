@@ -46,13 +46,13 @@ class _Opts:
     settings and the database are built on first use, so `run --input` opens no database."""
 
     def __init__(self, db, study, dataset, family, threat, adv, attack, eps_min, eps_max, sparsity_min, sparsity_max, bits_min, bits_max,
-                 effect, assume_n, correlation, release=None):
+                 effect, assume_n, correlation, source="literature", release=None):
         self.db, self.study = db, list(study)
         self.release, self.release_package = release, None
         self._filter_args = dict(study_ids=study, datasets=dataset, families=family, threat_models=threat, adversarial_training=adv,
                                  attacks=attack, eps_min=eps_min, eps_max=eps_max, sparsity_min=sparsity_min, sparsity_max=sparsity_max,
                                  bits_min=bits_min, bits_max=bits_max)
-        self._settings_args = dict(measure=effect, correlation=correlation, assume_n=_assume_n(assume_n))
+        self._settings_args = dict(measure=effect, correlation=correlation, assume_n=_assume_n(assume_n), source=source)
 
     @functools.cached_property
     def filt(self):
@@ -129,6 +129,8 @@ def _db_options(fn):
         ("effect", str, typer.Option("delta_robust", "--effect", help="delta_robust, log_odds_ratio or delta_retention")),
         ("assume_n", str, typer.Option("none", "--assume-n", help="n_test where missing: none (exclude), dataset, or a number (flagged)")),
         ("correlation", float, typer.Option(0.0, "--correlation", help="Correlation of dense and compressed accuracies (default 0, conservative)")),
+        ("source", str, typer.Option("literature", "--source", help="literature (default), replication (the project's own), or all "
+                                     "(pool both: explicit only)")),
         ("release", Optional[str], typer.Option(None, "--release", help="Pin the analysis to an evidence release (version or folder; see "
                                                 "`crev evidence release`) instead of the live database.")),
     ]
@@ -294,7 +296,15 @@ def answer(as_json: bool = typer.Option(False, "--json"), question: list[str] = 
     pooled effect with CI and prediction interval, studies, leave-one-study-out range and a verdict."""
     from .answers import answer as answer_questions
 
-    ans = answer_questions(opts.table(), questions=question or None)
+    from dataclasses import replace
+
+    from .effects import EffectSource, compute_effects
+
+    lit = opts.table()
+    reps = None
+    if opts.settings.source == EffectSource.literature:  # the controlled replications, beside the literature
+        reps = compute_effects(opts.snapshot().results, replace(opts.settings, source=EffectSource.replication))
+    ans = answer_questions(lit, questions=question or None, replications=reps)
     typer.echo(json.dumps({**ans.to_dict(), "evidence": opts.evidence_used()}, indent=1) if as_json
                else opts.evidence_line() + "\n" + ans.summary())
 

@@ -190,3 +190,30 @@ def test_cli_answer_text_says_how_much_rests_on_high_risk_rows(seeded_url):
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.output
     assert f"{n_high:,} of {k:,} effects ({n_high / k:.0%}) rest on high-risk evaluations" in r.stdout
+
+
+def test_controlled_replications_are_reported_beside_the_literature_never_pooled():
+    lit = _effects(EIGHT)
+    rep = _effects({"crev_replications": -13.0}, k=10, seed=3)
+    rep["cluster"] = [f"replication:abc:seed{i % 5}" for i in range(len(rep))]
+    rep["replication_json"] = [json.dumps({"seed": i % 5}) for i in range(len(rep))]
+    rep["n_test"], rep["claim_uid"], rep["verdict"] = 500.0, "seed-x", "contradicts"
+    ans = answer(_table(lit), questions=[Question.pruning_without_at], replications=_table(rep))
+    q = ans.questions[0]
+    k = _kind(ans)
+    assert "crev_replications" not in {s.study for s in k.per_study} and k.n_studies == 8  # not one of the literature's studies
+    (line,) = q.replications
+    assert (line.k, line.n_seeds, line.n_test_min, line.n_test_max, line.claims) == (10, 5, 500, 500, ("seed-x (contradicts)",))
+    assert line.ci_low < line.estimate < line.ci_high and line.estimate < -5
+    assert "controlled replication (white-box, iterative gradient, without adversarial training; k = 10, 5 seeds, n_test 500)" in ans.summary()
+    assert q.to_dict()["controlled_replications"][0]["claims"] == ["seed-x (contradicts)"]
+
+
+def test_cli_answer_keeps_the_replications_out_of_every_literature_pool(seeded_url):
+    args = ["meta", "answer", "--db", seeded_url, "--assume-n", "dataset", "--json"]
+    d = json.loads(runner.invoke(app, args).stdout)
+    studies = {s["study"] for q in d["questions"] for k in q["kinds"] for s in k["per_study"]}
+    assert "crev_replications" not in studies and any(q["controlled_replications"] for q in d["questions"])
+    pooled = json.loads(runner.invoke(app, [*args, "--source", "all"]).stdout)
+    assert "crev_replications" in {s["study"] for q in pooled["questions"] for k in q["kinds"] for s in k["per_study"]}
+    assert not any(q["controlled_replications"] for q in pooled["questions"])
