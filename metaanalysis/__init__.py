@@ -27,7 +27,8 @@ _LAZY = {
     "dose": ("DoseResponse", "dose_response"),
     "sensitivity": ("Sensitivity", "rigour_sensitivity", "RigourModerators", "rigour_moderators", "CorrelationSensitivity",
                     "correlation_sensitivity"),
-    "answers": ("Answers", "EvaluationKind", "KindAnswer", "QuestionAnswer", "answer"),
+    "answers": ("Answers", "KindAnswer", "QuestionAnswer", "answer"),
+    "kinds": ("EvaluationKind", "require_one_kind"),
     "bias.funnel": ("EggerResult", "RankTestResult", "TrimFillResult", "egger_test", "rank_test", "trim_and_fill"),
     "diagnostics": ("influence", "leave_one_out"),
     "contradictions": ("ContradictionReport", "PairReport", "PairVerdict", "contradiction_report"),
@@ -62,7 +63,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "Analysis", "AnalysisSpec", "DoseResponse", "Sensitivity", "StudyEstimate", "SubgroupResult",
-    "Answers", "EvaluationKind", "KindAnswer", "QuestionAnswer", "answer", "dose_response", "per_study", "rigour_sensitivity",
+    "Answers", "EvaluationKind", "require_one_kind", "KindAnswer", "QuestionAnswer", "answer", "dose_response", "per_study", "rigour_sensitivity",
     "run_analysis", "study_estimate", "subgroups", "RigourModerators", "rigour_moderators", "CorrelationSensitivity", "correlation_sensitivity",
     "EggerResult", "RankTestResult", "TrimFillResult", "egger_test", "influence", "leave_one_out", "rank_test", "trim_and_fill",
     "ContradictionReport", "PairReport", "PairVerdict", "contradiction_report", "MultiverseResult", "specifications", "BiasReport", "bias_report",

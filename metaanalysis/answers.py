@@ -47,11 +47,11 @@ from .analysis import AnalysisSpec, StudyEstimate, run_analysis, study_estimate
 from .controlled import ReplicationLine, replication_line
 from .effects import EffectMeasure, EffectTable
 from .models.results import clean
-from .rigour import attack_family
+from .kinds import EvaluationKind, kind_groups, with_families
 from .scope import question_rows
 from .models.uni import MetaInputError
 
-__all__ = ["MIN_STUDIES", "MIN_DF", "PP_BOUND", "HIGH_RISK_MEANS", "share", "can_be_said", "EvaluationKind", "LowRiskEstimate", "KindAnswer", "QuestionAnswer", "Answers", "answer"]
+__all__ = ["MIN_STUDIES", "MIN_DF", "PP_BOUND", "HIGH_RISK_MEANS", "share", "can_be_said", "LowRiskEstimate", "KindAnswer", "QuestionAnswer", "Answers", "answer"]
 
 MIN_STUDIES = 3  # fewer studies: no pooled number (a between-study variance from 2 studies is noise)
 MIN_DF = 4.0  # fewer (CR2 Satterthwaite) df: no pooled number (Tipton 2015), as the bias module gates its tests
@@ -71,21 +71,6 @@ def share(n: int, total: int) -> str:
 
 def _high_risk_sentence(n_high: int, k: int) -> str:
     return f"{n_high:,} of {k:,} effects ({share(n_high, k)}) rest on high-risk evaluations ({HIGH_RISK_MEANS})"
-
-
-@dataclass(frozen=True)
-class EvaluationKind:
-    """What was measured: threat model × adversarial training × attack family."""
-
-    threat_model: str
-    adversarial_training: str
-    attack_family: str
-
-    @property
-    def label(self) -> str:
-        at = {"yes": "with adversarial training", "no": "without adversarial training"}.get(self.adversarial_training,
-                                                                                             f"adversarial training: {self.adversarial_training}")
-        return f"{self.threat_model.replace('_', '-')}, {self.attack_family}, {at}"
 
 
 @dataclass(frozen=True)
@@ -404,24 +389,13 @@ def _kind_answer(g: pd.DataFrame, kind: EvaluationKind, fits: _Fits, unit: str) 
     return KindAnswer(kind, len(g), n, True, verdict, unit, **common)
 
 
-def _with_families(effects: pd.DataFrame) -> pd.DataFrame:
-    effects = effects.copy()
-    if len(effects):
-        effects["attack_family"] = attack_family(effects["attack"])
-    return effects
-
-
-def _kind_groups(frame: pd.DataFrame):
-    return frame.groupby([frame["threat_model"].astype(str), frame["adversarial_training"].astype(str), frame["attack_family"]], sort=True)
-
-
 def answer(table: EffectTable, spec: AnalysisSpec | None = None, questions: list[Question | str] | None = None,
            replications: EffectTable | None = None) -> Answers:
     """Answer every question (or ``questions``) per evaluation kind from the effect table; with
     ``replications`` (an effect table of the project's own replication rows) each question also gets
     one controlled-replication line per evaluation kind, never pooled with the literature."""
     spec = (spec or AnalysisSpec()).replace(component_tests=False, mods=None)
-    effects = _with_families(table.effects)
+    effects = with_families(table.effects)
     unit = "pp" if table.settings.measure != EffectMeasure.log_odds_ratio else "log OR"
     if len(effects):
         # the random levels as categoricals (categories sorted, as the fits order their groups): every
@@ -429,7 +403,7 @@ def answer(table: EffectTable, spec: AnalysisSpec | None = None, questions: list
         for col in {"study", "cluster", spec.robust_cluster, *spec.random} & set(effects.columns):
             if effects[col].dtype == object or pd.api.types.is_string_dtype(effects[col]):
                 effects[col] = pd.Categorical(effects[col], categories=sorted(effects[col].dropna().unique()))
-    reps = _with_families(replications.effects) if replications is not None else effects.iloc[:0]
+    reps = with_families(replications.effects) if replications is not None else effects.iloc[:0]
     fits = _Fits(spec)
     out = []
     for q in [Question(x) for x in questions] if questions else list(Question):
@@ -439,11 +413,11 @@ def answer(table: EffectTable, spec: AnalysisSpec | None = None, questions: list
         kinds = []
         if len(effects):
             sub = question_rows(effects, q)
-            kinds = [_kind_answer(g, EvaluationKind(*key), fits, unit) for key, g in _kind_groups(sub)]
+            kinds = [_kind_answer(g, EvaluationKind(*key), fits, unit) for key, g in kind_groups(sub)]
         lines = ()
         if len(reps):
             rq = question_rows(reps, q)
-            lines = tuple(x for key, g in _kind_groups(rq) if (x := replication_line(g, EvaluationKind(*key).label, spec, unit)) is not None)
+            lines = tuple(x for key, g in kind_groups(rq) if (x := replication_line(g, EvaluationKind(*key).label, spec, unit)) is not None)
         out.append(QuestionAnswer(q, q.text, True, tuple(kinds), lines))
     notes = tuple(table.notes) + (f"model: {spec.model} ({'/'.join(spec.random)}), {spec.method}; robust: {spec.robust}",)
     return Answers(tuple(out), notes)

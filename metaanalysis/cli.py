@@ -255,9 +255,11 @@ def run(
     profile_ci: bool = typer.Option(False, "--profile-ci", help="Multilevel: profile-likelihood CI of each sigma^2 (metafor confint)."),
     omnibus: str = typer.Option("HTZ", "--omnibus", help="CR2 test of several moderators: HTZ (clubSandwich, default) or naive-F "
                                 "(F(m, J - p), over-rejects with few clusters)."),
+    pool_kinds: bool = typer.Option(False, "--pool-kinds", help="Pool several evaluation kinds (threat model x adversarial "
+                                                         "training x attack family) into one number; refused without it."),
     opts=None,
 ):
-    """Fit a model: over the database (filters as options) or over --input FILE.csv."""
+    """Fit a model: over the database (filters as options; one evaluation kind, or --pool-kinds) or over --input FILE.csv."""
     if omnibus not in ("HTZ", "naive-F"):
         _fail(f"--omnibus is HTZ or naive-F, not {omnibus!r}")
     if input_ is not None:
@@ -266,8 +268,10 @@ def run(
         _run_input(input_, yi, vi, random_text, study, cluster, mods, method, knha, test, robust_col, robust_kind, as_json, profile_ci, omnibus)
         return
     from .analysis import AnalysisSpec, run_analysis
+    from .kinds import require_one_kind
 
     table = opts.table()
+    require_one_kind(table.effects, pool_kinds)
     if random_text:
         levels = parse_random(random_text)
     elif cluster == "none":
@@ -372,6 +376,8 @@ def multiverse(question: Optional[str] = typer.Option(None, "--question", help="
                as_json: bool = typer.Option(False, "--json"),
                figure: Optional[Path] = typer.Option(None, "--figure", help="Write the specification curve (.png, .svg or .pdf)."),
                csv: Optional[Path] = typer.Option(None, "--csv", help="Write one row per specification."),
+               pool_kinds: bool = typer.Option(False, "--pool-kinds", help="Pool several evaluation kinds (threat model x adversarial "
+                                                         "training x attack family) into one number; refused without it."),
                opts=None):
     """The default model under every defensible choice (attack family, epsilon bucket, threat model, assumed n, rho, effect,
     high-risk rows): the specification curve and the share of specifications whose CI excludes zero. The filters apply;
@@ -391,6 +397,9 @@ def multiverse(question: Optional[str] = typer.Option(None, "--question", help="
         results = question_scope(results, q)
         if results is None:
             _fail(f"no result in the database measures question {question!r}")
+    from .kinds import require_one_kind
+
+    require_one_kind(results, pool_kinds)
     mv = run_multiverse(results, workers=workers)
     if csv:
         mv.to_frame().to_csv(csv, index=False)
@@ -439,24 +448,33 @@ def plot(kind: str = typer.Argument(..., help="forest, funnel, bubble or dose"),
 @_db_options
 def bias(method: str = typer.Option("REML", "--method"),
          row_level: bool = typer.Option(False, "--row-level", help="Also the row-level Egger/Begg/trim-and-fill (assume independent rows)."),
-         as_json: bool = typer.Option(False, "--json"), opts=None):
+         as_json: bool = typer.Option(False, "--json"), pool_kinds: bool = typer.Option(False, "--pool-kinds", help="Pool several evaluation kinds (threat model x adversarial "
+                                                         "training x attack family) into one number; refused without it."), opts=None):
     """Publication bias for dependent effects: multilevel Egger (CR2 by study), PET-PEESE and the 3-parameter selection model on
     study aggregates, Mathur-VanderWeele sensitivity; each answers "not assessable with N studies" below its minimum."""
     from .bias.pubbias import bias_report
 
-    rep = bias_report(opts.table(), row_level=row_level, method=method)
+    from .kinds import require_one_kind
+
+    table = opts.table()
+    require_one_kind(table.effects, pool_kinds)
+    rep = bias_report(table, row_level=row_level, method=method)
     typer.echo(json.dumps(rep.to_dict(), indent=1) if as_json else rep.summary())
 
 
 @app.command()
 @_db_options
-def sensitivity(opts=None):
+def sensitivity(pool_kinds: bool = typer.Option(False, "--pool-kinds", help="Pool several evaluation kinds (threat model x adversarial "
+                                                         "training x attack family) into one number; refused without it."), opts=None):
     """The default analysis with and without the high-risk results (evaluation rigour), and over the
     assumed correlation of dense and compressed accuracies (rho = 0, 0.5, 0.8, 0.9; exact paired counts kept)."""
     from .sensitivity import correlation_sensitivity, rigour_moderators, rigour_sensitivity
     from .effects import EffectMeasure
 
+    from .kinds import require_one_kind
+
     table = opts.table()
+    require_one_kind(table.effects, pool_kinds)
     typer.echo(rigour_sensitivity(table).summary())
     typer.echo("\n" + rigour_moderators(table).summary())
     if opts.settings.measure == EffectMeasure.delta_robust:
