@@ -153,6 +153,15 @@ class QuestionAnswer:
     replications: tuple[ReplicationLine, ...] = ()  # the project's controlled replications, beside the literature
 
     @property
+    def scope_note(self) -> str | None:
+        """Which results the question reads beside its own and does not pool (its baseline)."""
+        base = self.question.scope.baseline_threat_models
+        if not base or not self.measurable:
+            return None
+        return (f"only {', '.join(t.value.replace('_', '-') for t in self.question.scope.threat_models)} evaluations answer this question; "
+                f"{', '.join(t.value.replace('_', '-') for t in base)} results on the same models are its baseline, not pooled here")
+
+    @property
     def verdict(self) -> str:
         if not self.measurable:
             return "not assessable: no result in the database measures what this question asks"
@@ -181,6 +190,7 @@ class QuestionAnswer:
 
     def to_dict(self) -> dict:
         return clean({"question": self.question.value, "text": self.text, "measurable": self.measurable, "verdict": self.verdict,
+                      "scope_note": self.scope_note,
                       "kinds": [k.to_dict() for k in self.kinds], "controlled_replications": [r.to_dict() for r in self.replications]})
 
 
@@ -210,6 +220,8 @@ class Answers:
         lines = []
         for q in self.questions:
             lines.append(f"{q.question.value}: {q.text}\n  {q.verdict}")
+            if q.scope_note:
+                lines.append(f"  {q.scope_note}")
             if q.high_risk_text:
                 lines.append(f"  {q.high_risk_text}")
             for k in q.kinds:
@@ -412,11 +424,11 @@ def answer(table: EffectTable, spec: AnalysisSpec | None = None, questions: list
             continue
         kinds = []
         if len(effects):
-            sub = question_rows(effects, q)
+            sub = question_rows(effects, q, baseline=False)  # the question's own quantity: a baseline (white-box beside transfer) is not its answer
             kinds = [_kind_answer(g, EvaluationKind(*key), fits, unit) for key, g in kind_groups(sub)]
         lines = ()
         if len(reps):
-            rq = question_rows(reps, q)
+            rq = question_rows(reps, q, baseline=False)
             lines = tuple(x for key, g in kind_groups(rq) if (x := replication_line(g, EvaluationKind(*key).label, spec, unit)) is not None)
         out.append(QuestionAnswer(q, q.text, True, tuple(kinds), lines))
     notes = tuple(table.notes) + (f"model: {spec.model} ({'/'.join(spec.random)}), {spec.method}; robust: {spec.robust}",)

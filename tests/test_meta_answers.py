@@ -217,3 +217,14 @@ def test_cli_answer_keeps_the_replications_out_of_every_literature_pool(seeded_u
     pooled = json.loads(runner.invoke(app, [*args, "--source", "all"]).stdout)
     assert "crev_replications" in {s["study"] for q in pooled["questions"] for k in q["kinds"] for s in k["per_study"]}
     assert not any(q["controlled_replications"] for q in pooled["questions"])
+
+
+def test_the_transfer_question_is_answered_with_transfer_evaluations_only():
+    white = _effects(EIGHT)  # eight white-box studies: the baseline, not the answer
+    transfer = _effects({"a": 1.0}, threat="transfer", seed=2)
+    q = answer(_table(pd.concat([white, transfer])), questions=[Question.transfer]).questions[0]
+    assert [(k.kind.threat_model, k.n_studies) for k in q.kinds] == [("transfer", 1)]
+    (k,) = q.kinds
+    assert not k.estimable and [s.study for s in k.per_study] == ["a"] and k.can_say.startswith("one study:")
+    assert q.scope_note == "only transfer evaluations answer this question; white-box results on the same models are its baseline, not pooled here"
+    assert q.to_dict()["scope_note"] == q.scope_note
