@@ -27,7 +27,8 @@ _LAZY = {
     "dose": ("DoseResponse", "dose_response"),
     "sensitivity": ("Sensitivity", "rigour_sensitivity", "RigourModerators", "rigour_moderators", "CorrelationSensitivity",
                     "correlation_sensitivity"),
-    "answers": ("Answers", "EvaluationKind", "KindAnswer", "QuestionAnswer", "answer"),
+    "answers": ("Answers", "KindAnswer", "QuestionAnswer", "answer"),
+    "kinds": ("EvaluationKind", "require_one_kind"),
     "bias.funnel": ("EggerResult", "RankTestResult", "TrimFillResult", "egger_test", "rank_test", "trim_and_fill"),
     "diagnostics": ("influence", "leave_one_out"),
     "contradictions": ("ContradictionReport", "PairReport", "PairVerdict", "contradiction_report"),
@@ -37,7 +38,7 @@ _LAZY = {
     "report": ("ReportDocument", "build_report"),
     "bias.selection": ("SelectionModelResult", "step_selection_model"),
     "data": ("EvidenceSnapshot", "load_effects", "load_snapshot"),
-    "effects": ("STANDARD_TEST_SIZES", "EffectMeasure", "EffectSettings", "EffectTable", "compute_effects"),
+    "effects": ("STANDARD_TEST_SIZES", "EffectSource", "EffectMeasure", "EffectSettings", "EffectTable", "compute_effects"),
     "overview": ("Headline", "evidence_map", "headline"),
     "reeval": ("ReevaluationGaps", "reevaluation_gaps"),
     "rigour": ("RIGOUR_COMPONENTS", "rigour_scores"),
@@ -62,7 +63,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "Analysis", "AnalysisSpec", "DoseResponse", "Sensitivity", "StudyEstimate", "SubgroupResult",
-    "Answers", "EvaluationKind", "KindAnswer", "QuestionAnswer", "answer", "dose_response", "per_study", "rigour_sensitivity",
+    "Answers", "EvaluationKind", "require_one_kind", "KindAnswer", "QuestionAnswer", "answer", "dose_response", "per_study", "rigour_sensitivity",
     "run_analysis", "study_estimate", "subgroups", "RigourModerators", "rigour_moderators", "CorrelationSensitivity", "correlation_sensitivity",
     "EggerResult", "RankTestResult", "TrimFillResult", "egger_test", "influence", "leave_one_out", "rank_test", "trim_and_fill",
     "ContradictionReport", "PairReport", "PairVerdict", "contradiction_report", "MultiverseResult", "specifications", "BiasReport", "bias_report",
@@ -70,7 +71,7 @@ __all__ = [
     "step_selection_model",
     "EvidenceSnapshot", "load_effects", "load_snapshot",
     "design_matrix",
-    "STANDARD_TEST_SIZES", "EffectMeasure", "EffectSettings", "EffectTable", "compute_effects",
+    "STANDARD_TEST_SIZES", "EffectSource", "EffectMeasure", "EffectSettings", "EffectTable", "compute_effects",
     "rma_mv", "evidence_map", "headline", "ReevaluationGaps", "reevaluation_gaps", "Coefficient", "MetaResult", "RIGOUR_COMPONENTS", "rigour_scores", "robust",
     "METHODS", "MetaInputError", "TauCI", "q_profile_ci", "rma_uni", "VOTE_CAVEAT", "VoteCount", "vote_count",
 ]

@@ -46,13 +46,13 @@ class _Opts:
     settings and the database are built on first use, so `run --input` opens no database."""
 
     def __init__(self, db, study, dataset, family, threat, adv, attack, eps_min, eps_max, sparsity_min, sparsity_max, bits_min, bits_max,
-                 effect, assume_n, correlation, release=None):
+                 effect, assume_n, correlation, source="literature", release=None):
         self.db, self.study = db, list(study)
         self.release, self.release_package = release, None
         self._filter_args = dict(study_ids=study, datasets=dataset, families=family, threat_models=threat, adversarial_training=adv,
                                  attacks=attack, eps_min=eps_min, eps_max=eps_max, sparsity_min=sparsity_min, sparsity_max=sparsity_max,
                                  bits_min=bits_min, bits_max=bits_max)
-        self._settings_args = dict(measure=effect, correlation=correlation, assume_n=_assume_n(assume_n))
+        self._settings_args = dict(measure=effect, correlation=correlation, assume_n=_assume_n(assume_n), source=source)
 
     @functools.cached_property
     def filt(self):
@@ -129,6 +129,8 @@ def _db_options(fn):
         ("effect", str, typer.Option("delta_robust", "--effect", help="delta_robust, log_odds_ratio or delta_retention")),
         ("assume_n", str, typer.Option("none", "--assume-n", help="n_test where missing: none (exclude), dataset, or a number (flagged)")),
         ("correlation", float, typer.Option(0.0, "--correlation", help="Correlation of dense and compressed accuracies (default 0, conservative)")),
+        ("source", str, typer.Option("literature", "--source", help="literature (default), replication (the project's own), or all "
+                                     "(pool both: explicit only)")),
         ("release", Optional[str], typer.Option(None, "--release", help="Pin the analysis to an evidence release (version or folder; see "
                                                 "`crev evidence release`) instead of the live database.")),
     ]
@@ -359,9 +361,11 @@ def run(
                                           "DIR/effects.csv (the rows it used) and DIR/crev_results.json; needs no R."),
     omnibus: str = typer.Option("HTZ", "--omnibus", help="CR2 test of several moderators: HTZ (clubSandwich, default) or naive-F "
                                 "(F(m, J - p), over-rejects with few clusters)."),
+    pool_kinds: bool = typer.Option(False, "--pool-kinds", help="Pool several evaluation kinds (threat model x adversarial "
+                                                         "training x attack family) into one number; refused without it."),
     opts=None,
 ):
-    """Fit a model: over the database (filters as options) or over --input FILE.csv."""
+    """Fit a model: over the database (filters as options; one evaluation kind, or --pool-kinds) or over --input FILE.csv."""
     if omnibus not in ("HTZ", "naive-F"):
         _fail(f"--omnibus is HTZ or naive-F, not {omnibus!r}")
     if input_ is not None:
@@ -371,8 +375,10 @@ def run(
                    emit_r)
         return
     from .analysis import AnalysisSpec, run_analysis
+    from .kinds import require_one_kind
 
     table = opts.table()
+    require_one_kind(table.effects, pool_kinds)
     if random_text:
         levels = parse_random(random_text)
     elif cluster == "none":
@@ -438,10 +444,17 @@ def answer(as_json: bool = typer.Option(False, "--json"), question: list[str] = 
     pooled effect with CI and prediction interval, studies, leave-one-study-out range and a verdict."""
     from .answers import answer as answer_questions
 
-    table = opts.table()
-    ans = answer_questions(table, questions=question or None)
+    from dataclasses import replace
+
+    from .effects import EffectSource, compute_effects
+
+    lit = opts.table()
+    reps = None
+    if opts.settings.source == EffectSource.literature:  # the controlled replications, beside the literature
+        reps = compute_effects(opts.snapshot().results, replace(opts.settings, source=EffectSource.replication))
+    ans = answer_questions(lit, questions=question or None, replications=reps)
     if emit_r is not None:
-        _emit_answers(emit_r, table, ans, opts, question)
+        _emit_answers(emit_r, lit, ans, opts, question)
     typer.echo(json.dumps({**ans.to_dict(), "evidence": opts.evidence_used()}, indent=1) if as_json
                else opts.evidence_line() + "\n" + ans.summary())
 
@@ -514,6 +527,8 @@ def multiverse(question: Optional[str] = typer.Option(None, "--question", help="
                as_json: bool = typer.Option(False, "--json"),
                figure: Optional[Path] = typer.Option(None, "--figure", help="Write the specification curve (.png, .svg or .pdf)."),
                csv: Optional[Path] = typer.Option(None, "--csv", help="Write one row per specification."),
+               pool_kinds: bool = typer.Option(False, "--pool-kinds", help="Pool several evaluation kinds (threat model x adversarial "
+                                                         "training x attack family) into one number; refused without it."),
                opts=None):
     """The default model under every defensible choice (attack family, epsilon bucket, threat model, assumed n, rho, effect,
     high-risk rows): the specification curve and the share of specifications whose CI excludes zero. The filters apply;
@@ -533,6 +548,9 @@ def multiverse(question: Optional[str] = typer.Option(None, "--question", help="
         results = question_scope(results, q)
         if results is None:
             _fail(f"no result in the database measures question {question!r}")
+    from .kinds import require_one_kind
+
+    require_one_kind(results, pool_kinds)
     mv = run_multiverse(results, workers=workers)
     if csv:
         mv.to_frame().to_csv(csv, index=False)
@@ -581,7 +599,8 @@ def plot(kind: str = typer.Argument(..., help="forest, funnel, bubble or dose"),
 @_db_options
 def bias(method: str = typer.Option("REML", "--method"),
          row_level: bool = typer.Option(False, "--row-level", help="Also the row-level Egger/Begg/trim-and-fill (assume independent rows)."),
-         as_json: bool = typer.Option(False, "--json"),
+         as_json: bool = typer.Option(False, "--json"), pool_kinds: bool = typer.Option(False, "--pool-kinds", help="Pool several evaluation kinds (threat model x adversarial "
+                                                         "training x attack family) into one number; refused without it."),
          emit_r: Optional[Path] = typer.Option(None, "--emit-r", help="Also write DIR/selection_model/analysis.R (metafor selmodel) "
                                                "where the selection model ran, and DIR/index.md; needs no R."),
          opts=None):
@@ -589,7 +608,10 @@ def bias(method: str = typer.Option("REML", "--method"),
     study aggregates, Mathur-VanderWeele sensitivity; each answers "not assessable with N studies" below its minimum."""
     from .bias.pubbias import bias_report
 
+    from .kinds import require_one_kind
+
     table = opts.table()
+    require_one_kind(table.effects, pool_kinds)
     rep = bias_report(table, row_level=row_level, method=method)
     if emit_r is not None:
         _emit_bias(emit_r, table, rep, opts)
@@ -598,13 +620,17 @@ def bias(method: str = typer.Option("REML", "--method"),
 
 @app.command()
 @_db_options
-def sensitivity(opts=None):
+def sensitivity(pool_kinds: bool = typer.Option(False, "--pool-kinds", help="Pool several evaluation kinds (threat model x adversarial "
+                                                         "training x attack family) into one number; refused without it."), opts=None):
     """The default analysis with and without the high-risk results (evaluation rigour), and over the
     assumed correlation of dense and compressed accuracies (rho = 0, 0.5, 0.8, 0.9; exact paired counts kept)."""
     from .sensitivity import correlation_sensitivity, rigour_moderators, rigour_sensitivity
     from .effects import EffectMeasure
 
+    from .kinds import require_one_kind
+
     table = opts.table()
+    require_one_kind(table.effects, pool_kinds)
     typer.echo(rigour_sensitivity(table).summary())
     typer.echo("\n" + rigour_moderators(table).summary())
     if opts.settings.measure == EffectMeasure.delta_robust:

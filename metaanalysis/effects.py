@@ -38,7 +38,7 @@ import pandas as pd
 from .models.uni import MetaInputError
 from .rigour import rigour_scores
 
-__all__ = ["EffectMeasure", "EffectSettings", "EffectTable", "compute_effects", "STANDARD_TEST_SIZES", "MODERATOR_COLUMNS", "N_CLASSES",
+__all__ = ["EffectSource", "EffectMeasure", "EffectSettings", "EffectTable", "compute_effects", "STANDARD_TEST_SIZES", "MODERATOR_COLUMNS", "N_CLASSES",
            "binomial_variance", "paired_variance"]
 
 STANDARD_TEST_SIZES = {
@@ -54,6 +54,18 @@ MODERATOR_COLUMNS = (
 )
 
 
+class EffectSource(str, Enum):
+    """Which rows an analysis pools, by :class:`evidence.vocab.SourceKind`: the published literature
+    (default), the project's own controlled replications, or both (explicitly only). A replication
+    re-runs a claim on a small controlled model (LeNet on digits, fixed seeds); pooled as one more
+    "study" it would be weighted as if it were a published evaluation, so by default it is kept out
+    of the literature's pool and reported beside it (:mod:`metaanalysis.answers`)."""
+
+    literature = "literature"
+    replication = "replication"
+    all = "all"
+
+
 class EffectMeasure(str, Enum):
     delta_robust = "delta_robust"
     log_odds_ratio = "log_odds_ratio"
@@ -67,9 +79,14 @@ class EffectSettings:
     measure: EffectMeasure = EffectMeasure.delta_robust
     correlation: float = 0.0
     assume_n: int | str | None = None  # None: rows without n_test are excluded
+    source: EffectSource = EffectSource.literature  # replication rows are never pooled with the literature unless asked
 
     def __post_init__(self):
         object.__setattr__(self, "measure", EffectMeasure(self.measure))
+        try:
+            object.__setattr__(self, "source", EffectSource(self.source))
+        except ValueError:
+            raise MetaInputError(f"source must be one of {', '.join(x.value for x in EffectSource)}, not {self.source!r}") from None
         if not -1.0 < self.correlation < 1.0:
             raise MetaInputError("the correlation of the two accuracies must lie in (-1, 1)")
         if self.assume_n is not None and self.assume_n != "dataset" and (not isinstance(self.assume_n, int) or self.assume_n < 1):
@@ -77,6 +94,9 @@ class EffectSettings:
 
     def describe(self) -> list[str]:
         notes = [f"effect: {self.measure.value}"]
+        notes.append({EffectSource.literature: "source: the literature only (the project's replications are reported beside it, not pooled)",
+                      EffectSource.replication: "source: the project's own replications only",
+                      EffectSource.all: "source: literature AND the project's replications pooled together (--source all)"}[self.source])
         if self.measure != EffectMeasure.log_odds_ratio:
             notes.append(f"correlation of dense and compressed accuracies assumed {self.correlation:g}"
                          + (" (conservative default)" if self.correlation == 0 else ""))
@@ -184,6 +204,11 @@ def compute_effects(results: pd.DataFrame, settings: EffectSettings | None = Non
     n_assumed &= n.notna()
     n = n.astype(float).to_numpy()
     measure = settings.measure
+    if settings.source != EffectSource.all:
+        kind = r["source_kind"].astype(str) if "source_kind" in r else pd.Series("literature", index=r.index)
+        other = EffectSource.replication if settings.source == EffectSource.literature else EffectSource.literature
+        exclude(kind == other.value, "the project's own replication: reported beside the literature, never pooled with it (--source all pools it)"
+                if other == EffectSource.replication else "a literature row (--source replication keeps the project's replications only)")
     exclude(r["robust_acc_compressed"].isna(), "robust accuracy of the compressed model not reported")
     exclude(r["robust_acc_dense"].isna(), "dense (uncompressed) robust accuracy not reported")
     if measure == EffectMeasure.delta_retention:

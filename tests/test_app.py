@@ -109,11 +109,12 @@ def test_overview_shows_what_metaanalysis_answer_gives_per_question_and_kind(at)
     first = measurable[0].kinds[0]
     assert tables[0]["verdict"].iloc[0] == first.verdict and tables[0]["studies"].iloc[0] == str(first.n_studies)
     pooled = [(k, tab) for qa, tab in zip(measurable, tables) for k in qa.kinds if k.estimable]
-    assert pooled  # the seed has kinds with a pooled number
-    k = pooled[0][0]
-    cells = " ".join(pooled[0][1].astype(str).to_numpy().ravel())
-    assert f"{k.estimate:+.1f} pp" in cells and f"{k.ci_low:+.1f} to {k.ci_high:+.1f} pp" in cells
-    assert f"{k.loo_low:+.1f} to {k.loo_high:+.1f} pp" in cells
+    # under the df >= 4 and leave-one-out rules the shipped evidence may have no pooled kind: each kind then says what its studies can say
+    assert all(k.can_say and k.can_say in k.verdict for qa in measurable for k in qa.kinds if not k.estimable and k.per_study)
+    for k, tab in pooled[:1]:
+        cells = " ".join(tab.astype(str).to_numpy().ravel())
+        assert f"{k.estimate:+.1f} pp" in cells and f"{k.ci_low:+.1f} to {k.ci_high:+.1f} pp" in cells
+        assert f"{k.loo_low:+.1f} to {k.loo_high:+.1f} pp" in cells
     assert "come from one study" in text
     for qa, tab in zip(measurable, tables):  # how much rests on high-risk rows: per question, and per kind in the table
         n_high = sum(int(k.n_high_risk) for k in qa.kinds)
@@ -121,11 +122,12 @@ def test_overview_shows_what_metaanalysis_answer_gives_per_question_and_kind(at)
         assert [c.split(" (")[0] for c in tab["high-risk effects"]] == [f"{k.n_high_risk:,}" for k in qa.kinds]
     assert "rest on high-risk evaluations (weak or unknown attack, epsilon not stated, robust above clean, or possible gradient masking)" in text
     refit = [(k, tab) for qa, tab in zip(measurable, tables) for k in qa.kinds if k.without_high_risk is not None]
-    assert refit  # the seed has a pooled kind with some high-risk effects and 3 studies without them
-    k, tab = refit[0]
-    w = k.without_high_risk
-    assert f"{w.estimate:+.1f} pp ({w.ci_low:+.1f} to {w.ci_high:+.1f} pp; {w.n_studies} studies)" in list(tab["without high-risk effects (95% CI)"])
-    assert "every effect is high-risk" in " ".join(" ".join(t["without high-risk effects (95% CI)"]) for t in tables)
+    for k, tab in refit[:1]:
+        w = k.without_high_risk
+        assert f"{w.estimate:+.1f} pp ({w.ci_low:+.1f} to {w.ci_high:+.1f} pp; {w.n_studies} studies)" in list(tab["without high-risk effects (95% CI)"])
+    why_none = [k.without_high_risk_note for qa in measurable for k in qa.kinds if k.without_high_risk_note]
+    shown_refits = " ".join(" ".join(t["without high-risk effects (95% CI)"]) for t in tables)
+    assert all(w in shown_refits for w in why_none)  # a pooled kind without a refit says why
     assert "Not assessable: no result in the database measures" in text  # the capacity question says what the data cannot tell
     shown = " ".join([text] + [" ".join(t.value.astype(str).to_numpy().ravel()) for t in at.table])
     for bad in ("p = 0 ", "p = 0.0000", "None", "n_assumed", "white_box", "black_box", "unstructured_pruning"):

@@ -3,6 +3,9 @@ tests/data/answers/seed_answers.json (made by make_seed_answers.py before the fi
 made faster): every estimate, SE, CI, PI, p-value, df and per-study estimate, and every
 leave-one-out bound, within 1e-7 (relative, or absolute near 0), every verdict string and count exactly.
 
+The verdicts follow the estimability rules of metaanalysis.answers (regenerated when the df >= 4 gate,
+the leave-one-out instability rule and the +-100 pp prediction bound replaced the 3-study and sign rules).
+
 Why 1e-7 and not 1e-8: leave-one-study-out refits start from the full fit's variance components
 instead of 0.3 each. L-BFGS-B stops at its tolerance (ftol 1e-15, gtol 1e-11 on −2 log L), so
 two starting points reach the same REML optimum only to that tolerance: two leave-one-out bounds

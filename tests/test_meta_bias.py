@@ -161,7 +161,8 @@ def test_cli_bias_answers_not_assessable_and_row_level_only_with_the_flag(seeded
     from crev_cli import app
 
     runner = CliRunner()
-    args = ["meta", "bias", "--db", seeded_url, "--assume-n", "dataset", "--study", "sen_2020_empir", "--study", "sehwag_2020_hydra"]
+    args = ["meta", "bias", "--db", seeded_url, "--assume-n", "dataset", "--study", "sen_2020_empir", "--study", "sehwag_2020_hydra",
+            "--pool-kinds"]
     r = runner.invoke(app, args + ["--json"])
     assert r.exit_code == 0, r.output
     d = json.loads(r.stdout)

@@ -184,7 +184,9 @@ def test_cli_input_errors_are_one_line_exit_2(tmp_path):
 
 
 def test_cli_over_database_and_plots(seeded_url, tmp_path):
-    r = runner.invoke(app, ["meta", "run", "--db", seeded_url, "--assume-n", "dataset", "--json"])
+    refused = runner.invoke(app, ["meta", "run", "--db", seeded_url, "--assume-n", "dataset", "--json"])
+    assert refused.exit_code == 2 and "evaluation kinds, which measure different things and are not pooled silently" in refused.stderr
+    r = runner.invoke(app, ["meta", "run", "--db", seeded_url, "--assume-n", "dataset", "--json", "--pool-kinds"])
     assert r.exit_code == 0, r.output
     d = json.loads(r.stdout)
     assert d["model"] == "rma.mv" and len(d["sigma2"]) == 3 and d["n_studies"] >= 4
@@ -280,3 +282,36 @@ def test_low_risk_sensitivity_fits_on_the_seed_and_components_are_moderators(see
     assert len(m.rows) + sum(not n.startswith("pval_holm") for n in m.notes) == 7  # a moderator, or a note saying why not
     assert (m.rows["pval_holm"] >= m.rows["pval"]).all()
     assert (m.rows["test"] == "CR2").all()
+
+
+def test_replication_rows_are_kept_out_of_the_literature_pool_unless_asked():
+    res = pd.DataFrame([_row(uid="lit", source_kind="literature"), _row(uid="rep", study_id="crev_replications", source_kind="replication")])
+    lit = compute_effects(res)
+    assert list(lit.effects["uid"]) == ["lit"] and list(lit.excluded["uid"]) == ["rep"]
+    assert lit.excluded["reason"].iloc[0].startswith("the project's own replication: reported beside the literature, never pooled")
+    assert any("literature only" in n for n in lit.notes)
+    assert list(compute_effects(res, EffectSettings(source="replication")).effects["uid"]) == ["rep"]
+    both = compute_effects(res, EffectSettings(source="all"))
+    assert sorted(both.effects["uid"]) == ["lit", "rep"] and any("pooled together" in n for n in both.notes)
+    with pytest.raises(ValueError, match="source must be one of literature, replication, all"):
+        EffectSettings(source="preprints")
+
+
+def test_cli_source_option_chooses_the_rows(seeded_url):
+    base = ["meta", "run", "--db", seeded_url, "--assume-n", "dataset", "--family", "quantization", "--json"]
+    bad = runner.invoke(app, [*base, "--source", "preprints"])
+    assert bad.exit_code == 2 and "source must be one of" in bad.stderr
+    only = runner.invoke(app, [*base, "--source", "replication", "--pool-kinds"])
+    assert only.exit_code == 0, only.output
+
+
+@pytest.mark.parametrize("command", ["run", "sensitivity", "bias", "multiverse"])
+def test_standalone_analyses_refuse_to_pool_evaluation_kinds_silently(seeded_url, command):
+    args = ["meta", command, "--db", seeded_url, "--assume-n", "dataset", "--study", "sehwag_2020_hydra"]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 2, r.output
+    n = "3" if command == "multiverse" else "2"  # the multiverse reads results, one more of them without an effect
+    assert f"{n} evaluation kinds" in r.stderr and "certified, certified bound, without adversarial training (k = 24, 1 study)" in r.stderr
+    assert "--pool-kinds" in r.stderr
+    if command != "multiverse":  # one kind after filtering: it runs
+        assert runner.invoke(app, [*args, "--threat", "certified"]).exit_code == 0

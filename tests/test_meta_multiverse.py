@@ -92,7 +92,7 @@ def test_specification_curve_figure_has_the_dot_matrix_of_choices(small_multiver
 
 def test_cli_multiverse_json_and_figure(seeded_url, tmp_path):
     png = tmp_path / "curve.png"
-    args = ["meta", "multiverse", "--db", seeded_url, "--workers", "1", "--json", "--figure", str(png)]
+    args = ["meta", "multiverse", "--db", seeded_url, "--workers", "1", "--json", "--figure", str(png), "--pool-kinds"]
     for s in SMALL:
         args += ["--study", s]
     r = runner.invoke(app, args)

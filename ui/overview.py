@@ -5,7 +5,7 @@ import streamlit as st
 
 import metaanalysis as ma
 from evidence import ResultFilter
-from metaanalysis.answers import MIN_STUDIES
+from metaanalysis.answers import MIN_DF, MIN_STUDIES
 from metaanalysis.plots import evidence_map_figure
 from metaanalysis.rscript import answers_bundle, app_provenance
 from ui import answers as ans_ui
@@ -28,8 +28,10 @@ assume = " --assume-n dataset" if settings.assume_n == "dataset" else ""
 effect = "" if settings.measure.value == "delta_robust" else f" --effect {settings.measure.value}"
 st.caption(f"Each question over all approved evidence in its scope (the sidebar's filters do not apply here), split by evaluation kind "
            f"(threat model, attack family, adversarial training), as the change in robust accuracy from the dense to the compressed model "
-           f"({unit}; negative = less robust after compression), pooled by the default multilevel model where at least 3 studies give "
-           f"numbers and leaving one study out does not flip the sign. Where a pooled number rests partly on high-risk evaluations, it is "
+           f"({unit}; negative = less robust after compression), pooled by the default multilevel model where at least {MIN_STUDIES} studies give "
+           f"numbers, its cluster-robust (CR2) test has at least {MIN_DF:.0f} df, and leaving one study out neither changes whether the "
+           f"CI excludes 0 nor moves the estimate by more than the CI half-width; otherwise each study's own estimate and what they can say. "
+           f"Prediction intervals of a difference of percentages stay within ±100 pp. Where a pooled number rests partly on high-risk evaluations, it is "
            f"refitted without them when at least {MIN_STUDIES} studies keep a low-risk effect. "
            f"The same answers as `crev meta answer{effect}{assume}`.")
 answers = state.answers(settings, wait=False)
