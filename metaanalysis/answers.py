@@ -418,6 +418,9 @@ def answer(table: EffectTable, spec: AnalysisSpec | None = None, questions: list
     reps = with_families(replications.effects) if replications is not None else effects.iloc[:0]
     fits = _Fits(spec)
     out = []
+    unknown = [x for x in questions or () if x not in {q.value for q in Question}]
+    if unknown:
+        raise MetaInputError(f"unknown question(s) {', '.join(map(repr, unknown))}; known: {', '.join(q.value for q in Question)}")
     for q in [Question(x) for x in questions] if questions else list(Question):
         if not q.scope.measurable or not len(effects) and not len(reps):
             out.append(QuestionAnswer(q, q.text, q.scope.measurable, ()))
