@@ -86,7 +86,7 @@ class EffectSettings:
         try:
             object.__setattr__(self, "source", EffectSource(self.source))
         except ValueError:
-            raise ValueError(f"source must be one of {', '.join(x.value for x in EffectSource)}, not {self.source!r}") from None
+            raise MetaInputError(f"source must be one of {', '.join(x.value for x in EffectSource)}, not {self.source!r}") from None
         if not -1.0 < self.correlation < 1.0:
             raise MetaInputError("the correlation of the two accuracies must lie in (-1, 1)")
         if self.assume_n is not None and self.assume_n != "dataset" and (not isinstance(self.assume_n, int) or self.assume_n < 1):
