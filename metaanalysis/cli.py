@@ -45,6 +45,8 @@ class _Opts:
     """The options every database command shares (filters and effect settings). The filter, the
     settings and the database are built on first use, so `run --input` opens no database."""
 
+    pool_kinds = False  # set by the commands that take --pool-kinds (the reproducing command names it)
+
     def __init__(self, db, study, dataset, family, threat, adv, attack, eps_min, eps_max, sparsity_min, sparsity_max, bits_min, bits_max,
                  effect, assume_n, correlation, source="literature", release=None):
         self.db, self.study = db, list(study)
@@ -269,7 +271,6 @@ def _with_methods(text: str, suffix: str, table, opts, emit_dir: Path | None) ->
 
     from .analysis import AnalysisSpec, run_analysis
     from .methods import methods_text
-    from .rscript import command_for
 
     try:
         an = run_analysis(table, AnalysisSpec(component_tests=False))
@@ -278,7 +279,7 @@ def _with_methods(text: str, suffix: str, table, opts, emit_dir: Path | None) ->
         return json.dumps({**json.loads(text), "methods": None, "methods_note": note}, indent=1) if suffix == ".json" else text
     if emit_dir is not None:
         _emit_analysis(emit_dir, an, opts)
-    m = methods_text(an, _provenance(opts, command_for("run", an.spec, opts.filt, opts.settings, opts.release)), opts.settings)
+    m = methods_text(an, _provenance(opts, _command_for(opts, "run", an.spec, opts.filt, opts.settings, opts.release)), opts.settings)
     if suffix == ".json":
         return json.dumps({**json.loads(text), "methods": m.to_dict()}, indent=1)
     if suffix == ".md":
@@ -295,14 +296,20 @@ def _provenance(opts, command: str):
     return Provenance(evidence_text(used["release"], used.get("content_hash")), command, describe_filters(opts.filt, opts.settings))
 
 
+def _command_for(opts, subcommand: str, spec, filt, settings, release) -> str:
+    """The command that reproduces an analysis (rscript.command_for), with --pool-kinds where it pooled kinds."""
+    from .rscript import command_for
+
+    return command_for(subcommand, spec, filt, settings, release) + (" --pool-kinds" if opts.pool_kinds else "")
+
+
 def _emit_answers(emit_dir: Path, table, ans, opts, questions) -> None:
     """--emit-r for `meta answer`: a script per pooled answer and an index."""
     import shlex
 
-    from .rscript import command_for
     from .rscript.answers import emit_answers_r
 
-    command = command_for("answer", None, opts.filt, opts.settings, opts.release)
+    command = _command_for(opts, "answer", None, opts.filt, opts.settings, opts.release)
     command += "".join(f" --question {shlex.quote(q)}" for q in questions)
     index = emit_answers_r(table, ans, _provenance(opts, command), emit_dir)
     typer.echo(f"wrote {index} and one analysis.R per pooled answer", err=True)
@@ -312,10 +319,10 @@ def _emit_bias(emit_dir: Path, table, rep, opts) -> None:
     """--emit-r for `meta bias`: the selection model's script where it ran, and an index of what has none."""
     from .bias.pubbias import study_aggregates
     from .bias.selection import SelectionModelResult
-    from .rscript import command_for, emit_selection_r
+    from .rscript import emit_selection_r
 
     emit_dir.mkdir(parents=True, exist_ok=True)
-    prov = _provenance(opts, command_for("bias", None, opts.filt, opts.settings, opts.release))
+    prov = _provenance(opts, _command_for(opts, "bias", None, opts.filt, opts.settings, opts.release))
     lines = ["# R scripts of `crev meta bias`", "", *(f"- {x}" for x in prov.lines()), ""]
     for a in rep.assessments:
         if isinstance(a.result, SelectionModelResult):
@@ -329,9 +336,9 @@ def _emit_bias(emit_dir: Path, table, rep, opts) -> None:
 
 def _emit_analysis(emit_dir: Path, an, opts, subcommand: str = "run") -> None:
     """--emit-r for a database fit: the effect table it used, analysis.R and crev's numbers."""
-    from .rscript import command_for, emit_r, recipe_from_analysis
+    from .rscript import emit_r, recipe_from_analysis
 
-    prov = _provenance(opts, command_for(subcommand, an.spec, opts.filt, opts.settings, opts.release))
+    prov = _provenance(opts, _command_for(opts, subcommand, an.spec, opts.filt, opts.settings, opts.release))
     out = emit_r(recipe_from_analysis(an), prov, emit_dir)
     typer.echo(f"wrote {out.script} and {out.data}: run `Rscript {out.script}`", err=True)
 
@@ -379,6 +386,7 @@ def run(
 
     table = opts.table()
     require_one_kind(table.effects, pool_kinds)
+    opts.pool_kinds = pool_kinds
     if random_text:
         levels = parse_random(random_text)
     elif cluster == "none":
@@ -417,7 +425,6 @@ def methods(mods: Optional[str] = typer.Option(None, "--mods", help='Moderators,
     estimability rules, bias analyses, software, references), generated from the objects that ran it."""
     from .analysis import AnalysisSpec, run_analysis
     from .methods import methods_text
-    from .rscript import command_for
 
     choice = _robust_choice(robust_col)
     spec = AnalysisSpec(model=model, method=method, mods=mods, knha=knha, random=parse_random(random_text) if random_text else DEFAULT_RANDOM,
@@ -430,7 +437,7 @@ def methods(mods: Optional[str] = typer.Option(None, "--mods", help='Moderators,
         from .bias.pubbias import bias_report
 
         rep = bias_report(table, method=method)
-    text = methods_text(an, _provenance(opts, command_for("run", spec, opts.filt, opts.settings, opts.release)), opts.settings, bias=rep)
+    text = methods_text(an, _provenance(opts, _command_for(opts, "run", spec, opts.filt, opts.settings, opts.release)), opts.settings, bias=rep)
     typer.echo(json.dumps(text.to_dict(), indent=1) if as_json else text.text())
 
 
@@ -448,13 +455,13 @@ def answer(as_json: bool = typer.Option(False, "--json"), question: list[str] = 
 
     from .effects import EffectSource, compute_effects
 
-    lit = opts.table()
+    table = opts.table()
     reps = None
     if opts.settings.source == EffectSource.literature:  # the controlled replications, beside the literature
         reps = compute_effects(opts.snapshot().results, replace(opts.settings, source=EffectSource.replication))
-    ans = answer_questions(lit, questions=question or None, replications=reps)
+    ans = answer_questions(table, questions=question or None, replications=reps)
     if emit_r is not None:
-        _emit_answers(emit_r, lit, ans, opts, question)
+        _emit_answers(emit_r, table, ans, opts, question)
     typer.echo(json.dumps({**ans.to_dict(), "evidence": opts.evidence_used()}, indent=1) if as_json
                else opts.evidence_line() + "\n" + ans.summary())
 
@@ -551,6 +558,7 @@ def multiverse(question: Optional[str] = typer.Option(None, "--question", help="
     from .kinds import require_one_kind
 
     require_one_kind(results, pool_kinds)
+    opts.pool_kinds = pool_kinds
     mv = run_multiverse(results, workers=workers)
     if csv:
         mv.to_frame().to_csv(csv, index=False)
@@ -599,10 +607,11 @@ def plot(kind: str = typer.Argument(..., help="forest, funnel, bubble or dose"),
 @_db_options
 def bias(method: str = typer.Option("REML", "--method"),
          row_level: bool = typer.Option(False, "--row-level", help="Also the row-level Egger/Begg/trim-and-fill (assume independent rows)."),
-         as_json: bool = typer.Option(False, "--json"), pool_kinds: bool = typer.Option(False, "--pool-kinds", help="Pool several evaluation kinds (threat model x adversarial "
-                                                         "training x attack family) into one number; refused without it."),
+         as_json: bool = typer.Option(False, "--json"),
          emit_r: Optional[Path] = typer.Option(None, "--emit-r", help="Also write DIR/selection_model/analysis.R (metafor selmodel) "
                                                "where the selection model ran, and DIR/index.md; needs no R."),
+         pool_kinds: bool = typer.Option(False, "--pool-kinds", help="Pool several evaluation kinds (threat model x adversarial "
+                                         "training x attack family) into one number; refused without it."),
          opts=None):
     """Publication bias for dependent effects: multilevel Egger (CR2 by study), PET-PEESE and the 3-parameter selection model on
     study aggregates, Mathur-VanderWeele sensitivity; each answers "not assessable with N studies" below its minimum."""
@@ -612,6 +621,7 @@ def bias(method: str = typer.Option("REML", "--method"),
 
     table = opts.table()
     require_one_kind(table.effects, pool_kinds)
+    opts.pool_kinds = pool_kinds
     rep = bias_report(table, row_level=row_level, method=method)
     if emit_r is not None:
         _emit_bias(emit_r, table, rep, opts)
@@ -631,6 +641,7 @@ def sensitivity(pool_kinds: bool = typer.Option(False, "--pool-kinds", help="Poo
 
     table = opts.table()
     require_one_kind(table.effects, pool_kinds)
+    opts.pool_kinds = pool_kinds
     typer.echo(rigour_sensitivity(table).summary())
     typer.echo("\n" + rigour_moderators(table).summary())
     if opts.settings.measure == EffectMeasure.delta_robust:

@@ -128,7 +128,7 @@ def test_cli_release_writes_a_package(seeded_url, tmp_path):
 
 
 def test_an_analysis_pinned_to_a_release_ignores_later_evidence(seeded, seeded_url, release_dir, tmp_path):
-    args = ["meta", "run", "--study", "sehwag_2020_hydra", "--threat", "certified", "--assume-n", "dataset", "--json", "--db", seeded_url]
+    args = ["meta", "run", "--study", "sehwag_2020_hydra", "--pool-kinds", "--assume-n", "dataset", "--json", "--db", seeded_url]
     pinned = json.loads(runner.invoke(app, [*args, "--release", str(release_dir.path)]).stdout)
     live = json.loads(runner.invoke(app, args).stdout)
     assert pinned["evidence"] == {"release": "2026.11", "content_hash": release_dir.content_hash}

@@ -71,7 +71,7 @@ def test_meta_typed_input_error_is_one_line_exit_2(seeded_url, monkeypatch):
         raise MetaInputError("too few effects to fit")
 
     monkeypatch.setattr("metaanalysis.analysis.run_analysis", refuse)
-    _one_line_error(runner.invoke(app, ["meta", "run", "--db", seeded_url]), "too few effects to fit")
+    _one_line_error(runner.invoke(app, ["meta", "run", "--db", seeded_url, "--pool-kinds"]), "too few effects to fit")
 
 
 def test_meta_bug_keeps_its_traceback(seeded_url, monkeypatch):
@@ -79,7 +79,7 @@ def test_meta_bug_keeps_its_traceback(seeded_url, monkeypatch):
         raise ValueError("operands could not be broadcast together with shapes (3,) (4,)")  # as numpy says it
 
     monkeypatch.setattr("metaanalysis.analysis.run_analysis", broken)
-    r = runner.invoke(app, ["meta", "run", "--db", seeded_url])
+    r = runner.invoke(app, ["meta", "run", "--db", seeded_url, "--pool-kinds"])
     assert r.exit_code == 1 and isinstance(r.exception, ValueError) and "broadcast" in str(r.exception)
     assert "error: operands" not in r.stderr
 

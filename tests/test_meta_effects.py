@@ -15,6 +15,7 @@ from metaanalysis import (
     AnalysisSpec, EffectSettings, compute_effects, contradiction_report, dose_response, reevaluation_gaps,
     rigour_scores, rigour_sensitivity, run_analysis, subgroups, vote_count,
 )
+from metaanalysis import MetaInputError
 from metaanalysis.effects import paired_variance
 
 runner = CliRunner()
@@ -293,7 +294,7 @@ def test_replication_rows_are_kept_out_of_the_literature_pool_unless_asked():
     assert list(compute_effects(res, EffectSettings(source="replication")).effects["uid"]) == ["rep"]
     both = compute_effects(res, EffectSettings(source="all"))
     assert sorted(both.effects["uid"]) == ["lit", "rep"] and any("pooled together" in n for n in both.notes)
-    with pytest.raises(ValueError, match="source must be one of literature, replication, all"):
+    with pytest.raises(MetaInputError, match="source must be one of literature, replication, all"):
         EffectSettings(source="preprints")
 
 

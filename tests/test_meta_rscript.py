@@ -126,10 +126,11 @@ def test_r_reproduces_crev_to_1e6(tmp_path, name):
 
 @needs_r
 def test_a_database_fit_emits_its_evidence_and_filters_and_r_reproduces_it(tmp_path, seeded_url):
-    crev, out = emit(tmp_path, "db", ["--db", seeded_url, "--family", "quantization", "--mods", "bits + attack"])
+    crev, out = emit(tmp_path, "db", ["--db", seeded_url, "--family", "quantization", "--source", "all", "--mods", "bits + attack", "--pool-kinds"])
     script = (out / "analysis.R").read_text()
     assert "# evidence: live database (not pinned to a release)" in script
-    assert "# filters: families = quantization" in script and "# command: crev meta run --family quantization --mods 'bits + attack'" in script
+    assert "# filters: families = quantization" in script
+    assert "# command: crev meta run --family quantization --source all --mods 'bits + attack' --pool-kinds" in script
     table = pd.read_csv(out / "effects.csv")
     assert {"uid", "study", "cluster", "es", "bits", "attack", "yi", "vi"} <= set(table.columns) and len(table) == crev["k"]
     assert compare_results(crev, run_r(out / "analysis.R"), tol=1e-6) == []
@@ -153,21 +154,41 @@ def test_r_reproduces_the_selection_model(tmp_path, csv, alternative):
     assert r["se_delta"][0] is None and crev["se_delta"][1] == pytest.approx(r["se_delta"][1], abs=1e-6)
 
 
-@needs_r
-def test_answer_emits_one_script_per_pooled_kind_of_the_shipped_evidence(tmp_path, seeded_url):
+def test_answer_on_the_shipped_evidence_indexes_every_kind_and_why_it_has_no_script(tmp_path, seeded_url):
     out = tmp_path / "ans"
     r = runner.invoke(app, ["meta", "answer", "--db", seeded_url, "--assume-n", "dataset", "--question", "robust_aware_pruning", "--json",
                             "--emit-r", str(out)])
     assert r.exit_code == 0, r.output
-    kinds = {(k["kind"]["threat_model"], k["kind"]["adversarial_training"], k["kind"]["attack_family"]): k
-             for q in json.loads(r.stdout)["questions"] for k in q["kinds"]}
+    kinds = [k for q in json.loads(r.stdout)["questions"] for k in q["kinds"]]
     index = (out / "index.md").read_text()
-    assert "# command: crev meta answer" not in index and "- command: crev meta answer --assume-n dataset --question robust_aware_pruning" in index
-    script = out / "robust_aware_pruning" / "white_box-yes-other" / "analysis.R"
-    assert "`robust_aware_pruning/white_box-yes-other/analysis.R`" in index and script.exists()
-    assert "question robust_aware_pruning, kind white_box / AT yes / other" in script.read_text()
+    assert "- command: crev meta answer --assume-n dataset --question robust_aware_pruning" in index
+    for k in kinds:  # every kind is listed; those without a pooled number say why and have no script
+        label = f"{k['kind']['threat_model']} / AT {k['kind']['adversarial_training']} / {k['kind']['attack_family']}"
+        assert f"- {label}: " in index
+        assert (f"- {label}: no pooled number" in index) == (k.get("estimate") is None)
+    assert len(list(out.rglob("analysis.R"))) == sum(k.get("estimate") is not None for k in kinds)
+
+
+@needs_r
+def test_answer_emits_one_script_per_pooled_kind_that_r_reproduces(tmp_path):
+    from evidence.vocab import Question
+    from metaanalysis import EffectSettings, EffectTable, answer
+    from metaanalysis.rscript import Provenance
+    from metaanalysis.rscript.answers import emit_answers_r
+
+    rng = np.random.default_rng(5)
+    rows = [{"study": f"s{s}", "cluster": f"s{s}-{c}", "yi": -5 + s * 0.3 + rng.normal(0, 1), "vi": 0.5, "threat_model": "white_box",
+             "attack": "pgd", "adversarial_training": "no", "compression_family": "unstructured_pruning"}
+            for s in range(8) for c in range(2) for _ in range(3)]
+    table = EffectTable(pd.DataFrame(rows), pd.DataFrame(columns=["reason"]), EffectSettings())
+    ans = answer(table, questions=[Question.pruning_without_at])
+    (k,) = ans.questions[0].kinds
+    assert k.estimable and k.df >= 4
+    index = emit_answers_r(table, ans, Provenance("constructed effects", "crev meta answer --question pruning_without_at"), tmp_path / "ans")
+    script = tmp_path / "ans" / "pruning_without_at" / "white_box-no-iterative_gradient" / "analysis.R"
+    assert script.exists() and "`pruning_without_at/white_box-no-iterative_gradient/analysis.R`" in index.read_text()
     crev = json.loads((script.parent / "crev_results.json").read_text())
-    assert crev["estimate"] == pytest.approx(kinds[("white_box", "yes", "other")]["estimate"], rel=1e-9)
+    assert crev["estimate"] == pytest.approx(k.estimate, rel=1e-9)
     assert compare_results(crev, run_r(script), tol=1e-6) == []
 
 
@@ -198,10 +219,11 @@ def test_the_apps_download_is_the_same_script_as_the_cli(tmp_path, seeded_url):
     from metaanalysis.effects import EffectSettings, compute_effects
     from metaanalysis.rscript import app_provenance, run_bundle
 
-    f, settings = ResultFilter(families=["quantization"]), EffectSettings()
+    f, settings = ResultFilter(families=["quantization"]), EffectSettings(source="all")
     spec = AnalysisSpec(mods="bits + attack", robust="CR2")  # what the page builds from its controls
     table = compute_effects(load_snapshot(get_engine(seeded_url), f).results, settings)
-    prov = app_provenance("run", spec, f, settings)
+    prov = app_provenance("run", spec, f, settings, pool_kinds=True)  # several evaluation kinds, pooled as the page does
+    assert prov.command.endswith(" --pool-kinds") and "--source all" in prov.command
     app_files = _unzip(run_bundle(run_analysis(table, spec), prov))
     assert set(app_files) == {"analysis.R", "effects.csv", "crev_results.json"}
     args = shlex.split(prov.command)[3:]  # the header's own command, run by the CLI
@@ -226,7 +248,7 @@ def test_the_overview_download_is_the_cli_answer_emission(tmp_path, seeded_url):
                             "--emit-r", str(tmp_path / "cli")])
     assert r.exit_code == 0, r.output
     cli = {str(p.relative_to(tmp_path / "cli")): p.read_bytes() for p in (tmp_path / "cli").rglob("*") if p.is_file()}
-    assert set(files) == set(cli) and "robust_aware_pruning/white_box-yes-other/analysis.R" in files
+    assert set(files) == set(cli)  # the same scripts (the shipped evidence has no pooled kind under the df >= 4 rule: the index only)
     for name in files:
         if name != "index.md":  # the CLI's index also names its --question option
             assert files[name] == cli[name], name
@@ -245,7 +267,7 @@ def test_the_meta_analysis_and_overview_pages_offer_the_r_script_and_the_methods
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     buttons = [b for b in at.get("download_button") if b.label == "Download R script"]
-    assert len(buttons) == 1 and "crev meta run --assume-n dataset --robust none --emit-r DIR" in buttons[0].help  # the app defaults
+    assert len(buttons) == 1 and "crev meta run --assume-n dataset --robust none --pool-kinds --emit-r DIR" in buttons[0].help  # the app defaults
     codes = [c.value for c in at.code]
     assert any(c.startswith("Data: live database (not pinned to a release)") and "References" in c for c in codes)
     at.switch_page("ui/overview.py")

@@ -10,6 +10,7 @@ import json
 import streamlit as st
 
 import metaanalysis as ma
+from metaanalysis.kinds import kind_counts
 from metaanalysis.methods import methods_text
 from metaanalysis.plots import bubble_figure, dose_figure, forest_figure
 from metaanalysis.rscript import app_provenance, run_bundle
@@ -97,7 +98,7 @@ if not fit.intercept_only:
                + (f"; R² = {fit.r2:.1f}%" if fit.r2 is not None else ""))
 
 # the same fit as runnable R (the files `crev meta run --emit-r` writes) and its methods paragraph (issue 25)
-prov = app_provenance("run", spec, f, settings)
+prov = app_provenance("run", spec, f, settings, pool_kinds=len(kind_counts(table.effects)) > 1)
 rcol = st.columns([1, 3])
 rcol[0].download_button("Download R script", lambda: run_bundle(an, prov), file_name="crev_analysis_R.zip", mime="application/zip",
                         key="ma_rscript", help=f"analysis.R (metafor/clubSandwich), effects.csv and crev's numbers: what `{prov.command} --emit-r DIR` writes")

@@ -30,9 +30,12 @@ def zip_files(files: dict[str, bytes]) -> bytes:
     return buf.getvalue()
 
 
-def app_provenance(subcommand: str, spec, filt, settings, release: str | None = None, content_hash: str | None = None) -> Provenance:
-    """The header the CLI writes for ``crev meta <subcommand>`` with this filter, settings and spec."""
-    return Provenance(evidence_text(release, content_hash), command_for(subcommand, spec, filt, settings, release), describe_filters(filt, settings))
+def app_provenance(subcommand: str, spec, filt, settings, release: str | None = None, content_hash: str | None = None,
+                   pool_kinds: bool = False) -> Provenance:
+    """The header the CLI writes for ``crev meta <subcommand>`` with this filter, settings and spec
+    (``pool_kinds``: the rows hold several evaluation kinds, pooled as ``--pool-kinds`` does)."""
+    command = command_for(subcommand, spec, filt, settings, release) + (" --pool-kinds" if pool_kinds else "")
+    return Provenance(evidence_text(release, content_hash), command, describe_filters(filt, settings))
 
 
 def run_bundle(an, provenance: Provenance) -> bytes:

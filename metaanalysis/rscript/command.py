@@ -60,6 +60,8 @@ def _settings_args(settings) -> list[str]:
         out += ["--assume-n", str(settings.assume_n)]
     if settings.correlation:
         out += ["--correlation", f"{settings.correlation:g}"]
+    if _val(getattr(settings, "source", "literature")) != "literature":
+        out += ["--source", _val(settings.source)]
     return out
 
 
