@@ -18,7 +18,7 @@ from .review import approve, self_approval_allowed, history, pending_submissions
 from .rows import RESULT_COLUMNS, convert_result_row
 from .seed import ShippedRelease, load_releases, load_seed, loaded_releases, seed_loaded, shipped_releases
 from .store import add_study, import_results, preview_import, read_study_file
-from .submit import ImportReport, SubmissionCreate, stored_duplicates, submit
+from .submit import ImportReport, NearDuplicate, SubmissionCreate, stored_duplicates, submit
 from .vocab import (
     AdvTraining,
     Attack,
@@ -47,7 +47,7 @@ __all__ = [
     "RESULT_COLUMNS", "convert_result_row",
     "ShippedRelease", "load_releases", "load_seed", "loaded_releases", "seed_loaded", "shipped_releases",
     "add_study", "import_results", "preview_import", "read_study_file",
-    "ImportReport", "SubmissionCreate", "stored_duplicates", "submit",
+    "ImportReport", "NearDuplicate", "SubmissionCreate", "stored_duplicates", "submit",
     "AdvTraining", "Attack", "CompressionFamily", "CompressionKind", "Direction", "Norm", "Provenance", "Question", "QuestionScope",
     "ReviewStatus", "SourceKind", "SubmissionKind", "ThreatModel",
 ]

@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 
 from .parsing import parse_adv_training, parse_attack, parse_norm, parse_threat_model
 from .queries import ResultFilter, query_results
+from .readers import FORMULA_PREFIXES
 from .rows import RESULT_COLUMNS
 
 __all__ = ["to_interchange", "export_results", "escape_for_spreadsheet", "FORMULA_PREFIXES", "write_template", "template_csv", "TEMPLATE_EXAMPLE", "FORMATS"]
@@ -90,14 +91,13 @@ def to_interchange(df: pd.DataFrame) -> pd.DataFrame:
 
 # A cell starting with one of these is run as a formula by Excel, LibreOffice and Google Sheets
 # (OWASP, "CSV Injection"): "=HYPERLINK(...)" in a notes cell would act when the file is opened.
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
 def escape_for_spreadsheet(df: pd.DataFrame) -> pd.DataFrame:
     """Text cells that a spreadsheet would run as a formula, prefixed with ``'`` (shown as text).
 
     Only text columns are touched: numbers keep their values. The escaped file is for reading in a
-    spreadsheet; re-importing it would keep the ``'`` (export without ``spreadsheet`` to re-import).
+    spreadsheet; re-importing it undoes the escaping (:func:`evidence.readers.unescape_spreadsheet_cell`).
     """
     out = df.copy()
     for col in out.columns:

@@ -25,8 +25,10 @@ from .identity import normal_text
 from .files import MAX_FILE_BYTES, MAX_SMALL_FILE_BYTES, FileRefused, read_regular_file
 from .rows import OPTIONAL_COLUMNS, RESULT_COLUMNS
 
-__all__ = ["read_text_file", "read_results_csv", "parse_results_csv", "read_study_file", "check_study_payload", "MAX_NESTING", "MAX_IDENTIFIER_LENGTH"]
+__all__ = ["read_text_file", "read_results_csv", "parse_results_csv", "read_study_file", "check_study_payload", "unescape_spreadsheet_cell", "FORMULA_PREFIXES", "MAX_NESTING", "MAX_IDENTIFIER_LENGTH"]
 
+# Cell prefixes a spreadsheet runs as a formula (OWASP "CSV injection"); the spreadsheet export escapes them with '
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 MAX_NESTING = 20  # a study file is two levels deep; anything far deeper is not a study file
 
 
@@ -151,10 +153,16 @@ def parse_results_csv(text: str, name: str) -> list[dict]:
                         f"cell spans lines {first}-{last} and holds what looks like another row: an unclosed quote?",
                     ))
                     break
-        rows.append(dict(zip(header, cells)))
+        rows.append({col: unescape_spreadsheet_cell(cell) for col, cell in zip(header, cells)})
     if problems:
         raise ValidationFailed(problems)
     return rows
+
+
+def unescape_spreadsheet_cell(cell: str) -> str:
+    """Undo ``crev evidence export --spreadsheet``'s escaping: ``'=SUM(1)`` → ``=SUM(1)`` (a ``'`` before one
+    of :data:`FORMULA_PREFIXES`), so a re-imported spreadsheet export is the same row, not a second one."""
+    return cell[1:] if cell.startswith("'") and cell[1:].startswith(FORMULA_PREFIXES) else cell
 
 
 # --------------------------------------------------------------------------- study files

@@ -18,7 +18,7 @@ from .errors import Problem, ValidationFailed
 from .models import ClaimCreate, ResultCreate, StudyCreate, Submission
 from .readers import check_study_payload, read_results_csv, read_study_file
 from .rows import claim_record, convert_result_row, pydantic_problems, study_record
-from .submit import ImportReport, SubmissionCreate, known_study_ids, submit, whoami
+from .submit import ImportReport, SubmissionCreate, known_study_ids, near_duplicates, submit, whoami
 from .vocab import SubmissionKind
 
 __all__ = [
@@ -135,6 +135,7 @@ def results_submission(
     if not rows:
         raise ValidationFailed([Problem(name, None, None, "the file has a header but no rows")])
     results, row_numbers = convert_rows(name, rows, report, known_study_ids(conn))
+    report.near_duplicates = near_duplicates(conn, results, row_numbers)  # written, shown for the curator (CLI and app preview)
     sub = SubmissionCreate(
         kind=SubmissionKind.import_results, submitted_by=whoami(by), results=results, result_rows=row_numbers,
         source_file=name, summary=f"{len(results)} result rows from {name} ({len(report.warnings)} with warnings)",

@@ -33,7 +33,7 @@ from .rows import fingerprint, pydantic_problems, result_warnings
 from .vocab import ReviewStatus, SubmissionKind
 
 __all__ = [
-    "SubmissionCreate", "ImportReport", "submit", "check_submission", "whoami", "new_uid", "known_study_ids",
+    "SubmissionCreate", "ImportReport", "NearDuplicate", "near_duplicates", "submit", "check_submission", "whoami", "new_uid", "known_study_ids",
     "study_identifiers", "normalise_identifier", "stored_duplicates",
 ]
 
@@ -82,6 +82,16 @@ class SubmissionCreate(pydantic.BaseModel):
         return not (self.studies or self.claims or self.results)
 
 
+@dataclass(frozen=True)
+class NearDuplicate:
+    """A row with the same study and accuracies as a stored result (not rejected) but another setting or
+    source: probably one measurement copied twice; written, and shown so a curator decides."""
+
+    row: int | None  # the row of the file (1 = the first data row); None where rows are not numbered
+    stored_uid: str
+    reason: str
+
+
 @dataclass
 class ImportReport:
     """What an import read, parsed and wrote (or, for a preview, would write).
@@ -97,6 +107,7 @@ class ImportReport:
     annotated: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
     warnings: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    near_duplicates: list[NearDuplicate] = field(default_factory=list)
     submission_id: int | None = None
     studies: int = 0
     claims: int = 0
@@ -112,6 +123,7 @@ class ImportReport:
             "annotated": {k: dict(v) for k, v in self.annotated.items()},
             "warnings": self.warnings,
             "skipped": self.skipped,
+            "near_duplicates": [{"row": d.row, "stored_uid": d.stored_uid, "reason": d.reason} for d in self.near_duplicates],
             "submission_id": self.submission_id,
             "studies": self.studies,
             "claims": self.claims,
@@ -139,12 +151,34 @@ class ImportReport:
         if self.warnings:
             lines.append(f"  warnings (written and flagged on the row): {len(self.warnings)}")
             lines.extend(f"    {w}" for w in self.warnings[:10])
+        if self.near_duplicates:
+            lines.append(f"  near-duplicates (same study and accuracies as a stored result; check before approving): {len(self.near_duplicates)}")
+            lines.extend(f"    row {d.row}: {d.reason}" for d in self.near_duplicates[:10])
         if self.skipped:
             lines.append(f"  skipped: {len(self.skipped)}")
             lines.extend(f"    {s}" for s in self.skipped)
         if self.submission_id is not None:
             lines.append(f"  submission: {self.submission_id}")
         return "\n".join(lines)
+
+
+def near_duplicates(conn: Connection, results: list[ResultCreate], rows: list[int | None]) -> list[NearDuplicate]:
+    """The results whose study and compressed clean and robust accuracies a stored result (not rejected)
+    already has while their fingerprints differ (exact duplicates are refused elsewhere)."""
+    t = Result.__table__
+    ids = sorted({r.study_id for r in results if r.robust_acc_compressed is not None})
+    stored = conn.execute(
+        sa.select(t.c.uid, t.c.study_id, t.c.clean_acc_compressed, t.c.robust_acc_compressed, t.c.fingerprint, t.c.source_location)
+        .where(t.c.study_id.in_(ids), t.c.review_status != ReviewStatus.rejected.value)
+    ).all() if ids else []
+    index = {(x.study_id, x.clean_acc_compressed, x.robust_acc_compressed): x for x in stored}
+    out = []
+    for r, row in zip(results, rows):
+        hit = index.get((r.study_id, r.clean_acc_compressed, r.robust_acc_compressed)) if r.robust_acc_compressed is not None else None
+        if hit is not None and hit.fingerprint != fingerprint(r.model_dump()):
+            out.append(NearDuplicate(row, hit.uid, f"study {r.study_id}, accuracies {r.clean_acc_compressed} / {r.robust_acc_compressed} "
+                                                   f"as stored result {hit.uid} ({hit.source_location}), with another setting or source"))
+    return out
 
 
 def known_study_ids(conn: Connection, include_pending: bool = True) -> set[str]:

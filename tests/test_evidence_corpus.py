@@ -481,6 +481,11 @@ def test_spreadsheet_export_escapes_formula_cells_and_plain_export_keeps_them(se
     plain = runner.invoke(app, ["export", "--study", SEEDED_STUDY, "--db", seeded_url]).stdout
     assert "'=HYPERLINK" in sheet and "'+1 formula" in sheet
     assert '"=HYPERLINK' in plain and "'=HYPERLINK" not in plain
+    # issue 23: the spreadsheet export re-imported is the same rows (the escaping undone), so a duplicate
+    again = tmp_path / "sheet.csv"
+    again.write_text(sheet, encoding="utf-8")
+    res = runner.invoke(app, ["import", str(again), "--db", seeded_url, "--by", "alice"])
+    assert res.exit_code == 2 and "duplicate" in res.stderr.lower() and "'=" not in res.stderr, res.output
 
 
 # --------------------------------------------------------------------------- tampered releases (issue 23)

@@ -206,3 +206,39 @@ def test_a_correction_through_submit_needs_an_existing_entry(seeded):
     versions = rows[rows["uid"] == uid].sort_values("version")
     assert list(versions["version"]) == [1, 2] and list(versions["current"]) == [True, False]
     assert versions.iloc[1]["submission_id"] == sub.id and versions.iloc[1]["notes"] == "re-read"
+
+
+def test_a_row_with_a_stored_results_study_and_accuracies_is_reported_as_a_near_duplicate(seeded, tmp_path):
+    """Issue 23: same study and numbers, another source location: written, and listed (typed) for the curator."""
+    import sqlalchemy as sa
+
+    from evidence import NearDuplicate, preview_import
+    from tests.helpers import result_row, write_rows
+
+    with seeded.connect() as conn:
+        uid, clean, robust = conn.execute(sa.text(
+            "SELECT uid, clean_acc_compressed, robust_acc_compressed FROM result WHERE current AND study_id = 'sehwag_2020_hydra' "
+            "AND robust_acc_compressed IS NOT NULL AND clean_acc_compressed IS NOT NULL ORDER BY id LIMIT 1")).one()
+    path = write_rows(tmp_path / "n.csv", [result_row(source_location="Table 99 (copied)", clean_acc_compressed=str(clean),
+                                                      robust_acc_compressed=str(robust)),
+                                           result_row(source_location="Table 98", robust_acc_compressed="1.25")])
+    report = preview_import(seeded, path)
+    assert [(d.row, d.stored_uid) for d in report.near_duplicates] == [(1, uid)]
+    assert isinstance(report.near_duplicates[0], NearDuplicate) and "sehwag_2020_hydra" in report.near_duplicates[0].reason
+    assert "near-duplicates" in report.to_text() and report.to_dict()["near_duplicates"][0]["stored_uid"] == uid
+
+
+def test_bibtex_string_concatenation_is_resolved_not_stored_verbatim(seeded, tmp_path):
+    """Issue 23: ``title = "Robust " # tmlr # {Pruning}`` was stored with its quotes and ``#``."""
+    from evidence import list_studies
+    from evidence.importers import BibtexImporter
+
+    path = tmp_path / "cat.bib"
+    path.write_text('@string{tmlr = "Sparse"}\n'
+                    '@article{cat2026, title = "Robust " # tmlr # { Pruning}, author = {Doe, Jane}, year = 2026, journal = tmlr}\n'
+                    '@article{sharp2026, title = {C# for robust nets}, author = {Roe, Ann}, year = 2026, journal = {J}}\n'
+                    '@article{undef2026, title = "Quantized " # nomacro, author = {Poe, Al}, year = 2026, journal = {J}}\n', encoding="utf-8")
+    report = BibtexImporter().run(seeded, path, by="curator")
+    titles = set(list_studies(seeded, status="pending")["title"])
+    assert {"Robust Sparse Pruning", "C# for robust nets", "Quantized nomacro"} <= titles
+    assert any("nomacro" in w and "not defined" in w for w in report.warnings)

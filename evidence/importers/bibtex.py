@@ -47,6 +47,59 @@ def study_slug(authors: str, year: int | None, title: str) -> str:
     return re.sub(r"[^a-z0-9_]+", "", ascii_text.lower())[:120]
 
 
+def _strip_delims(part: str) -> str:
+    part = part.strip()
+    if len(part) >= 2 and (part[0], part[-1]) in (('"', '"'), ("{", "}")):
+        return part[1:-1]
+    return part
+
+
+def _split_concatenation(value: str) -> list[str]:
+    """``"A " # foo # {B}`` → ``['"A "', 'foo', '{B}']``: split on ``#`` outside quotes and braces."""
+    parts, depth, quoted, start = [], 0, False, 0
+    for i, ch in enumerate(value):
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+        elif ch == '"' and depth == 0:
+            quoted = not quoted
+        elif ch == "#" and depth == 0 and not quoted:
+            parts.append(value[start:i])
+            start = i + 1
+    parts.append(value[start:])
+    return [p.strip() for p in parts]
+
+
+def _concatenate(value: str, macros: dict[str, str]) -> tuple[str, str | None]:
+    """A field's value with BibTeX string concatenation (``#``) and ``@string`` macros resolved
+    (BibTeX's own rules, Patashnik, "BibTeXing" §4; bibtexparser 2 keeps such a value verbatim).
+    Returns the value and the first undefined macro name, if any (month names ``jan`` … are BibTeX's own)."""
+    parts = _split_concatenation(value)
+    if len(parts) == 1:
+        return value, None  # a single value: bibtexparser has already removed its braces and resolved a lone macro
+    delimited = [p[:1] in ('"', "{") for p in parts]
+    known = [d or p.isdigit() or p.lower() in macros or p.lower() in _MONTHS for p, d in zip(parts, delimited)]
+    if not any(delimited) and not all(known):
+        return value, None  # "C# programming" (its braces already removed): a '#' in the text, not a concatenation
+    out, unknown = [], None
+    for part in parts:
+        if part[:1] in ('"', "{") or part.isdigit():
+            out.append(_strip_delims(part))
+        elif part.lower() in macros:
+            out.append(macros[part.lower()])
+        elif part.lower() in _MONTHS:
+            out.append(_MONTHS[part.lower()])
+        else:
+            unknown = unknown or part
+            out.append(part)
+    return "".join(out), unknown
+
+
+_MONTHS = {m[:3].lower(): m for m in ("January", "February", "March", "April", "May", "June", "July", "August", "September",
+                                       "October", "November", "December")}
+
+
 class BibtexImporter(Importer):
     """``crev evidence import-bibtex FILE``: a ``.bib`` file or a DOI list → pending study stubs."""
 
@@ -95,10 +148,16 @@ class BibtexImporter(Importer):
         for block in library.failed_blocks:
             first = str(getattr(block, "raw", "")).strip().splitlines()[0][:80] if getattr(block, "raw", "") else "?"
             report.skipped.append(f"line {block.start_line + 1}: not valid BibTeX ({first!r})")
+        macros = {k.lower(): _strip_delims(str(v.value)) for k, v in ((b.key, b) for b in library.strings)}
         out = []
         for e in library.entries:
-            f = {k.lower(): clean_bibtex_text(str(v.value)) for k, v in e.fields_dict.items()}
             where = f"@{e.entry_type}{{{e.key}}}"
+            f = {}
+            for k, v in e.fields_dict.items():
+                value, unknown = _concatenate(str(v.value), macros)
+                if unknown:
+                    report.warnings.append(f"{where}: field {k}: string {unknown!r} is not defined by an @string; kept as its name")
+                f[k.lower()] = clean_bibtex_text(value)
             if not f.get("title"):
                 report.skipped.append(f"{where}: no title")
                 continue
