@@ -1,5 +1,6 @@
 """Replication engine: compression, attacks, rigour checks, jobs (resume, Dask equality)."""
 
+import json
 import os
 import signal
 import subprocess
@@ -174,7 +175,29 @@ def test_killed_job_resumes_without_duplicates(tmp_path):
         assert c.execute(sa.select(sa.func.count()).select_from(JobCell)).scalar_one() == 8
 
 
-def test_local_cluster_gives_the_same_numbers_as_local(tmp_path, monkeypatch):
+def _job_log_weights(engine, job_id):
+    """{(kind, seed): weights hash} from the job log's model lines; each model must be logged exactly once."""
+    from replicate.jobs.store import get_job
+
+    lines = [ln for ln in get_job(engine, job_id).log.splitlines() if " model seed " in ln]
+    found = {}
+    for ln in lines:
+        kind = "surrogate" if "surrogate model seed" in ln else "dense"
+        seed = int(ln.split(" model seed ", 1)[1].split(":")[0])
+        assert (kind, seed) not in found, f"{kind} model of seed {seed} trained twice: {ln}"
+        found[kind, seed] = ln.split("(weights ", 1)[1].rstrip(")")
+    return found
+
+
+def _job_rows(engine, job_id):
+    from replicate.jobs.store import job_results
+
+    cols = ["source_location", "clean_acc_dense", "robust_acc_dense", "clean_acc_compressed", "robust_acc_compressed", "sparsity", "replication_json"]
+    return job_results(engine, job_id)[cols].sort_values("source_location").reset_index(drop=True)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_local_cluster_gives_the_same_numbers_and_dense_weights_as_local(tmp_path, monkeypatch, threads):
     spec = load_spec(__import__("tomllib").loads(TINY))
     spec = spec.model_copy(update={"id": "tiny-dask"})
     ea = get_engine(f"sqlite:///{tmp_path / 'a.db'}")
@@ -182,19 +205,16 @@ def test_local_cluster_gives_the_same_numbers_as_local(tmp_path, monkeypatch):
     for e in (ea, eb):
         init_database(str(e.url))
     monkeypatch.setenv("CREV_CACHE", str(tmp_path / "cache-local"))
-    a = run_job(ea, spec, show_progress=False, threads=1)  # the same thread count as each Dask worker
+    a = run_job(ea, spec, show_progress=False, threads=threads)  # the same thread count as each Dask task
     monkeypatch.setenv("CREV_CACHE", str(tmp_path / "cache-dask"))  # nothing shared: the workers train their own dense models
-    b = run_job(eb, spec, executor="dask", workers=2, show_progress=False)
-    from replicate.jobs.store import get_job
-
-    def weights(engine, job_id):
-        return sorted(ln.split(" model seed ", 1)[1].split(":")[0] + ln.split("(weights ", 1)[1]
-                      for ln in get_job(engine, job_id).log.splitlines() if " model seed " in ln)
-
-    assert weights(ea, a.job_id) == weights(eb, b.job_id) and weights(eb, b.job_id)  # trained on the workers, same weights
-    cols = ["source_location", "clean_acc_dense", "robust_acc_dense", "clean_acc_compressed", "robust_acc_compressed", "sparsity"]
-    da = query_results(ea, ResultFilter(status="all", study_ids=["crev_replications"]))[cols].sort_values("source_location").reset_index(drop=True)
-    db = query_results(eb, ResultFilter(status="all", study_ids=["crev_replications"]))[cols].sort_values("source_location").reset_index(drop=True)
-    assert a.n_results == b.n_results == 12
-    assert da.equals(db)
+    b = run_job(eb, spec, executor="dask", workers=2, show_progress=False, threads=threads)
+    wa, wb = _job_log_weights(ea, a.job_id), _job_log_weights(eb, b.job_id)
+    assert wa == wb and set(wb) == {("dense", 0), ("dense", 1)}  # each dense model trained once, on the workers, same weights
+    da, db = _job_rows(ea, a.job_id), _job_rows(eb, b.job_id)
+    assert a.n_results == b.n_results == len(da) == 12 and da["source_location"].is_unique
+    # every row was measured against the dense weights the job log records for its seed (no second training in the cells)
+    for rj in db["replication_json"]:
+        r = json.loads(rj)
+        assert r["dense_weights"] == wb["dense", r["seed"]]
+    assert da.drop(columns="replication_json").equals(db.drop(columns="replication_json"))
     assert [v.verdict for v in a.verdicts] == [v.verdict for v in b.verdicts]

@@ -124,8 +124,8 @@ class JobSpec(_Strict):
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4], min_length=1)
     checks: bool = True
     quick_mode: bool = False
-    neutral_margin: float = Field(2.0, gt=0, description="equivalence margin (percentage points) of a neutral claim; the verdict widens it "
-                                  "to twice the largest binomial standard error of one accuracy on the test set")
+    neutral_margin: float = Field(2.0, gt=0, description="equivalence margin (percentage points) of a neutral claim: the claim's stated one, "
+                                  "2 pp where it states none; never widened: a level whose 90 % interval is wider is 'underpowered'")
     device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$", description="where it runs (replicate/train/device.py); not part of the hash")
     threads: int | None = Field(None, ge=1, le=512, description="torch threads per cell; not part of the hash")
     attack_mixed_precision: bool = Field(False, description="bfloat16 autocast while crafting attacks (weakens gradients; off by default)")
