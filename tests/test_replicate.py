@@ -218,3 +218,30 @@ def test_local_cluster_gives_the_same_numbers_and_dense_weights_as_local(tmp_pat
         assert r["dense_weights"] == wb["dense", r["seed"]]
     assert da.drop(columns="replication_json").equals(db.drop(columns="replication_json"))
     assert [v.verdict for v in a.verdicts] == [v.verdict for v in b.verdicts]
+
+
+def test_one_bit_activations_never_binarize_the_input_image(trained, digits):
+    # a binary network's first layer takes the real-valued image (binarizing it would be input squeezing):
+    # its output is the binary-weight layer applied to the image as it is; the hidden layers' inputs are 1-bit
+    from replicate.compress.quantize import FakeQuantWrapper
+
+    comp = Quantizer(bits=1, act_bits=1).compress(trained, digits, seed=0)
+    wrappers = [m for m in comp.model.modules() if isinstance(m, FakeQuantWrapper)]
+    assert [bool(w.input_layer) for w in wrappers] == [True] + [False] * (len(wrappers) - 1)
+    assert "first layer takes the real-valued image" in comp.info.method
+    seen = {}
+    hooks = [w.register_forward_hook(lambda m, a, o, i=i: seen.__setitem__(i, (a[0], o))) for i, w in enumerate(wrappers)]
+    with torch.no_grad():
+        comp.model(digits.x_test[:32])
+    for h in hooks:
+        h.remove()
+    x0, out0 = seen[0]
+    assert torch.unique(x0).numel() > 2  # the image reaches the first layer with its gray levels
+    w0 = wrappers[0]
+    assert torch.allclose(out0, torch.nn.functional.linear(x0, w0.quantized_weight(), w0.layer.bias)
+                          if isinstance(w0.layer, torch.nn.Linear) else w0.layer._conv_forward(x0, w0.quantized_weight(), w0.layer.bias))
+    # the second layer's input is binarized inside the wrapper: its output takes the 1-bit input, not the real one
+    x1, out1 = seen[1]
+    w1 = wrappers[1]
+    real = torch.nn.functional.linear(x1, w1.quantized_weight(), w1.layer.bias) if isinstance(w1.layer, torch.nn.Linear) else None
+    assert real is None or not torch.allclose(out1, real)
