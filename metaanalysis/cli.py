@@ -187,7 +187,7 @@ def _robust_choice(text: str | None) -> str | None:
 
 
 def _run_input(input_: Path, yi: str, vi: str, random_text, study, cluster, mods, method, knha, test, robust_col, robust_kind, as_json,
-               profile_ci=False):
+               profile_ci=False, omnibus="HTZ"):
     robust_col = _robust_choice(robust_col)
     if random_text:
         levels = parse_random(random_text)
@@ -226,7 +226,7 @@ def _run_input(input_: Path, yi: str, vi: str, random_text, study, cluster, mods
         robust_col = None if robust_col == "auto" else robust_col
         fit = rma_uni(y, v, design.X, design.names, method=method, knha=knha or test == "t")
     if robust_col:
-        fit = robust(fit, y, v, design.X, df[robust_col], kind=robust_kind)
+        fit = robust(fit, y, v, design.X, df[robust_col], kind=robust_kind, omnibus=omnibus)
     typer.echo(fit.to_json() if as_json else fit.summary())
 
 
@@ -251,13 +251,17 @@ def run(
     as_json: bool = typer.Option(False, "--json"),
     effects_out: Optional[Path] = typer.Option(None, "--effects-out", help="Also write the effect table (CSV, metafor-ready)."),
     profile_ci: bool = typer.Option(False, "--profile-ci", help="Multilevel: profile-likelihood CI of each sigma^2 (metafor confint)."),
+    omnibus: str = typer.Option("HTZ", "--omnibus", help="CR2 test of several moderators: HTZ (clubSandwich, default) or naive-F "
+                                "(F(m, J - p), over-rejects with few clusters)."),
     opts=None,
 ):
     """Fit a model: over the database (filters as options) or over --input FILE.csv."""
+    if omnibus not in ("HTZ", "naive-F"):
+        _fail(f"--omnibus is HTZ or naive-F, not {omnibus!r}")
     if input_ is not None:
         # with --input, --study names the study column of the file
         study = opts.study[0] if opts.study else None  # the raw option: opts.filt would import the evidence store
-        _run_input(input_, yi, vi, random_text, study, cluster, mods, method, knha, test, robust_col, robust_kind, as_json, profile_ci)
+        _run_input(input_, yi, vi, random_text, study, cluster, mods, method, knha, test, robust_col, robust_kind, as_json, profile_ci, omnibus)
         return
     from .analysis import AnalysisSpec, run_analysis
 
@@ -271,7 +275,7 @@ def run(
     else:
         levels = DEFAULT_RANDOM
     choice = _robust_choice(robust_col)
-    spec = AnalysisSpec(model=model, method=method, mods=mods, knha=knha, test=test, random=levels, profile_ci=profile_ci,
+    spec = AnalysisSpec(model=model, method=method, mods=mods, knha=knha, test=test, random=levels, profile_ci=profile_ci, omnibus=omnibus,
                         robust=robust_kind if choice not in (None, "auto") else choice, robust_cluster=choice if choice not in (None, "auto") else "study")
     an = run_analysis(table, spec)
     if effects_out:

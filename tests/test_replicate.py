@@ -196,7 +196,7 @@ def _job_rows(engine, job_id):
     return job_results(engine, job_id)[cols].sort_values("source_location").reset_index(drop=True)
 
 
-@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("threads", [1, pytest.param(2, marks=pytest.mark.slow)])
 def test_local_cluster_gives_the_same_numbers_and_dense_weights_as_local(tmp_path, monkeypatch, threads):
     spec = load_spec(__import__("tomllib").loads(TINY))
     spec = spec.model_copy(update={"id": "tiny-dask"})

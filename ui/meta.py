@@ -91,7 +91,7 @@ for n in dict.fromkeys(an.notes):
 if not fit.intercept_only:
     coef = fit.to_frame().reset_index()
     st.dataframe(coef, hide_index=True, width="stretch")
-    st.caption(f"Test of the moderators: QM = {fit.qm:.2f} (df {fit.qm_df[0]}), {labels.pval(fit.qm_pval)}"
+    st.caption(f"Test of the moderators: {fit.omnibus_label()} = {fit.qm:.2f}, {labels.pval(fit.qm_pval)}"
                + (f"; R² = {fit.r2:.1f}%" if fit.r2 is not None else ""))
 
 VIEWS = ["Forest", "Funnel & Egger", "Bubble", "Dose-response", "Rigour sensitivity", "Downloads"]
