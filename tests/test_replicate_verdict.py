@@ -200,3 +200,35 @@ def test_a_level_effect_that_rounds_to_zero_prints_without_a_sign_of_minus():
                      clean_loss=-0.03)
     _, reason = decide_family([lv], Direction.up, 2.0)
     assert "-0.0" not in reason and "0.3: +0.0 pp [-4.4, +4.4], clean loss 0.0 pp" in reason
+
+
+def test_the_claims_named_arm_decides_and_a_comparison_arm_does_not():
+    hydra = _rows({0.5: 0, 0.9: 1}, arm="hydra", discordant=5)
+    l1 = _rows({0.5: -60, 0.9: -200}, arm="prune")
+    both = pd.concat([hydra, l1], ignore_index=True)
+    pooled_rule = _v(both, "neutral", margin=5.0)  # default: every arm of the family must agree; here they do not
+    assert pooled_rule.verdict == VerdictValue.inconclusive and "disagree" in pooled_rule.reason
+    v = _v(both, "neutral", margin=5.0, arms=["hydra"])
+    assert v.verdict == VerdictValue.supports and {f.arm for f in v.families} == {"hydra", "prune"}
+
+
+def test_hydra_is_run_where_the_claim_names_importance_scores_with_its_own_score_epochs():
+    from replicate import SpecError, catalogue
+    from replicate.compress import CompressorKind, compressor_for
+    from replicate.jobs.spec import load_spec
+
+    spec = catalogue()["pruning_with_at"]
+    assert "importance" in spec.claim.statement and spec.claim.compressions == [0]
+    named = spec.compression[0]
+    assert named.kind == CompressorKind.hydra and named.score_epochs == 2
+    longer = named.model_copy(update={"finetune_epochs": 7})  # the score budget is not tied to the fine-tuning epochs
+    pruner = compressor_for(longer, 0.8, spec.train)
+    assert pruner.score_epochs == 2 and pruner.finetune_epochs == 7 and pruner.adversarial
+    raw = spec.model_dump(mode="json")
+    raw["compression"][0].pop("score_epochs")
+    with pytest.raises(SpecError, match=r"compression\.0.*score_epochs"):
+        load_spec(raw)
+    raw = spec.model_dump(mode="json")
+    raw["claim"]["compressions"] = [5]
+    with pytest.raises(SpecError, match="claim.compressions: index 5"):
+        load_spec(raw)

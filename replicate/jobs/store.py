@@ -421,6 +421,10 @@ def verdicts(engine: Engine, spec: JobSpec, assembled: Assembled) -> list[Replic
     first = eff[eff["attack"] == primary]
     family = first["family"].iloc[0] if len(first) else None
     grid = _grid(spec, assembled)
+    labels = arm_labels(spec)
+    arms = [labels[i] for i in spec.claim.compressions] if spec.claim.compressions is not None else None
+    if arms:
+        family = first[first["arm"].isin(arms)]["family"].iloc[0] if first["arm"].isin(arms).any() else family
     claims = list_claims(engine)
     out = []
     for study in [spec.claim.study, *spec.claim.compare]:
@@ -431,7 +435,7 @@ def verdicts(engine: Engine, spec: JobSpec, assembled: Assembled) -> list[Replic
             if row.empty or row["direction"].iloc[0] not in (Direction.up, Direction.down, Direction.neutral, Direction.mixed):
                 continue
             direction = Direction(row["direction"].iloc[0])
-        out.append(decide(eff, study, direction, margin=spec.neutral_margin, quick=spec.quick_mode, family=family, attack=primary, grid=grid,
+        out.append(decide(eff, study, direction, margin=spec.neutral_margin, quick=spec.quick_mode, family=family, attack=primary, arms=arms, grid=grid,
                           contrasts=assembled.contrasts))
     return out
 

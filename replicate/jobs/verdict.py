@@ -31,8 +31,8 @@ that lost robustness counts, with its flag shown. Every grid level appears in th
 excluded with its reason (a level without result rows too). Clean-accuracy loss is printed beside each
 level from the rows that level uses.
 
-A claim's verdict is that of its compression family under the spec's first attack (the claim's): when
-the family has several arms they must agree, otherwise the verdict is inconclusive and says which arm
+A claim's verdict is that of its compression family under the spec's first attack (the claim's), from
+the arms the claim names (``claim.compressions``; default every arm of the family): when there are several they must agree, otherwise the verdict is inconclusive and says which arm
 says what. Where a spec lists further attacks, each is also compared with the first *on the same
 models* (:class:`AttackContrast`: robust accuracy under the other attack minus under the claim's,
 paired per image): the PGD vs PGD++ or PGD vs EOT gap a claim about attack strength is about. Fewer
@@ -285,12 +285,13 @@ def attack_contrasts(contrasts: pd.DataFrame, margin: float = DEFAULT_MARGIN) ->
 
 
 def decide(effects: pd.DataFrame, study: str, direction: Direction | str, *, margin: float = DEFAULT_MARGIN, quick: bool = False,
-           family: CompressionFamily | str | None = None, attack: str | None = None, grid: dict[str, list[tuple[float | None, float]]] | None = None,
+           family: CompressionFamily | str | None = None, attack: str | None = None, arms: list[str] | None = None, grid: dict[str, list[tuple[float | None, float]]] | None = None,
            contrasts: pd.DataFrame | None = None) -> ReplicationVerdict:
     """``effects``: one row per (arm, attack, level, seed, eps) with :data:`EFFECT_COLUMNS` (counts; ``arm`` and ``attack`` optional).
 
     The verdict is that of ``family`` (default: the first family in ``effects``) under ``attack`` (default: the
-    first attack in ``effects``), its arms required to agree; every arm under every attack is listed.
+    first attack in ``effects``), its arms (or only ``arms``, the methods the claim names) required to agree;
+    every arm under every attack is listed.
     ``grid``: per arm, the (level, strength) pairs it was run at, so a level without rows is listed as excluded. ``contrasts``:
     :data:`CONTRAST_COLUMNS` rows, the other attacks against the claim's on the same models."""
     direction = Direction(direction)
@@ -307,9 +308,9 @@ def decide(effects: pd.DataFrame, study: str, direction: Direction | str, *, mar
         v, why = decide_family(levels, direction, margin)
         fams.append(FamilyVerdict(family=CompressionFamily(g["family"].iloc[0]), verdict=v, reason=why, levels=levels, arm=str(arm), attack=str(atk)))
     fam = CompressionFamily(family) if family is not None else CompressionFamily(eff["family"].iloc[0])
-    main = [f for f in fams if f.family == fam and f.attack == attack] or [fams[0]]
+    main = [f for f in fams if f.family == fam and f.attack == attack and (arms is None or f.arm in arms)] or [fams[0]]
     contrast_list = attack_contrasts(contrasts, margin) if contrasts is not None else []
-    used = eff[(eff["family"] == main[0].family.value) & (eff["attack"] == attack)]
+    used = eff[eff["arm"].isin([f.arm for f in main]) & (eff["attack"] == attack)]
     n_seeds = int(used["seed"].nunique())
     excluded = sum(1 for f in main for lv in f.levels if lv.excluded)
     common = dict(study=study, direction=direction, family=main[0].family, margin=margin, attack=str(attack), families=fams,
