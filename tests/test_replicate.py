@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import sqlalchemy as sa
 import torch
@@ -17,7 +18,7 @@ from replicate import (
     load_spec, load_split, measured_sparsity, run_job,
 )
 from replicate.attacks import input_gradient_stats
-from replicate.checks import LARGE_EPS
+from replicate.checks import LARGE_EPS, Measurements
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -245,3 +246,40 @@ def test_one_bit_activations_never_binarize_the_input_image(trained, digits):
     w1 = wrappers[1]
     real = torch.nn.functional.linear(x1, w1.quantized_weight(), w1.layer.bias) if isinstance(w1.layer, torch.nn.Linear) else None
     assert real is None or not torch.allclose(out1, real)
+
+
+class _BlurredGradient(torch.nn.Module):
+    """Planted moderate masking: the forward is the trained network at x, the backward its gradient at a blurred x."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        blurred = self.net(torch.nn.functional.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False))
+        return self.net(x).detach() + blurred - blurred.detach()
+
+
+def test_gradients_taken_at_a_blurred_point_fail_the_fidelity_check_and_a_sound_model_passes(trained, digits):
+    from replicate.checks.fidelity import GradientFidelity, finite_difference_agreement
+
+    x, y = digits.x_test[:128], digits.y_test[:128]
+    masked = _BlurredGradient(trained).eval()
+    with torch.no_grad():
+        assert torch.equal(masked(x).argmax(1), trained(x).argmax(1))  # same predictions: only the gradients moved
+    # the attack-based checks see a merely weaker PGD: the model keeps non-vanishing, locally consistent gradients
+    g = input_gradient_stats(masked, x, y)
+    assert g["grad_mean_abs"] > 1e-4 and g["grad_zero_fraction"] < 0.5
+    check = GradientFidelity()
+    m_masked = Measurements(n_classes=10, clean=np.ones(len(y), bool))
+    m_masked.grad_fidelity = finite_difference_agreement(masked, x, y, seed=0)
+    m_sound = Measurements(n_classes=10, clean=np.ones(len(y), bool))
+    m_sound.grad_fidelity = finite_difference_agreement(trained, x, y, seed=0)
+    bad, good = check.evaluate(m_masked), check.evaluate(m_sound)
+    assert bad.informative and not bad.passed, bad.detail
+    assert good.informative and good.passed, good.detail
+    # quantized activations: the forward is a step function, the straight-through gradient a deliberate surrogate: not informative, never a pass
+    m_q = Measurements(n_classes=10, clean=np.ones(len(y), bool))
+    m_q.grad_fidelity = finite_difference_agreement(Quantizer(bits=4, act_bits=4).compress(trained, digits, seed=0).attacked, x, y, seed=0)
+    q = check.evaluate(m_q)
+    assert not q.informative and not q.passed and "not locally linear" in q.detail
