@@ -9,7 +9,7 @@ Typical use::
 
 from .api import InitResult, init_database, is_empty
 from .db import get_engine, resolve_url, session_scope, upgrade_schema
-from .errors import Conflict, DatabaseError, EvidenceError, NotAuthorized, NotFound, Problem, ValidationFailed
+from .errors import Conflict, DatabaseError, EvidenceError, NotAuthorized, NotFound, Problem, UnknownValue, ValidationFailed
 from .identity import canonical_identity, check_identity, same_identity
 from .export import FORMATS, escape_for_spreadsheet, export_results, template_csv, to_interchange, write_template
 from .models import Claim, ClaimCreate, Job, JobCell, Result, ResultCreate, Study, StudyCreate, Submission
@@ -38,7 +38,7 @@ from .vocab import (
 __all__ = [
     "InitResult", "init_database", "is_empty",
     "get_engine", "resolve_url", "session_scope", "upgrade_schema",
-    "Conflict", "DatabaseError", "EvidenceError", "NotAuthorized", "NotFound", "Problem", "ValidationFailed",
+    "Conflict", "DatabaseError", "EvidenceError", "NotAuthorized", "NotFound", "Problem", "UnknownValue", "ValidationFailed",
     "canonical_identity", "check_identity", "same_identity",
     "FORMATS", "escape_for_spreadsheet", "export_results", "template_csv", "to_interchange", "write_template",
     "Claim", "ClaimCreate", "Job", "JobCell", "Result", "ResultCreate", "Study", "StudyCreate", "Submission",

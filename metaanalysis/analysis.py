@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .models.design import ALIASES, design_matrix
+from .models.design import ALIASES, Design, design_matrix
 from .effects import EffectTable
 from .models.multilevel import MULTILEVEL_METHODS, rma_mv
 from .models.results import MetaResult, clean
@@ -79,6 +79,7 @@ class Analysis:
     effects: pd.DataFrame  # the effects that entered the model
     excluded: pd.DataFrame  # rows that could not give an effect, or lacked a moderator
     notes: list[str] = field(default_factory=list)
+    design: Design | None = None  # the model matrix and how each moderator was coded (for the R script)
 
     @property
     def n_studies(self) -> int:
@@ -118,6 +119,7 @@ def _fit(df: pd.DataFrame, X, names, spec: AnalysisSpec, notes: list[str], start
             test = "z"  # replaced by the cluster-robust tests below
         fit = rma_mv(y, v, X=X, names=names, random=[df[c] for c in levels], random_names=list(levels), method=spec.method, test=test,
                      dfs="contain", level=spec.level, component_tests=spec.component_tests, profile_ci=spec.profile_ci, start=start)
+        fit.extra["random_columns"] = list(levels)  # the levels that were fitted, outer to inner (for the R script)
         if spec.test == "z" and not robust_kind:
             notes.append("z tests on a multilevel model ignore how few studies there are (asked for explicitly)")
     else:
@@ -131,6 +133,7 @@ def _fit(df: pd.DataFrame, X, names, spec: AnalysisSpec, notes: list[str], start
         if col not in df:
             raise MetaInputError(f"no column {col!r} for robust clusters")
         fit = robust_fit(fit, y, v, X, df[col], kind=robust_kind, level=spec.level, omnibus=spec.omnibus)
+        fit.extra["robust_cluster"] = col
     return fit
 
 
@@ -152,7 +155,7 @@ def run_analysis(table: EffectTable | pd.DataFrame, spec: AnalysisSpec | None = 
         excluded = pd.concat([excluded, dropped], ignore_index=True)
         notes.append(f"{int((~design.rows).sum())} effects left out of the meta-regression: {design.dropped_reason}")
     fit = _fit(used, design.X, design.names, spec, notes, start)
-    return Analysis(fit, spec, used, excluded, notes)
+    return Analysis(fit, spec, used, excluded, notes, design)
 
 
 @dataclass

@@ -335,6 +335,9 @@ def answer(table: EffectTable, spec: AnalysisSpec | None = None, questions: list
                 effects[col] = pd.Categorical(effects[col], categories=sorted(effects[col].dropna().unique()))
     fits = _Fits(spec)
     out = []
+    unknown = [x for x in questions or () if x not in {q.value for q in Question}]
+    if unknown:
+        raise MetaInputError(f"unknown question(s) {', '.join(map(repr, unknown))}; known: {', '.join(q.value for q in Question)}")
     for q in [Question(x) for x in questions] if questions else list(Question):
         if not q.scope.measurable or not len(effects):
             out.append(QuestionAnswer(q, q.text, q.scope.measurable, ()))

@@ -8,13 +8,14 @@ from typing import Optional
 
 import typer
 
-from evidence import check_identity, get_engine, upgrade_schema, whoami
+from evidence import EvidenceError, check_identity, get_engine, upgrade_schema, whoami
 
+from .errors import ReplicateError
 from .train.datasets import DatasetError
 from .jobs.launch import cancel_job
 from .jobs.store import get_job, job_table
 from .jobs.runner import run_job
-from .jobs.spec import SpecError, catalogue, get_claim_spec, load_spec
+from .jobs.spec import catalogue, get_claim_spec, load_spec
 
 __all__ = ["app"]
 
@@ -95,7 +96,7 @@ def run(
                                     walltime=walltime, account=account)
         out = run_job(_engine(db), spec, executor=executor, scheduler=scheduler, workers=workers, by=whoami(by), show_progress=not as_json,
                       job_id=job_id, device=device, threads=threads, cluster=cluster)
-    except (SpecError, DatasetError, ValueError) as exc:
+    except (ReplicateError, EvidenceError) as exc:  # what the user can fix; any other exception is a bug: its traceback is shown
         _fail(str(exc))
     if as_json:
         typer.echo(json.dumps(out.to_dict(), indent=1, default=str))

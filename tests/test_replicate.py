@@ -50,10 +50,12 @@ def test_split_is_stratified_seeded_and_recorded(digits):
     assert load_split("digits", seed=1, n_test=300).test_hash != digits.test_hash
 
 
+@pytest.mark.slow
 def test_trained_model_is_accurate(trained, digits):
     assert accuracy(trained, digits.x_test, digits.y_test) > 90
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["global_l1", "layer_l1", "random", "ln_structured"])
 def test_pruning_reaches_requested_sparsity(trained, digits, method):
     comp = Pruner(method=method, amount=0.6).compress(trained, digits, seed=0)
@@ -65,12 +67,14 @@ def test_pruning_reaches_requested_sparsity(trained, digits, method):
     assert comp.info.sparsity == measured_sparsity(comp.model) and comp.info.target_sparsity == 0.6
 
 
+@pytest.mark.slow
 def test_iterative_pruning_compounds_to_target(trained, digits):
     comp = Pruner(method="global_l1", amount=0.9, iterations=3, finetune="standard", finetune_epochs=1).compress(trained, digits, seed=0)
     assert comp.info.sparsity == pytest.approx(0.9, abs=0.01)
     assert "iterative (3 steps)" in comp.info.method
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bits", [1, 2, 4, 8])
 def test_per_tensor_k_bit_quantization_has_at_most_2k_values_per_tensor(trained, digits, bits):
     comp = Quantizer(bits=bits, granularity="per_tensor").compress(trained, digits, seed=0)
@@ -79,12 +83,14 @@ def test_per_tensor_k_bit_quantization_has_at_most_2k_values_per_tensor(trained,
     assert comp.info.family == ("binarization" if bits == 1 else "quantization")
 
 
+@pytest.mark.slow
 def test_quantized_model_keeps_gradients_through_ste(trained, digits):
     comp = Quantizer(bits=2, act_bits=4).compress(trained, digits, seed=0)
     g = input_gradient_stats(comp.attacked, digits.x_test[:64], digits.y_test[:64])
     assert g["grad_mean_abs"] > 0
 
 
+@pytest.mark.slow
 def test_pgd_at_large_epsilon_is_at_chance(trained, digits):
     acc = 100 * evaluate_attack(trained, AttackSpec("pgd", LARGE_EPS, 10), digits.x_test, digits.y_test, n_classes=10).float().mean()
     assert acc <= 100 / 10 + 5
@@ -138,6 +144,7 @@ def _count(engine, study="crev_replications"):
     return len(query_results(engine, ResultFilter(status="all", study_ids=[study], include_quick=True)))
 
 
+@pytest.mark.slow
 def test_killed_job_resumes_without_duplicates(tmp_path):
     url = f"sqlite:///{tmp_path / 'r.db'}"
     engine, _ = init_database(url)
@@ -197,7 +204,8 @@ def _job_rows(engine, job_id):
     return job_results(engine, job_id)[cols].sort_values("source_location").reset_index(drop=True)
 
 
-@pytest.mark.parametrize("threads", [1, pytest.param(2, marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("threads", [1, 2])
 def test_local_cluster_gives_the_same_numbers_and_dense_weights_as_local(tmp_path, monkeypatch, threads):
     spec = load_spec(__import__("tomllib").loads(TINY))
     spec = spec.model_copy(update={"id": "tiny-dask"})
@@ -221,6 +229,7 @@ def test_local_cluster_gives_the_same_numbers_and_dense_weights_as_local(tmp_pat
     assert [v.verdict for v in a.verdicts] == [v.verdict for v in b.verdicts]
 
 
+@pytest.mark.slow  # trains the digits model (the `trained` fixture)
 def test_one_bit_activations_never_binarize_the_input_image(trained, digits):
     # a binary network's first layer takes the real-valued image (binarizing it would be input squeezing):
     # its output is the binary-weight layer applied to the image as it is; the hidden layers' inputs are 1-bit
@@ -260,6 +269,7 @@ class _BlurredGradient(torch.nn.Module):
         return self.net(x).detach() + blurred - blurred.detach()
 
 
+@pytest.mark.slow  # trains the digits model (the `trained` fixture)
 def test_gradients_taken_at_a_blurred_point_fail_the_fidelity_check_and_a_sound_model_passes(trained, digits):
     from replicate.checks.fidelity import GradientFidelity, finite_difference_agreement
 

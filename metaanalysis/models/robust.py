@@ -122,9 +122,9 @@ def robust(fit: MetaResult, yi, vi, X, cluster, *, kind: str = "CR2", level: flo
         setup = _setup(fit, yi, vi, X, cluster)
         notes: list[str] = []
         if kind == "CR2":
-            u, K, L = _cr2_blocks(setup, form, notes)
+            u, K, L, form = _cr2_blocks(setup, form, notes)
         else:
-            u, K, L = setup.xwe, None, None
+            u, K, L, form = setup.xwe, None, None, None
         vcov = setup.M @ (u.T @ u) @ setup.M
         if kind == "CR1":
             vcov *= setup.J / (setup.J - setup.p)
@@ -134,6 +134,8 @@ def robust(fit: MetaResult, yi, vi, X, cluster, *, kind: str = "CR2", level: flo
                else np.full(setup.p, float(setup.J - setup.p)))
         out = _result(fit, setup, kind, vcov, dfs, level, notes)
         out.cr2 = pieces
+        if form is not None:
+            out.extra["cr2_form"] = form  # "cholesky" (clubSandwich's) or "symmetric" (the O(k) form for large clusters)
         robust_omnibus(out, setup.J, omnibus)
         _prediction(out, fit, level)
     return out
@@ -205,12 +207,12 @@ def _cr2_blocks(s: _Setup, form: str, notes: list[str]):
             K[j] = AWX.T @ phi @ AWX
             L[j] = s.X[idx].T @ AWX
         notes.append("CR2 in clubSandwich's Cholesky form")
-        return u, K, L
+        return u, K, L, "cholesky"
     T, u = symmetric_cr2(s.M, s.N, s.xwe)
     notes.append(f"CR2 in Bell & McCaffrey's symmetric-root form (p×p per cluster; largest cluster {sizes.max()} effects), "
                  "not clubSandwich's Cholesky form: same unbiasedness condition, small-sample terms differ slightly")
     TT = np.swapaxes(T, 1, 2)
-    return u, TT @ s.N @ T, s.N @ T
+    return u, TT @ s.N @ T, s.N @ T, "symmetric"
 
 
 def _result(fit: MetaResult, s: _Setup, kind: str, vcov, dfs, level: float, notes: list[str]) -> MetaResult:

@@ -43,7 +43,7 @@ from evidence.db import writer
 from evidence.models import utcnow
 from evidence.vocab import AdvTraining, CompressionFamily, Direction, Executor, JobStatus, Provenance, ReviewStatus, SourceKind, SubmissionKind
 
-from ..attacks import AttackName
+from ..attacks import ATTACKS
 from .cells import AttackOutcome, CellResult
 from .spec import JobSpec
 from ..train.training import CODE_VERSION, package_version
@@ -299,7 +299,7 @@ def _strength(info, level) -> float:
 def _baseline(spec: JobSpec, dense: CellResult, o: AttackOutcome) -> AttackOutcome | None:
     """The dense model's outcome paired with a compressed outcome: the same attack, or for a transfer
     attack the dense model's own PGD at the same setting (the very examples that are transferred)."""
-    name = AttackName.pgd if o.attack == AttackName.transfer else o.attack
+    name = ATTACKS[o.attack].source_attack or o.attack
     return next((d for d in dense.outcomes if d.attack == name and d.eps == o.eps and d.steps == o.steps and d.restarts == o.restarts), None)
 
 
