@@ -150,6 +150,7 @@ def _sound(m: Measurements) -> Measurements:
     _add(m, AttackName.transfer, 0.60, eps=0.1, steps=10)
     _add(m, AttackName.square, 0.50, eps=0.1)
     m.grad_mean_abs, m.grad_zero_fraction, m.grad_consistency = 0.01, 0.0, 0.9
+    m.grad_fidelity = {"agreement": 0.995, "linearity": 0.999, "flat_share": 0.0, "deterministic": True}
     return m
 
 
@@ -214,7 +215,14 @@ PLANTS = {
     "accuracy_does_not_rise_with_epsilon_l2": _plant_rising("l2", AttackName.pgdl2, 0.5, 1.0),
     "no_vanishing_input_gradients": _plant_vanishing,
     "input_gradients_are_consistent": _plant_shattered,
+    "input_gradient_is_the_forward_derivative": lambda: _plant_blurred_gradient(),
 }
+
+
+def _plant_blurred_gradient():
+    m = _m()
+    m.grad_fidelity = {"agreement": 0.4, "linearity": 0.999, "flat_share": 0.0, "deterministic": True}  # gradients taken at another point
+    return m
 
 
 def _plant_l2_noise():

@@ -1,11 +1,13 @@
 """Replication engine: compression, attacks, rigour checks, jobs (resume, Dask equality)."""
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import sqlalchemy as sa
 import torch
@@ -16,7 +18,7 @@ from replicate import (
     load_spec, load_split, measured_sparsity, run_job,
 )
 from replicate.attacks import input_gradient_stats
-from replicate.checks import LARGE_EPS
+from replicate.checks import LARGE_EPS, Measurements
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -181,8 +183,30 @@ def test_killed_job_resumes_without_duplicates(tmp_path):
         assert c.execute(sa.select(sa.func.count()).select_from(JobCell)).scalar_one() == 8
 
 
+def _job_log_weights(engine, job_id):
+    """{(kind, seed): weights hash} from the job log's model lines; each model must be logged exactly once."""
+    from replicate.jobs.store import get_job
+
+    lines = [ln for ln in get_job(engine, job_id).log.splitlines() if " model seed " in ln]
+    found = {}
+    for ln in lines:
+        kind = "surrogate" if "surrogate model seed" in ln else "dense"
+        seed = int(ln.split(" model seed ", 1)[1].split(":")[0])
+        assert (kind, seed) not in found, f"{kind} model of seed {seed} trained twice: {ln}"
+        found[kind, seed] = ln.split("(weights ", 1)[1].rstrip(")")
+    return found
+
+
+def _job_rows(engine, job_id):
+    from replicate.jobs.store import job_results
+
+    cols = ["source_location", "clean_acc_dense", "robust_acc_dense", "clean_acc_compressed", "robust_acc_compressed", "sparsity", "replication_json"]
+    return job_results(engine, job_id)[cols].sort_values("source_location").reset_index(drop=True)
+
+
 @pytest.mark.slow
-def test_local_cluster_gives_the_same_numbers_as_local(tmp_path, monkeypatch):
+@pytest.mark.parametrize("threads", [1, 2])
+def test_local_cluster_gives_the_same_numbers_and_dense_weights_as_local(tmp_path, monkeypatch, threads):
     spec = load_spec(__import__("tomllib").loads(TINY))
     spec = spec.model_copy(update={"id": "tiny-dask"})
     ea = get_engine(f"sqlite:///{tmp_path / 'a.db'}")
@@ -190,44 +214,82 @@ def test_local_cluster_gives_the_same_numbers_as_local(tmp_path, monkeypatch):
     for e in (ea, eb):
         init_database(str(e.url))
     monkeypatch.setenv("CREV_CACHE", str(tmp_path / "cache-local"))
-    a = run_job(ea, spec, show_progress=False, threads=1)  # the same thread count as each Dask worker
+    a = run_job(ea, spec, show_progress=False, threads=threads)  # the same thread count as each Dask task
     monkeypatch.setenv("CREV_CACHE", str(tmp_path / "cache-dask"))  # nothing shared: the workers train their own dense models
-    b = run_job(eb, spec, executor="dask", workers=2, show_progress=False)
-    from replicate.jobs.store import get_job
-
-    def weights(engine, job_id):
-        return sorted(ln.split(" model seed ", 1)[1].split(":")[0] + ln.split("(weights ", 1)[1]
-                      for ln in get_job(engine, job_id).log.splitlines() if " model seed " in ln)
-
-    assert weights(ea, a.job_id) == weights(eb, b.job_id) and weights(eb, b.job_id)  # trained on the workers, same weights
-    cols = ["source_location", "clean_acc_dense", "robust_acc_dense", "clean_acc_compressed", "robust_acc_compressed", "sparsity"]
-    da = query_results(ea, ResultFilter(status="all", study_ids=["crev_replications"]))[cols].sort_values("source_location").reset_index(drop=True)
-    db = query_results(eb, ResultFilter(status="all", study_ids=["crev_replications"]))[cols].sort_values("source_location").reset_index(drop=True)
-    assert a.n_results == b.n_results == 12
-    assert da.equals(db)
+    b = run_job(eb, spec, executor="dask", workers=2, show_progress=False, threads=threads)
+    wa, wb = _job_log_weights(ea, a.job_id), _job_log_weights(eb, b.job_id)
+    assert wa == wb and set(wb) == {("dense", 0), ("dense", 1)}  # each dense model trained once, on the workers, same weights
+    da, db = _job_rows(ea, a.job_id), _job_rows(eb, b.job_id)
+    assert a.n_results == b.n_results == len(da) == 12 and da["source_location"].is_unique
+    # every row was measured against the dense weights the job log records for its seed (no second training in the cells)
+    for rj in db["replication_json"]:
+        r = json.loads(rj)
+        assert r["dense_weights"] == wb["dense", r["seed"]]
+    assert da.drop(columns="replication_json").equals(db.drop(columns="replication_json"))
     assert [v.verdict for v in a.verdicts] == [v.verdict for v in b.verdicts]
 
 
-@pytest.mark.slow
-def test_local_cluster_at_two_threads_gives_the_same_numbers_and_trains_each_model_once(tmp_path, monkeypatch):
-    spec = load_spec(__import__("tomllib").loads(TINY)).model_copy(update={"id": "tiny-dask-2"})
-    ea, eb = get_engine(f"sqlite:///{tmp_path / 'a.db'}"), get_engine(f"sqlite:///{tmp_path / 'b.db'}")
-    for e in (ea, eb):
-        init_database(str(e.url))
-    monkeypatch.setenv("CREV_CACHE", str(tmp_path / "cache-local"))
-    a = run_job(ea, spec, show_progress=False, threads=2)
-    monkeypatch.setenv("CREV_CACHE", str(tmp_path / "cache-dask"))
-    b = run_job(eb, spec, executor="dask", workers=2, threads=2, show_progress=False)
-    from replicate.jobs.store import get_job
+@pytest.mark.slow  # trains the digits model (the `trained` fixture)
+def test_one_bit_activations_never_binarize_the_input_image(trained, digits):
+    # a binary network's first layer takes the real-valued image (binarizing it would be input squeezing):
+    # its output is the binary-weight layer applied to the image as it is; the hidden layers' inputs are 1-bit
+    from replicate.compress.quantize import FakeQuantWrapper
 
-    def models(engine, job_id):
-        return sorted(ln.split(" model seed ", 1)[1].split(":")[0] + ln.split("(weights ", 1)[1]
-                      for ln in get_job(engine, job_id).log.splitlines() if " model seed " in ln)
+    comp = Quantizer(bits=1, act_bits=1).compress(trained, digits, seed=0)
+    wrappers = [m for m in comp.model.modules() if isinstance(m, FakeQuantWrapper)]
+    assert [bool(w.input_layer) for w in wrappers] == [True] + [False] * (len(wrappers) - 1)
+    assert "first layer takes the real-valued image" in comp.info.method
+    seen = {}
+    hooks = [w.register_forward_hook(lambda m, a, o, i=i: seen.__setitem__(i, (a[0], o))) for i, w in enumerate(wrappers)]
+    with torch.no_grad():
+        comp.model(digits.x_test[:32])
+    for h in hooks:
+        h.remove()
+    x0, out0 = seen[0]
+    assert torch.unique(x0).numel() > 2  # the image reaches the first layer with its gray levels
+    w0 = wrappers[0]
+    assert torch.allclose(out0, torch.nn.functional.linear(x0, w0.quantized_weight(), w0.layer.bias)
+                          if isinstance(w0.layer, torch.nn.Linear) else w0.layer._conv_forward(x0, w0.quantized_weight(), w0.layer.bias))
+    # the second layer's input is binarized inside the wrapper: its output takes the 1-bit input, not the real one
+    x1, out1 = seen[1]
+    w1 = wrappers[1]
+    real = torch.nn.functional.linear(x1, w1.quantized_weight(), w1.layer.bias) if isinstance(w1.layer, torch.nn.Linear) else None
+    assert real is None or not torch.allclose(out1, real)
 
-    assert len(models(eb, b.job_id)) == len(spec.seeds) == 2  # one dense model per seed, trained once for all its cells
-    assert models(ea, a.job_id) == models(eb, b.job_id)  # at 2 threads the workers' weights are the local ones, bit for bit
-    cols = ["source_location", "clean_acc_dense", "robust_acc_dense", "clean_acc_compressed", "robust_acc_compressed", "sparsity"]
-    da = query_results(ea, ResultFilter(status="all", study_ids=["crev_replications"]))[cols].sort_values(cols).reset_index(drop=True)
-    db = query_results(eb, ResultFilter(status="all", study_ids=["crev_replications"]))[cols].sort_values(cols).reset_index(drop=True)
-    assert a.n_results == b.n_results == 12
-    assert da.equals(db), da.compare(db) if da.shape == db.shape else (da.shape, db.shape)
+
+class _BlurredGradient(torch.nn.Module):
+    """Planted moderate masking: the forward is the trained network at x, the backward its gradient at a blurred x."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        blurred = self.net(torch.nn.functional.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False))
+        return self.net(x).detach() + blurred - blurred.detach()
+
+
+@pytest.mark.slow  # trains the digits model (the `trained` fixture)
+def test_gradients_taken_at_a_blurred_point_fail_the_fidelity_check_and_a_sound_model_passes(trained, digits):
+    from replicate.checks.fidelity import GradientFidelity, finite_difference_agreement
+
+    x, y = digits.x_test[:128], digits.y_test[:128]
+    masked = _BlurredGradient(trained).eval()
+    with torch.no_grad():
+        assert torch.equal(masked(x).argmax(1), trained(x).argmax(1))  # same predictions: only the gradients moved
+    # the attack-based checks see a merely weaker PGD: the model keeps non-vanishing, locally consistent gradients
+    g = input_gradient_stats(masked, x, y)
+    assert g["grad_mean_abs"] > 1e-4 and g["grad_zero_fraction"] < 0.5
+    check = GradientFidelity()
+    m_masked = Measurements(n_classes=10, clean=np.ones(len(y), bool))
+    m_masked.grad_fidelity = finite_difference_agreement(masked, x, y, seed=0)
+    m_sound = Measurements(n_classes=10, clean=np.ones(len(y), bool))
+    m_sound.grad_fidelity = finite_difference_agreement(trained, x, y, seed=0)
+    bad, good = check.evaluate(m_masked), check.evaluate(m_sound)
+    assert bad.informative and not bad.passed, bad.detail
+    assert good.informative and good.passed, good.detail
+    # quantized activations: the forward is a step function, the straight-through gradient a deliberate surrogate: not informative, never a pass
+    m_q = Measurements(n_classes=10, clean=np.ones(len(y), bool))
+    m_q.grad_fidelity = finite_difference_agreement(Quantizer(bits=4, act_bits=4).compress(trained, digits, seed=0).attacked, x, y, seed=0)
+    q = check.evaluate(m_q)
+    assert not q.informative and not q.passed and "not locally linear" in q.detail

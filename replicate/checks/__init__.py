@@ -8,7 +8,7 @@ tests parametrised over :data:`CHECKS` then require a planted model that makes i
 
 from .base import (ALPHA, CHECKS, CONSISTENCY_MIN, LARGE_EPS, SWEEP_MIN_GAIN_PP, Check, CheckOutcome, Measurements, Paired, paired_less, reference,
                    register_check, run_checks)
-from . import attack_strength, epsilon, gradients  # noqa: F401  (each registers its checks, in this order)
+from . import attack_strength, epsilon, fidelity, gradients  # noqa: F401  (each registers its checks, in this order)
 
 __all__ = ["ALPHA", "CHECKS", "CONSISTENCY_MIN", "LARGE_EPS", "SWEEP_MIN_GAIN_PP", "Check", "CheckOutcome", "Measurements", "Paired", "paired_less",
            "reference", "register_check", "run_checks"]

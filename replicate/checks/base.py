@@ -85,6 +85,7 @@ class Measurements:
     grad_mean_abs: float | None = None
     grad_zero_fraction: float | None = None
     grad_consistency: float | None = None
+    grad_fidelity: dict | None = None  # replicate.checks.fidelity.finite_difference_agreement's measurement
     non_differentiable: bool = False
 
     @property

@@ -66,10 +66,11 @@ class HydraPruner(Compressor):
 
     family = CompressionFamily.unstructured_pruning
     kind, levels = CompressorKind.hydra, LevelKind.sparsity
+    learns_scores = True  # the spec gives the score-learning epochs in a field of their own (score_epochs)
 
     @classmethod
     def from_spec(cls, c, level, train):
-        return cls(amount=float(level), score_epochs=c.finetune_epochs, finetune_epochs=c.finetune_epochs, finetune_lr=c.finetune_lr,
+        return cls(amount=float(level), score_epochs=c.score_epochs, finetune_epochs=c.finetune_epochs, finetune_lr=c.finetune_lr,
                    adv_eps=train.adv_eps, adv_steps=train.adv_steps, adversarial=c.finetune != "standard")
 
     def __init__(self, amount: float = 0.9, score_epochs: int = 1, finetune_epochs: int = 1, finetune_lr: float = 0.01,

@@ -1,7 +1,13 @@
 """k-bit symmetric fake quantization of weights (and optionally activations), per output channel or
 per tensor, MSE-optimal or max scaling; k = 1 binarizes (sign(w)·mean|w|, Rastegari et al. 2016).
 Gradients flow through a straight-through estimator (Bengio et al. 2013). See
-:mod:`replicate.compress.base` for the references of the scale rule."""
+:mod:`replicate.compress.base` for the references of the scale rule.
+
+Quantized activations are the *inputs of the hidden layers*: the first layer of the network (the one
+the image enters, found in forward order during calibration) takes the real-valued image, as in every
+binary network (Hubara et al. 2016, "Binarized neural networks", NeurIPS; Rastegari et al. 2016,
+XNOR-Net, ECCV). Quantizing the image itself would be input squeezing, a known (masking) defence on
+MNIST (Xu et al. 2018, "Feature squeezing", NDSS), not a property of the compressed network."""
 
 from __future__ import annotations
 
@@ -68,6 +74,7 @@ class FakeQuantWrapper(nn.Module):
         super().__init__()
         self.layer, self.bits, self.act_bits, self.granularity, self.rule = layer, bits, act_bits, granularity, rule
         self.register_buffer("act_max", torch.tensor(0.0))
+        self.register_buffer("input_layer", torch.tensor(False))  # the image enters here: its input is never quantized
         self.calibrating = False
         self._frozen: dict[int, tuple[int, torch.Tensor]] = {}  # bits -> (weight version, quantized weight), eval mode
 
@@ -85,7 +92,7 @@ class FakeQuantWrapper(nn.Module):
         return hit[1]
 
     def forward(self, x):
-        if self.act_bits:
+        if self.act_bits and not bool(self.input_layer):
             if self.calibrating:
                 self.act_max = torch.maximum(self.act_max, x.detach().abs().max())
             elif self.act_max > 0:
@@ -108,14 +115,23 @@ def wrap_fake_quant(model: nn.Module, bits: int, act_bits: int | None, granulari
 
 
 def calibrate(model, split, n: int = 512) -> None:
-    """Record each fake-quantized layer's activation range on ``n`` training images."""
+    """Record each fake-quantized layer's activation range on ``n`` training images, and mark the
+    first layer called (the one the image enters) as the input layer, whose input stays real-valued."""
     wrappers = [m for m in model.modules() if isinstance(m, FakeQuantWrapper)]
+    called: list[FakeQuantWrapper] = []
+    hooks = [w.register_forward_pre_hook(lambda mod, args: called.append(mod)) for w in wrappers]
     for w in wrappers:
         w.calibrating = True
-    with torch.no_grad():
-        model(split.x_train[:n])
+    try:
+        with torch.no_grad():
+            model(split.x_train[:n])
+    finally:
+        for h in hooks:
+            h.remove()
+        for w in wrappers:
+            w.calibrating = False
     for w in wrappers:
-        w.calibrating = False
+        w.input_layer.fill_(w is called[0] if called else False)
 
 
 @torch.no_grad()
@@ -152,7 +168,7 @@ class Quantizer(Compressor):
                    adv_eps=train.adv_eps, granularity=c.granularity, rule=c.scale_rule, lr=c.finetune_lr)
 
     def describe(self) -> str:
-        act = f", {self.act_bits}-bit activations" if self.act_bits else ", float activations"
+        act = f", {self.act_bits}-bit activations (hidden layers; the first layer takes the real-valued image)" if self.act_bits else ", float activations"
         how = "post-training (calibrated)" if self.qat_epochs == 0 else (
             f"quantization-aware {'adversarial ' if self.adversarial else ''}fine-tuned {self.qat_epochs} epoch(s) at lr {self.lr:g}")
         scale = "mean |w|" if self.bits == 1 else ("MSE-optimal clipping" if self.rule is ScaleRule.mse else "max |w|")

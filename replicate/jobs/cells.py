@@ -25,6 +25,7 @@ from evidence.vocab import Attack, Norm, ThreatModel
 
 from ..attacks import AttackName, AttackSpec, correct, craft, gradient_consistency, input_gradient_stats, model_to_attack
 from ..checks import LARGE_EPS, CheckOutcome, Measurements, run_checks
+from ..checks.fidelity import finite_difference_agreement
 from ..compress import DENSE_INFO, CompressionInfo, compressor_for
 from ..train.datasets import load_split
 from ..train.device import attack_autocast, configure, move_split, resolve_device
@@ -283,6 +284,8 @@ def run_cell(spec_json: str, cell: Cell, cancelled=None, threads: int = 1) -> Ce
             g = input_gradient_stats(attacked, x[:sub], y[:sub])
             consistency = gradient_consistency(attacked, x[:sub], y[:sub], radius=0.01, seed=cell.seed)
             meas.grad_mean_abs, meas.grad_zero_fraction, meas.grad_consistency = g["grad_mean_abs"], g["grad_zero_fraction"], consistency
+            if not info.non_differentiable:  # a non-differentiable model is attacked through its twin; its forward has no derivative to compare
+                meas.grad_fidelity = finite_difference_agreement(attacked, x[:sub], y[:sub], seed=cell.seed)
             checks, masking = run_checks(meas)
         return CellResult(cell=cell, info=info, train=train, n_test=len(y), n_clean_correct=int(clean_vec.sum()), clean_bits=pack_bits(clean_vec),
                           outcomes=outcomes, check_images=sub, checks=checks, possible_gradient_masking=masking,

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 import pydantic
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from evidence.files import MAX_SMALL_FILE_BYTES, FileRefused, read_regular_file
 from evidence.vocab import Direction, Norm
@@ -68,6 +68,8 @@ class CompressionSpec(_Strict):
     finetune: Literal["none", "standard", "adversarial"] = "none"
     finetune_epochs: int = Field(0, ge=0, le=100)
     finetune_lr: float = Field(DEFAULT_FINETUNE_LR, gt=0, le=1, description="learning rate of pruning fine-tuning and of quantization-aware training")
+    score_epochs: int | None = Field(None, ge=1, le=100, description="hydra: epochs of importance-score learning before fine-tuning (its own "
+                                     "budget, not finetune_epochs; Sehwag et al. 2020 use 20 + 20); required for hydra")
     act_bits: int | None = Field(None, ge=1, le=16)
     qat_epochs: int = Field(0, ge=0, le=100)
     bit_choices: list[int] = Field(default_factory=list, description="random_precision: the bit widths drawn from at each forward pass")
@@ -85,6 +87,15 @@ class CompressionSpec(_Strict):
         for x in v:
             compressor_class(kind).check_level(x)
         return v
+
+    @model_validator(mode="after")
+    def _score_epochs(self):
+        learns_scores = getattr(compressor_class(self.kind), "learns_scores", False)  # the compressor declares it (hydra)
+        if learns_scores and self.score_epochs is None:
+            raise ValueError(f"kind {self.kind.value} needs score_epochs (epochs of importance-score learning, a budget of its own)")
+        if not learns_scores and self.score_epochs is not None:
+            raise ValueError(f"score_epochs applies to compressors that learn importance scores (hydra), not {self.kind.value}")
+        return self
 
 
 class AttackGrid(_Strict):
@@ -113,6 +124,8 @@ class ClaimRef(_Strict):
     direction: Literal[Direction.up, Direction.down, Direction.neutral, Direction.mixed]
     statement: str = ""
     compare: list[str] = Field(default_factory=list)  # other studies whose claims on the question this run also speaks to
+    compressions: list[int] | None = Field(None, description="indices into the spec's compression list of the methods the claim names "
+                                           "(its verdict); the others are run as comparisons. Default: every compression of the claim's family")
 
 
 class JobSpec(_Strict):
@@ -127,11 +140,18 @@ class JobSpec(_Strict):
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4], min_length=1)
     checks: bool = True
     quick_mode: bool = False
-    neutral_margin: float = Field(2.0, gt=0, description="equivalence margin (percentage points) of a neutral claim; the verdict widens it "
-                                  "to twice the largest binomial standard error of one accuracy on the test set")
+    neutral_margin: float = Field(2.0, gt=0, description="equivalence margin (percentage points) of a neutral claim: the claim's stated one, "
+                                  "2 pp where it states none; never widened: a level whose 90 % interval is wider is 'underpowered'")
     device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$", description="where it runs (replicate/train/device.py); not part of the hash")
     threads: int | None = Field(None, ge=1, le=512, description="torch threads per cell; not part of the hash")
     attack_mixed_precision: bool = Field(False, description="bfloat16 autocast while crafting attacks (weakens gradients; off by default)")
+
+    @model_validator(mode="after")
+    def _claim_compressions(self):
+        for i in self.claim.compressions or []:
+            if not 0 <= i < len(self.compression):
+                raise ValueError(f"claim.compressions: index {i} is not one of the {len(self.compression)} compression entries (0-based)")
+        return self
 
     def spec_hash(self) -> str:
         """Hash of what determines the results: everything but where it runs (device, threads)."""

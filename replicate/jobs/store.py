@@ -47,7 +47,7 @@ from ..attacks import ATTACKS
 from .cells import AttackOutcome, CellResult
 from .spec import JobSpec
 from ..train.training import CODE_VERSION, package_version
-from .verdict import EFFECT_COLUMNS, ReplicationVerdict, decide
+from .verdict import CONTRAST_COLUMNS, EFFECT_COLUMNS, ReplicationVerdict, decide
 
 __all__ = ["JobStatus", "JobSummary", "Assembled", "job_results", "REPLICATION_STUDY", "create_job", "finished_cells", "store_cell", "update_job",
            "cancel_requested", "request_cancel", "job_table", "get_job", "assemble", "verdicts", "write_results", "is_stale", "reap_stale_jobs",
@@ -272,7 +272,12 @@ class Assembled:
     """A job's result rows (typed, for the write path) and the paired counts the verdicts use."""
 
     results: list[ResultCreate]
-    effects: pd.DataFrame  # EFFECT_COLUMNS plus attack
+    effects: pd.DataFrame  # EFFECT_COLUMNS: one row per compressed cell, attack and epsilon
+    contrasts: pd.DataFrame = None  # CONTRAST_COLUMNS: each further attack against the spec's first on the same model
+
+    def __post_init__(self):
+        if self.contrasts is None:
+            self.contrasts = pd.DataFrame(columns=CONTRAST_COLUMNS)
 
 
 def _versions() -> dict:
@@ -298,15 +303,48 @@ def _baseline(spec: JobSpec, dense: CellResult, o: AttackOutcome) -> AttackOutco
     return next((d for d in dense.outcomes if d.attack == name and d.eps == o.eps and d.steps == o.steps and d.restarts == o.restarts), None)
 
 
+def arm_labels(spec: JobSpec) -> list[str]:
+    """One label per ``spec.compression`` entry: its kind and the options it sets (the index where two coincide).
+
+    Two compressions of one family and level are two arms with two estimates, never pooled."""
+    labels = []
+    for c in spec.compression:
+        opts = c.model_dump(mode="json", exclude_defaults=True, exclude={"kind", "levels"})
+        labels.append(c.kind.value + (" (" + ", ".join(f"{k}={v}" for k, v in sorted(opts.items())) + ")" if opts else ""))
+    return [lab if labels.count(lab) == 1 else f"{lab} #{i}" for i, lab in enumerate(labels)]
+
+
+def _contrasts(spec: JobSpec, p: CellResult, arm: str, family: str | None, strength: float) -> list[dict]:
+    """Each further attack against the spec's first on this one model, paired per image (same eps, steps, restarts)."""
+    ref_name = spec.attacks[0].name
+    out = []
+    for o in p.outcomes:
+        if o.attack == ref_name:
+            continue
+        ref = next((r for r in p.outcomes if r.attack == ref_name and r.eps == o.eps), None)
+        if ref is None:
+            continue
+        rv, av = p.correct_vector(ref), p.correct_vector(o)
+        if len(rv) != len(av):
+            continue
+        out.append({"family": family, "arm": arm, "level": p.cell.level, "strength": strength, "seed": p.cell.seed, "eps": o.eps,
+                    "n_test": p.n_test, "reference": ref_name.value, "attack": o.attack.value, "correct_reference": ref.n_correct,
+                    "correct_attack": o.n_correct, "reference_only": int((rv & ~av).sum()), "attack_only": int((~rv & av).sum())})
+    return out
+
+
 def assemble(spec: JobSpec, payloads: dict[str, CellResult]) -> Assembled:
     """Result rows: each compressed cell's measurements against its seed's dense model, with counts."""
     dense = {p.cell.seed: p for p in payloads.values() if p.cell.dense}
     versions = _versions()
-    results, effects = [], []
+    arms = arm_labels(spec)
+    results, effects, contrasts = [], [], []
     h = spec.spec_hash()
     for p in sorted(payloads.values(), key=lambda q: (q.cell.seed, -1 if q.cell.dense else q.cell.compression, q.cell.level or 0)):
         if p.cell.dense:
+            contrasts += _contrasts(spec, p, "dense", None, 0.0)
             continue
+        contrasts += _contrasts(spec, p, arms[p.cell.compression], p.info.family.value, _strength(p.info, p.cell.level))
         d = dense[p.cell.seed]
         info = p.info
         masking = p.possible_gradient_masking or d.possible_gradient_masking
@@ -356,19 +394,37 @@ def assemble(spec: JobSpec, payloads: dict[str, CellResult]) -> Assembled:
                                              "efficiency": info.efficiency.model_dump() if info.efficiency else None}),
             )
             results.append(rec)
-            effects.append({"family": info.family.value, "level": p.cell.level, "strength": _strength(info, p.cell.level), "seed": p.cell.seed,
+            effects.append({"family": info.family.value, "arm": arms[p.cell.compression], "attack": o.attack.value, "level": p.cell.level, "strength": _strength(info, p.cell.level), "seed": p.cell.seed,
                             "eps": o.eps, "n_test": p.n_test, "robust_dense": base.n_correct, "robust_compressed": o.n_correct,
                             "dense_only": dense_only, "compressed_only": comp_only, "clean_dense": int(dvec_clean.sum()),
-                            "clean_compressed": p.n_clean_correct, "masking": masking, "attack": o.attack.value})
-    return Assembled(results, pd.DataFrame(effects, columns=[*EFFECT_COLUMNS, "attack"]))
+                            "clean_compressed": p.n_clean_correct, "masking": masking})
+    return Assembled(results, pd.DataFrame(effects, columns=EFFECT_COLUMNS), pd.DataFrame(contrasts, columns=CONTRAST_COLUMNS))
+
+
+def _grid(spec: JobSpec, assembled: Assembled) -> dict[str, list[tuple[float | None, float]]]:
+    """Per arm, every (level, strength) the spec runs, so a level without rows shows as excluded."""
+    out = {}
+    for arm, c in zip(arm_labels(spec), spec.compression):
+        rows = assembled.effects[assembled.effects["arm"] == arm]
+        known = {(None if pd.isna(lv) else float(lv)): float(st) for lv, st in zip(rows["level"], rows["strength"])}
+        out[arm] = [(None if lv is None else float(lv), known.get(None if lv is None else float(lv),
+                                                                  float(lv) if lv is not None else 0.0)) for lv in (c.levels or [None])]
+    return out
 
 
 def verdicts(engine: Engine, spec: JobSpec, assembled: Assembled) -> list[ReplicationVerdict]:
     """A verdict for the claim the spec checks and for each compared study's claim on the question,
-    decided for the claim's compression family (the spec's first) under the spec's first attack."""
+    decided for the claim's compression family (the spec's first) under the spec's first attack (the
+    claim's); every arm under every attack is listed, and each further attack is contrasted with the first."""
     primary = spec.attacks[0].name.value
-    eff = assembled.effects[assembled.effects["attack"] == primary]
-    family = eff["family"].iloc[0] if len(eff) else None
+    eff = assembled.effects
+    first = eff[eff["attack"] == primary]
+    family = first["family"].iloc[0] if len(first) else None
+    grid = _grid(spec, assembled)
+    labels = arm_labels(spec)
+    arms = [labels[i] for i in spec.claim.compressions] if spec.claim.compressions is not None else None
+    if arms:
+        family = first[first["arm"].isin(arms)]["family"].iloc[0] if first["arm"].isin(arms).any() else family
     claims = list_claims(engine)
     out = []
     for study in [spec.claim.study, *spec.claim.compare]:
@@ -379,7 +435,8 @@ def verdicts(engine: Engine, spec: JobSpec, assembled: Assembled) -> list[Replic
             if row.empty or row["direction"].iloc[0] not in (Direction.up, Direction.down, Direction.neutral, Direction.mixed):
                 continue
             direction = Direction(row["direction"].iloc[0])
-        out.append(decide(eff, study, direction, margin=spec.neutral_margin, quick=spec.quick_mode, family=family))
+        out.append(decide(eff, study, direction, margin=spec.neutral_margin, quick=spec.quick_mode, family=family, attack=primary, arms=arms, grid=grid,
+                          contrasts=assembled.contrasts))
     return out
 
 
