@@ -256,3 +256,31 @@ def evaluate_cmd(
                       if m["possible_gradient_masking"] else ""))
     if run.submission_id is not None:
         typer.echo(f"submission {run.submission_id} (pending review) in study {run.study_id}")
+
+
+@app.command("plan")
+def plan_cmd(
+    claim: str = typer.Argument(..., help="A catalogue claim id (its seed spread is read from the shipped replication release)."),
+    detect: Optional[float] = typer.Option(3.0, "--detect", help="The drop in robust accuracy to detect, in percentage points."),
+    margin: Optional[float] = typer.Option(None, "--margin", help="Show equivalence within +/- this many percentage points (TOST)."),
+    alpha: float = typer.Option(0.05, "--alpha", help="One-sided level of each test."),
+    power: float = typer.Option(0.8, "--power", help="Target power."),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Test images and seeds a replication needs to detect a drop or show equivalence (paired design)."""
+    from .evaluate.planning import plan_claim
+
+    try:
+        p = plan_claim(claim, detect_pp=detect, margin_pp=margin, alpha=alpha, power=power)
+    except (LookupError, ValueError) as exc:
+        _fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps(p.to_dict(), indent=1))
+        return
+    s = p.spread
+    typer.echo(f"{claim}: release measured {100 * s.discordant:.1f}% discordant images and a seed SD of the robust gap of {100 * s.seed_sd:.2f} pp "
+               f"({s.n_groups} settings, {s.n_seeds} seeds); alpha {alpha}, power {power}")
+    if p.images_detect is not None:
+        typer.echo(f"  detect a drop of {detect:g} pp: n = {p.images_detect} test images (exact McNemar), {p.seeds_detect} seeds (one-sided t-test)")
+    if p.images_equivalence is not None:
+        typer.echo(f"  equivalence within +/-{margin:g} pp (TOST): n = {p.images_equivalence} test images, {p.seeds_equivalence} seeds")

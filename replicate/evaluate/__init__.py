@@ -5,7 +5,9 @@ board, and plan how many images and seeds a replication needs.
   torch.export), refusing pickles that would run code;
 - :mod:`replicate.evaluate.paired`: clean and robust accuracy of both models on the same images,
   the rigour checks per model, params / MACs / latency;
-- :mod:`replicate.evaluate.submission`: the pair as one pending submission through ``evidence.submit``.
+- :mod:`replicate.evaluate.submission`: the pair as one pending submission through ``evidence.submit``;
+- :mod:`replicate.evaluate.run`: the `evaluate` command end to end;
+- :mod:`replicate.evaluate.planning`: images and seeds a replication needs (exact McNemar, TOST, t-test).
 """
 
 from .loading import CheckpointError, CheckpointFormat, LoadedModel, detect_format, load_checkpoint, sha256_file

@@ -16,9 +16,7 @@ import json
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from evidence import Study
-from evidence.models import ResultCreate, StudyCreate
-from evidence.submit import SubmissionCreate, submit
+from evidence import ResultCreate, Study, StudyCreate, SubmissionCreate, submit
 from evidence.vocab import AdvTraining, CompressionFamily, Provenance, ReviewStatus, SourceKind, SubmissionKind
 
 from ..train.training import CODE_VERSION, package_version
