@@ -207,3 +207,17 @@ def test_the_cuda_path_gives_the_cpu_counts_for_fgsm(pair, seeded_url):
     assert gpu["runtime"]["device"].startswith("cuda")
     for a, b in zip(cpu["results"], gpu["results"]):
         assert abs(a["n_robust_correct_compressed"] - b["n_robust_correct_compressed"]) <= 2  # float reductions differ in the last bits
+
+
+def test_attack_list_refuses_baselines_transfer_and_the_wrong_norm():
+    from evidence.vocab import Norm
+    from replicate.evaluate.run import parse_attacks, parse_eps
+
+    assert parse_eps("8/255") == pytest.approx(8 / 255)
+    with pytest.raises(ValueError, match="baseline"):
+        parse_attacks("noise", eps=0.1, norm=Norm.linf, steps=10)
+    with pytest.raises(ValueError, match="source model"):
+        parse_attacks("transfer", eps=0.1, norm=Norm.linf, steps=10)
+    with pytest.raises(ValueError, match="l2 norm"):
+        parse_attacks("pgd,pgdl2", eps=0.1, norm=Norm.linf, steps=10)
+    assert [a.real_steps for a in parse_attacks("autoattack_standard,fgsm", eps=0.1, norm=Norm.linf, steps=10)] == [100, 1]

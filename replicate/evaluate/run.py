@@ -13,7 +13,7 @@ from fractions import Fraction
 
 from sqlalchemy.engine import Engine
 
-from evidence.vocab import AdvTraining, CompressionFamily, Norm
+from evidence.vocab import AdvTraining, Attack, CompressionFamily, Norm, ThreatModel
 
 from ..attacks import ATTACKS, AttackName, AttackSpec
 from ..train.datasets import load_split
@@ -44,11 +44,11 @@ def parse_attacks(text: str, *, eps: float, norm: Norm, steps: int, restarts: in
             key = AttackName(name)
         except ValueError:
             raise ValueError(f"--attacks: unknown attack {name!r}; use one of {', '.join(ATTACKS)}") from None
-        if key in (AttackName.noise, AttackName.noise_l2):
-            raise ValueError(f"--attacks: {name} is the rigour checks' random baseline, not an evaluation attack")
-        if key == AttackName.transfer:
-            raise ValueError("--attacks: transfer needs a source model; the rigour checks already transfer each model's PGD examples to the other")
         spec = AttackSpec(key, eps, steps, restarts, queries=queries)
+        if spec.vocab == Attack.other:  # the registry's random-noise baselines have no attack of the evidence vocabulary
+            raise ValueError(f"--attacks: {name} is a rigour-check baseline, not an evaluation attack")
+        if spec.threat_model == ThreatModel.transfer:
+            raise ValueError(f"--attacks: {name} needs a source model; the rigour checks already transfer each model's PGD examples to the other")
         if spec.norm != norm:
             raise ValueError(f"--attacks: {name} attacks the {spec.norm.value} norm, not --norm {norm.value}")
         out.append(spec)
