@@ -194,3 +194,93 @@ def data_list():
 
     reg = registered_folders()
     typer.echo("\n".join(f"{k}: {v}" for k, v in sorted(reg.items())) if reg else "no local datasets registered (crev replicate data add NAME PATH)")
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    dense: Path = typer.Option(..., "--dense", help="The dense parent: a state_dict (.pt/.pth, .safetensors) with --arch, TorchScript, or .pt2."),
+    compressed: Path = typer.Option(..., "--compressed", help="The compressed child, in any of the same formats."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="digits, mnist5k, fashion_mnist, cifar10, svhn (registered local copies)."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="An .npz with x (N,C,H,W in [0,1]) and y [and is_test], instead of --dataset."),
+    eps: str = typer.Option("8/255", "--eps", help="Perturbation budget on the [0, 1] scale (a number or a fraction)."),
+    norm: str = typer.Option("linf", "--norm", help="linf or l2."),
+    attacks: str = typer.Option("autoattack_standard", "--attacks", help="Comma-separated attack names (replicate.attacks.ATTACKS)."),
+    n: Optional[int] = typer.Option(1000, "--n", help="Test images (stratified subsample of the test set)."),
+    steps: int = typer.Option(100, "--steps", help="Iterations of attacks that take them (autoattack_standard always runs the paper's 100)."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when available), cpu, cuda, cuda:N or mps."),
+    arch: Optional[str] = typer.Option(None, "--arch", help="The architecture of a state_dict (lenet, mlp, resnet, preact_resnet18, wrn_28_10, ...)."),
+    width: Optional[int] = typer.Option(None, "--width", help="The architecture's width, where it has one."),
+    study: Optional[str] = typer.Option(None, "--study", help="The study the pair belongs to (default: a stub study to fill in at review)."),
+    family: str = typer.Option("other", "--family", help="Compression family of the child: unstructured_pruning, structured_pruning, quantization, ..."),
+    method: str = typer.Option("", "--method", help="The compression method, as text."),
+    bits: Optional[int] = typer.Option(None, "--bits", help="Bit width of a quantized child."),
+    no_checks: bool = typer.Option(False, "--no-checks", help="Skip the rigour checks (rows then carry no masking verdict)."),
+    no_submit: bool = typer.Option(False, "--no-submit", help="Measure only; write nothing."),
+    as_json: bool = typer.Option(False, "--json"),
+    db: Optional[str] = DbOption,
+    by: Optional[str] = typer.Option(None, "--by"),
+):
+    """Evaluate your own dense and compressed checkpoints on the same images; one pending submission."""
+    from evidence.vocab import CompressionFamily, Norm
+
+    from .evaluate.loading import CheckpointError
+    from .evaluate.run import parse_eps, run_evaluation
+    from .train.device import DeviceError
+
+    if (dataset is None) == (data_dir is None):
+        _fail("give exactly one of --dataset and --data-dir")
+    try:
+        run = run_evaluation(None if no_submit else _engine(db), dense=str(dense), compressed=str(compressed), dataset=dataset or str(data_dir),
+                             eps=parse_eps(eps), norm=Norm(norm) if norm in ("linf", "l2") else _fail(f"--norm {norm!r}: use linf or l2"),
+                             attacks=attacks, n=n, steps=steps, device=device, arch=arch, width=width, study=study,
+                             family=CompressionFamily(family) if family in CompressionFamily.__members__ else _fail(
+                                 f"--family {family!r}: use one of {', '.join(CompressionFamily)}"),
+                             method=method, bits=bits, checks=not no_checks, by=whoami(by))
+    except (CheckpointError, DatasetError, DeviceError, ValueError) as exc:
+        _fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps(run.to_dict(), indent=1, default=str))
+        return
+    d = run.to_dict()
+    typer.echo(f"{d['dataset']}: {d['split']['n_test']} test images, {d['runtime']['device']}, {run.seconds:.1f} s")
+    for r in d["results"]:
+        typer.echo(f"  {r['label']}\n    robust {r['n_robust_correct_dense']}/{r['n_test']} dense vs {r['n_robust_correct_compressed']}/{r['n_test']} "
+                   f"compressed (clean {r['n_clean_correct_dense']} vs {r['n_clean_correct_compressed']}; discordant {r['n_robust_dense_only']}"
+                   f"/{r['n_robust_compressed_only']})")
+    for who in ("dense", "compressed"):
+        m, cost = d[who], d[who]["cost"]
+        macs = f", {cost['macs']:,} MACs" if cost["macs"] is not None else ""
+        typer.echo(f"  {who}: {m['file']} ({m['format']}, sha256 {m['sha256'][:12]}), {cost['params']:,} params ({cost['params_nonzero']:,} nonzero)"
+                   f"{macs}, {cost['latency_ms']:.2f} ms per {cost['batch']} images"
+                   + ("; POSSIBLE GRADIENT MASKING: " + ", ".join(c["name"] for c in m["checks"] if c["informative"] and not c["passed"])
+                      if m["possible_gradient_masking"] else ""))
+    if run.submission_id is not None:
+        typer.echo(f"submission {run.submission_id} (pending review) in study {run.study_id}")
+
+
+@app.command("plan")
+def plan_cmd(
+    claim: str = typer.Argument(..., help="A catalogue claim id (its seed spread is read from the shipped replication release)."),
+    detect: Optional[float] = typer.Option(3.0, "--detect", help="The drop in robust accuracy to detect, in percentage points."),
+    margin: Optional[float] = typer.Option(None, "--margin", help="Show equivalence within +/- this many percentage points (TOST)."),
+    alpha: float = typer.Option(0.05, "--alpha", help="One-sided level of each test."),
+    power: float = typer.Option(0.8, "--power", help="Target power."),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Test images and seeds a replication needs to detect a drop or show equivalence (paired design)."""
+    from .evaluate.planning import plan_claim
+
+    try:
+        p = plan_claim(claim, detect_pp=detect, margin_pp=margin, alpha=alpha, power=power)
+    except (LookupError, ValueError) as exc:
+        _fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps(p.to_dict(), indent=1))
+        return
+    s = p.spread
+    typer.echo(f"{claim}: release measured {100 * s.discordant:.1f}% discordant images and a seed SD of the robust gap of {100 * s.seed_sd:.2f} pp "
+               f"({s.n_groups} settings, {s.n_seeds} seeds); alpha {alpha}, power {power}")
+    if p.images_detect is not None:
+        typer.echo(f"  detect a drop of {detect:g} pp: n = {p.images_detect} test images (exact McNemar), {p.seeds_detect} seeds (one-sided t-test)")
+    if p.images_equivalence is not None:
+        typer.echo(f"  equivalence within +/-{margin:g} pp (TOST): n = {p.images_equivalence} test images, {p.seeds_equivalence} seeds")

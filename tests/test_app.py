@@ -260,3 +260,10 @@ def test_replications_page_shows_the_catalogue(at):
     assert any("No job has run yet" in i.value for i in at.info)
     at.selectbox(key="rep_claim").select("quantization").run()
     assert not at.exception and "galloway_2018_bnn" in _text(at)
+
+
+def test_replications_launch_form_says_what_its_n_and_seeds_can_detect(at):
+    _page(at, "ui/replications.py")
+    at.selectbox(key="rep_claim").select("pruning_without_at").run()
+    text = " ".join(c.value for c in at.caption)
+    assert not at.exception and "What this run can detect" in text and "exact McNemar" in text

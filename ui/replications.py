@@ -43,6 +43,21 @@ with st.expander("Build the job"):
     ], columns=["part", "setting"]), hide_index=True, width="stretch")
     with st.expander("The full spec (JSON)"):
         st.json(d, expanded=False)
+    from replicate.evaluate.planning import detectable_drop, release_spread  # what this n and these seeds can detect (issue 26)
+
+    try:
+        spread = release_spread(cid)
+    except LookupError:
+        st.caption("What this run can detect: the shipped replication release has no rows of this claim to measure its spread from.")
+    else:
+        n_img = d["data"].get("n_test") or (450 if d["data"]["name"] == "digits" else None)  # digits: 25 % of 1,797
+        by_img, by_seed = detectable_drop(n_img or 1, len(d["seeds"]), spread.discordant, spread.seed_sd)
+        st.caption(f"What this run can detect (alpha 0.05, power 0.8; the release measured {100 * spread.discordant:.1f}% discordant images and a "
+                   f"seed SD of {100 * spread.seed_sd:.2f} pp): "
+                   + (f"{n_img} test images detect a drop of {100 * by_img:.1f} pp per seed (exact McNemar); " if n_img and by_img == by_img else "")
+                   + f"{len(d['seeds'])} seed(s) "
+                   + (f"detect a mean drop of {100 * by_seed:.1f} pp (t-test)" if by_seed == by_seed else "cannot test a mean drop across seeds (a t-test needs 2 or more)")
+                   + f"; smaller drops cannot be told from noise. `crev replicate plan {cid} --detect PP` gives the n and seeds for a target.")
 if st.button("Launch", type="primary", key="rep_launch"):
     if not state.user_name():
         st.error("Type your name on 'Add evidence' (or sign in as a curator) first: jobs are recorded under it.")
