@@ -5,9 +5,8 @@ import streamlit as st
 
 import evidence as ev
 import replicate as rp
-from ui import labels, state
+from ui import identity, labels, state
 
-state.hide_sidebar()
 st.title("Replications")
 st.caption("Controlled re-runs of the literature's claims (PyTorch pruning and quantization, torchattacks attacks, rigour checks). "
            "Results enter the database as replication evidence, pending review.")
@@ -45,7 +44,7 @@ with st.expander("Build the job"):
         st.json(d, expanded=False)
 if st.button("Launch", type="primary", key="rep_launch"):
     if not state.user_name():
-        st.error("Type your name on 'Add evidence' (or sign in as a curator) first: jobs are recorded under it.")
+        st.error("Sign in or give your name in the sidebar ('Sign in') first: jobs are recorded under it.")
     else:
         try:
             jid = rp.launch_background(state.engine(), job_spec, by=state.user_name())
@@ -76,8 +75,16 @@ def progress():
             st.warning(f"Job {r['id']} is stale: its process is gone (no heartbeat). Cancel marks it cancelled at once.")
         st.progress(float(r["progress"] or 0.0), text=f"job {r['id']}: {r['stage']} ({r['cells_done']}/{r['cells_total']} cells)")
         if st.button(f"Cancel job {r['id']}", key=f"cancel_{r['id']}"):
-            rp.request_cancel(state.engine(), int(r["id"]))
-            st.warning(f"Job {r['id']}: cancellation requested.")
+            me = identity.current()
+            if me is None:
+                st.error(f"Job {r['id']}: sign in first (sidebar): only its launcher or a curator can cancel it.")
+            else:
+                try:
+                    rp.jobs.cancel_job(state.engine(), int(r["id"]), by=me.name, curator=me.curator)
+                except (ev.EvidenceError, LookupError, ValueError) as exc:  # NotAuthorized (not the launcher), or the job ended meanwhile
+                    st.error(f"Not cancelled: {exc}")
+                else:
+                    st.warning(f"Job {r['id']}: cancellation requested.")
 
 
 progress()
@@ -94,5 +101,9 @@ if len(res):
     st.dataframe(res[["compression_level_text", "attack", "attack_text", "threat_model", "steps", "attack_queries", "epsilon", "clean_acc_dense", "robust_acc_dense", "clean_acc_compressed",
                       "robust_acc_compressed", "gradient_masking", "review_status", "quick"]], hide_index=True, width="stretch")
     st.caption("These rows appear in Explore once approved (set the sidebar's review status to 'pending' or 'all' to see them now).")
-with st.expander("Log"):
-    st.code(job.log or "(empty)")
+_me = identity.current()
+if _me is not None and _me.curator:
+    with st.expander("Log (curators only: it names server paths and the process id)"):
+        st.code(job.log or "(empty)")
+else:
+    st.caption("The job's log (server paths, process id) is shown to curators only.")
