@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PORT   ?= 8501
 STAMP  := $(VENV)/.crev-installed
 
-.PHONY: run test install init bench clean
+.PHONY: run test test-fast install init bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ run: init
 
 test: install
 	$(BIN)/python -m pytest
+
+# Minutes instead of ten: everything but the tests that train a model or run a job, and the browser tests.
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow and not browser"
 
 bench: install
 	$(BIN)/pip install -q -e ".[bench]"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-__all__ = ["Problem", "EvidenceError", "ValidationFailed", "NotFound", "DatabaseError", "Conflict", "NotAuthorized", "FieldError", "SHOWN_PROBLEMS"]
+__all__ = ["Problem", "EvidenceError", "ValidationFailed", "NotFound", "DatabaseError", "Conflict", "NotAuthorized", "UnknownValue", "FieldError", "SHOWN_PROBLEMS"]
 
 SHOWN_PROBLEMS = 20  # problems listed one by one; the rest are summarised by column
 
@@ -71,6 +71,10 @@ class Conflict(EvidenceError):
 
 class NotAuthorized(EvidenceError):
     """An action the acting user may not take (approving their own submission, cancelling another's job)."""
+
+
+class UnknownValue(EvidenceError, ValueError):
+    """A value outside a controlled vocabulary (a filter, an option); the message lists the allowed values."""
 
 
 class FieldError(ValueError):

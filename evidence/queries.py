@@ -123,20 +123,13 @@ def _frame(conn, stmt) -> pd.DataFrame:
 
 
 def query_results(engine: Engine, filt: ResultFilter | None = None, columns: Sequence[str] | None = None) -> pd.DataFrame:
-    """Results matching ``filt`` as a frame (one row per result version), ordered by study, uid and
-    version: an order that is the same in every database holding the same rows (a release loaded
-    into another database gets other ids), so two fits of the same evidence see the same rows in the
-    same order and agree to the last bit, not only to the solver's tolerance. The order is taken in
-    Python (code-point order), not by the database, whose text collation differs between backends."""
+    """Results matching ``filt`` as a frame (one row per result version), ordered by id."""
     filt = filt or ResultFilter()
     t = Result.__table__
     cols = [t.c[c] for c in columns] if columns else [t]
     stmt = sa.select(*cols).where(*filt.where(t)).order_by(t.c.id)
     with engine.connect() as conn:
         df = _frame(conn, stmt)
-    keys = [c for c in ("study_id", "uid", "version") if c in df.columns]
-    if keys and len(df):
-        df = df.sort_values(keys, kind="stable", key=lambda col: col.astype(str) if col.name != "version" else col).reset_index(drop=True)
     return _typed(df)
 
 

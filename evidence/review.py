@@ -18,6 +18,7 @@ from sqlmodel import Session, select
 
 from .db import session_scope
 from .errors import EvidenceError, NotAuthorized, NotFound, ValidationFailed
+from .identity import check_identity, same_identity
 from .models import Claim, ClaimCreate, Result, ResultCreate, Study, StudyCreate, Submission, utcnow
 from .rows import pydantic_problems
 from .submit import SubmissionCreate, new_uid, submit, whoami
@@ -66,10 +67,8 @@ def self_approval_allowed(allow: bool | None = None) -> bool:
 
 
 def _reviewer(by: str | None) -> str:
-    by = whoami(by).strip()
-    if not by or len(by) > 120:
-        raise EvidenceError(f"reviewer name must be 1 to 120 characters, not {len(by)}")
-    return by
+    """The reviewer's name, refused when empty, invisible or too long (:func:`~evidence.identity.check_identity`)."""
+    return check_identity(whoami(by), "reviewer name")
 
 
 def _begin_review(session: Session, submission_id: int) -> tuple[Submission, str | None, bool]:
@@ -99,7 +98,9 @@ def approve(
 ) -> Submission:
     """Approve a pending submission: its rows become the current versions of their entities.
 
-    Refused (:class:`~evidence.errors.NotAuthorized`) when the reviewer submitted it — by name, and
+    Refused (:class:`~evidence.errors.NotAuthorized`) when the reviewer submitted it — by name
+    compared in canonical form (:func:`~evidence.identity.same_identity`: NFKC, case-folded, format
+    characters removed, TR39 confusable skeleton), and
     on PostgreSQL by database role (``session_user``, unless a superuser, who can bypass any rule
     anyway) — unless :func:`self_approval_allowed`. The reviewer's name, the reason and, on
     PostgreSQL, ``session_user`` are recorded with the decision.
@@ -108,7 +109,7 @@ def approve(
     with session_scope(engine) as session:
         sub, db_user, superuser = _begin_review(session, submission_id)
         if not self_approval_allowed(allow_self_approval):
-            if by.lower() == (sub.submitted_by or "").strip().lower():
+            if same_identity(by, sub.submitted_by):  # TR39 canonical form: no look-alike of the submitter
                 raise NotAuthorized(
                     f"{by} submitted submission {submission_id} and cannot approve it: another curator must "
                     f"(or set {SELF_APPROVAL_ENV}=1 where one person curates alone)"

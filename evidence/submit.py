@@ -27,6 +27,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from .db import session_scope
 from .errors import Problem, ValidationFailed
+from .identity import canonical_identity
 from .models import Claim, ClaimCreate, Result, ResultCreate, Study, StudyCreate, Submission, utcnow
 from .rows import fingerprint, pydantic_problems, result_warnings
 from .vocab import ReviewStatus, SubmissionKind
@@ -302,6 +303,8 @@ def submit(engine: Engine, sub: SubmissionCreate | dict) -> Submission:
     for column, name in (("submitted_by", by), ("reviewed_by", sub.reviewed_by or "")):
         if len(name) > 120:  # checked here: SQLite would store any length, PostgreSQL fail
             raise ValidationFailed([Problem(sub.source_file or "input", None, column, f"name is {len(name)} characters long; at most 120 can be stored")])
+        if name and not canonical_identity(name):  # only zero-width / format characters: no one can be told apart
+            raise ValidationFailed([Problem(sub.source_file or "input", None, column, "name is invisible (only format or ignorable characters)")])
     with session_scope(engine) as session:
         conn = session.connection()
         problems, prepared = check_submission(conn, sub)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum, StrEnum
 
+from .errors import UnknownValue
+
 __all__ = [
     "CompressionFamily",
     "CompressionKind",
@@ -248,7 +250,9 @@ class Question(StrEnum):
 
 
 def coerce(enum: type[Enum], value: "str | Enum") -> Enum:
-    """Convert a user-supplied string (value or name, any case) to ``enum``; raise ValueError."""
+    """Convert a user-supplied string (value or name, any case) to ``enum``; raise
+    :class:`evidence.errors.UnknownValue` (a ``ValueError``) naming the allowed values."""
+
     if isinstance(value, enum):
         return value
     text = str(value).strip().lower().replace("-", "_").replace(" ", "_")
@@ -256,4 +260,4 @@ def coerce(enum: type[Enum], value: "str | Enum") -> Enum:
         if text in (member.value, member.name):
             return member
     allowed = ", ".join(m.value for m in enum)
-    raise ValueError(f"{value!r} is not a valid {enum.__name__} (allowed: {allowed})")
+    raise UnknownValue(f"{value!r} is not a valid {enum.__name__} (allowed: {allowed})")

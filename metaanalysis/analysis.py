@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .models.design import ALIASES, design_matrix
+from .models.design import ALIASES, Design, design_matrix
 from .effects import EffectTable
 from .models.multilevel import MULTILEVEL_METHODS, rma_mv
 from .models.results import MetaResult, clean
@@ -26,6 +26,7 @@ from .models.robust import ROBUST_KINDS
 from .models.robust import robust as robust_fit
 from .models.structure import parse_random, random_structure
 from .models.uni import MetaInputError, rma_uni
+from .models.wald import WaldTestKind
 
 __all__ = ["AnalysisSpec", "Analysis", "run_analysis", "StudyEstimate", "study_estimate", "per_study", "SubgroupResult", "subgroups"]
 
@@ -52,6 +53,7 @@ class AnalysisSpec:
     test: str = "auto"  # "auto" | "z" | "t"
     component_tests: bool = True
     profile_ci: bool = False  # profile-likelihood CI of each σ² (metafor confint on rma.mv): slower
+    omnibus: str = "HTZ"  # the CR2 test of several moderators: "HTZ" (clubSandwich) or "naive-F" (F(m, J - p), on request)
 
     def __post_init__(self):
         if self.model not in ("multilevel", "random", "common"):
@@ -62,6 +64,8 @@ class AnalysisSpec:
             raise MetaInputError(f"robust must be auto, none or one of {', '.join(ROBUST_KINDS)}")
         if self.test not in ("auto", "z", "t"):
             raise MetaInputError("test must be auto, z or t")
+        if self.omnibus not in tuple(k.value for k in WaldTestKind):
+            raise MetaInputError(f"omnibus must be one of {', '.join(k.value for k in WaldTestKind)}, not {self.omnibus!r}")
         object.__setattr__(self, "random", parse_random(self.random))
 
     def replace(self, **kw) -> "AnalysisSpec":
@@ -75,6 +79,7 @@ class Analysis:
     effects: pd.DataFrame  # the effects that entered the model
     excluded: pd.DataFrame  # rows that could not give an effect, or lacked a moderator
     notes: list[str] = field(default_factory=list)
+    design: Design | None = None  # the model matrix and how each moderator was coded (for the R script)
 
     @property
     def n_studies(self) -> int:
@@ -114,6 +119,7 @@ def _fit(df: pd.DataFrame, X, names, spec: AnalysisSpec, notes: list[str], start
             test = "z"  # replaced by the cluster-robust tests below
         fit = rma_mv(y, v, X=X, names=names, random=[df[c] for c in levels], random_names=list(levels), method=spec.method, test=test,
                      dfs="contain", level=spec.level, component_tests=spec.component_tests, profile_ci=spec.profile_ci, start=start)
+        fit.extra["random_columns"] = list(levels)  # the levels that were fitted, outer to inner (for the R script)
         if spec.test == "z" and not robust_kind:
             notes.append("z tests on a multilevel model ignore how few studies there are (asked for explicitly)")
     else:
@@ -126,7 +132,8 @@ def _fit(df: pd.DataFrame, X, names, spec: AnalysisSpec, notes: list[str], start
         col = spec.robust_cluster
         if col not in df:
             raise MetaInputError(f"no column {col!r} for robust clusters")
-        fit = robust_fit(fit, y, v, X, df[col], kind=robust_kind, level=spec.level)
+        fit = robust_fit(fit, y, v, X, df[col], kind=robust_kind, level=spec.level, omnibus=spec.omnibus)
+        fit.extra["robust_cluster"] = col
     return fit
 
 
@@ -148,7 +155,7 @@ def run_analysis(table: EffectTable | pd.DataFrame, spec: AnalysisSpec | None = 
         excluded = pd.concat([excluded, dropped], ignore_index=True)
         notes.append(f"{int((~design.rows).sum())} effects left out of the meta-regression: {design.dropped_reason}")
     fit = _fit(used, design.X, design.names, spec, notes, start)
-    return Analysis(fit, spec, used, excluded, notes)
+    return Analysis(fit, spec, used, excluded, notes, design)
 
 
 @dataclass
@@ -165,9 +172,8 @@ class SubgroupResult:
 
     def summary(self) -> str:
         q = self.between
-        df = q.qm_df
         return (self.groups.to_string(index=False, float_format=lambda x: f"{x:.3f}")
-                + f"\ntest of subgroup differences ({self.by}): QM(df = {df[0]:g}) = {q.qm:.3f}, p = {q.qm_pval:.4g}")
+                + f"\ntest of subgroup differences ({self.by}): {q.omnibus_label()} = {q.qm:.3f}, p = {q.qm_pval:.4g}")
 
 
 def subgroups(table: EffectTable, by: str, spec: AnalysisSpec | None = None) -> SubgroupResult:

@@ -34,6 +34,7 @@ from .analysis import AnalysisSpec, StudyEstimate, run_analysis, study_estimate
 from .effects import EffectMeasure, EffectTable
 from .models.results import clean
 from .rigour import attack_family
+from .scope import question_rows
 from .models.uni import MetaInputError
 
 __all__ = ["MIN_STUDIES", "HIGH_RISK_MEANS", "share", "EvaluationKind", "LowRiskEstimate", "KindAnswer", "QuestionAnswer", "Answers", "answer"]
@@ -219,16 +220,6 @@ class Answers:
         return "\n".join(lines)
 
 
-def _scope(effects: pd.DataFrame, q: Question) -> pd.DataFrame:
-    sc = q.scope
-    mask = pd.Series(True, index=effects.index)
-    for col, values in (("compression_family", sc.families), ("adversarial_training", sc.adversarial_training),
-                        ("threat_model", sc.result_threat_models())):
-        if values:
-            mask &= effects[col].astype(str).isin([str(v) for v in values])
-    return effects[mask]
-
-
 def _fmt(x: float, unit: str) -> str:
     """Signed, at the precision shown; a value that rounds to zero is "0.0" (never "-0.0")."""
     digits = 1 if unit == "pp" else 2
@@ -344,11 +335,14 @@ def answer(table: EffectTable, spec: AnalysisSpec | None = None, questions: list
                 effects[col] = pd.Categorical(effects[col], categories=sorted(effects[col].dropna().unique()))
     fits = _Fits(spec)
     out = []
+    unknown = [x for x in questions or () if x not in {q.value for q in Question}]
+    if unknown:
+        raise MetaInputError(f"unknown question(s) {', '.join(map(repr, unknown))}; known: {', '.join(q.value for q in Question)}")
     for q in [Question(x) for x in questions] if questions else list(Question):
         if not q.scope.measurable or not len(effects):
             out.append(QuestionAnswer(q, q.text, q.scope.measurable, ()))
             continue
-        sub = _scope(effects, q)
+        sub = question_rows(effects, q)
         kinds = []
         for key, g in sub.groupby([sub["threat_model"].astype(str), sub["adversarial_training"].astype(str), sub["attack_family"]], sort=True):
             kinds.append(_kind_answer(g, EvaluationKind(*key), fits, unit))

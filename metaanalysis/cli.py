@@ -142,9 +142,9 @@ def _db_options(fn):
         try:
             return fn(opts=_Opts(**shared), **kw)
         except Exception as exc:
-            if isinstance(exc, (MetaInputError, ValueError)) or _is_evidence_error(exc):
+            if isinstance(exc, MetaInputError) or _is_evidence_error(exc):  # what the user can fix: one line, exit 2
                 _fail(str(exc))
-            raise
+            raise  # anything else (a ValueError from numpy, pandas or torch) is a bug: its traceback is shown
 
     wrapper.__signature__ = sig.replace(parameters=params)
     return wrapper
@@ -187,7 +187,8 @@ def _robust_choice(text: str | None) -> str | None:
 
 
 def _run_input(input_: Path, yi: str, vi: str, random_text, study, cluster, mods, method, knha, test, robust_col, robust_kind, as_json,
-               profile_ci=False):
+               profile_ci=False, omnibus="HTZ", emit_dir: Path | None = None):
+    command = _input_command(input_, yi, vi, random_text, study, cluster, mods, method, knha, test, robust_col, robust_kind, profile_ci, omnibus)
     robust_col = _robust_choice(robust_col)
     if random_text:
         levels = parse_random(random_text)
@@ -226,8 +227,111 @@ def _run_input(input_: Path, yi: str, vi: str, random_text, study, cluster, mods
         robust_col = None if robust_col == "auto" else robust_col
         fit = rma_uni(y, v, design.X, design.names, method=method, knha=knha or test == "t")
     if robust_col:
-        fit = robust(fit, y, v, design.X, df[robust_col], kind=robust_kind)
+        fit = robust(fit, y, v, design.X, df[robust_col], kind=robust_kind, omnibus=omnibus)
+    if emit_dir is not None:
+        mv_test = "t" if (knha or test in ("auto", "t")) else "z"
+        _emit_input(emit_dir, input_, fit, df, design, tuple(levels), command, method=method, test=mv_test if levels else ("knha" if knha or test == "t" else "z"),
+                    robust_col=robust_col, omnibus=omnibus, yi=yi, vi=vi)
     typer.echo(fit.to_json() if as_json else fit.summary())
+
+
+def _input_command(input_, yi, vi, random_text, study, cluster, mods, method, knha, test, robust_col, robust_kind, profile_ci, omnibus) -> str:
+    """The ``crev meta run --input ...`` command of a table fit (the options given, not their defaults)."""
+    import shlex
+
+    args = ["crev", "meta", "run", "--input", str(input_)]
+    for opt, value, default in (("--yi", yi, "yi"), ("--vi", vi, "vi"), ("--random", random_text, None), ("--study", study, None),
+                                ("--cluster", cluster, None), ("--mods", mods, None), ("--method", method, "REML"), ("--test", test, "auto"),
+                                ("--robust", robust_col, None), ("--robust-kind", robust_kind, "CR2"), ("--omnibus", omnibus, "HTZ")):
+        if value is not None and value != default:
+            args += [opt, str(value)]
+    args += [flag for flag, on in (("--knha", knha), ("--profile-ci", profile_ci)) if on]
+    return shlex.join(args)
+
+
+def _emit_input(emit_dir: Path, input_: Path, fit, df, design, levels, command: str, *, method, test, robust_col, omnibus, yi, vi) -> None:
+    """--emit-r for a fit of an input table: the rows it used, analysis.R and crev's numbers."""
+    import hashlib
+
+    from .rscript import Provenance, emit_r, recipe_for
+
+    digest = hashlib.sha256(input_.read_bytes()).hexdigest()
+    recipe = recipe_for(fit, df, design, levels, method=method, test=test, robust_cluster=robust_col, omnibus=omnibus, yi=yi, vi=vi)
+    out = emit_r(recipe, Provenance(f"input file {input_.name} (sha256 {digest})", command), emit_dir)
+    typer.echo(f"wrote {out.script} and {out.data}: run `Rscript {out.script}`", err=True)
+
+
+def _with_methods(text: str, suffix: str, table, opts, emit_dir: Path | None) -> str:
+    """The report with the methods paragraph of its pooled model (the default analysis) added; --emit-r writes that model's R script."""
+    import html as _html
+
+    from .analysis import AnalysisSpec, run_analysis
+    from .methods import methods_text
+    from .rscript import command_for
+
+    try:
+        an = run_analysis(table, AnalysisSpec(component_tests=False))
+    except MetaInputError as exc:
+        note = f"no pooled model, so no methods paragraph: {exc}"
+        return json.dumps({**json.loads(text), "methods": None, "methods_note": note}, indent=1) if suffix == ".json" else text
+    if emit_dir is not None:
+        _emit_analysis(emit_dir, an, opts)
+    m = methods_text(an, _provenance(opts, command_for("run", an.spec, opts.filt, opts.settings, opts.release)), opts.settings)
+    if suffix == ".json":
+        return json.dumps({**json.loads(text), "methods": m.to_dict()}, indent=1)
+    if suffix == ".md":
+        return text.rstrip("\n") + "\n\n## Methods\n\n" + m.text().replace("References\n", "**References**\n\n") + "\n"
+    block = "<h2>Methods</h2>\n<p>" + _html.escape(" ".join(getattr(m, p) for p in m.PARTS)) + "</p>\n<ul>" + "".join(
+        f"<li>{_html.escape(r)}</li>" for r in m.references) + "</ul>\n"
+    return text.replace("</body>", block + "</body>", 1) if "</body>" in text else text + block
+
+
+def _provenance(opts, command: str):
+    from .rscript import Provenance, describe_filters, evidence_text
+
+    used = opts.evidence_used()
+    return Provenance(evidence_text(used["release"], used.get("content_hash")), command, describe_filters(opts.filt, opts.settings))
+
+
+def _emit_answers(emit_dir: Path, table, ans, opts, questions) -> None:
+    """--emit-r for `meta answer`: a script per pooled answer and an index."""
+    import shlex
+
+    from .rscript import command_for
+    from .rscript.answers import emit_answers_r
+
+    command = command_for("answer", None, opts.filt, opts.settings, opts.release)
+    command += "".join(f" --question {shlex.quote(q)}" for q in questions)
+    index = emit_answers_r(table, ans, _provenance(opts, command), emit_dir)
+    typer.echo(f"wrote {index} and one analysis.R per pooled answer", err=True)
+
+
+def _emit_bias(emit_dir: Path, table, rep, opts) -> None:
+    """--emit-r for `meta bias`: the selection model's script where it ran, and an index of what has none."""
+    from .bias.pubbias import study_aggregates
+    from .bias.selection import SelectionModelResult
+    from .rscript import command_for, emit_selection_r
+
+    emit_dir.mkdir(parents=True, exist_ok=True)
+    prov = _provenance(opts, command_for("bias", None, opts.filt, opts.settings, opts.release))
+    lines = ["# R scripts of `crev meta bias`", "", *(f"- {x}" for x in prov.lines()), ""]
+    for a in rep.assessments:
+        if isinstance(a.result, SelectionModelResult):
+            emit_selection_r(study_aggregates(table), a.result, prov, emit_dir / "selection_model")
+            lines.append(f"- {a.method}: `selection_model/analysis.R`")
+        else:
+            lines.append(f"- {a.method}: " + ("no R script from crev yet" if a.assessable else f"not assessable ({a.verdict}); no script"))
+    (emit_dir / "index.md").write_text("\n".join(lines) + "\n")
+    typer.echo(f"wrote {emit_dir / 'index.md'}", err=True)
+
+
+def _emit_analysis(emit_dir: Path, an, opts, subcommand: str = "run") -> None:
+    """--emit-r for a database fit: the effect table it used, analysis.R and crev's numbers."""
+    from .rscript import command_for, emit_r, recipe_from_analysis
+
+    prov = _provenance(opts, command_for(subcommand, an.spec, opts.filt, opts.settings, opts.release))
+    out = emit_r(recipe_from_analysis(an), prov, emit_dir)
+    typer.echo(f"wrote {out.script} and {out.data}: run `Rscript {out.script}`", err=True)
 
 
 @app.command()
@@ -251,13 +355,20 @@ def run(
     as_json: bool = typer.Option(False, "--json"),
     effects_out: Optional[Path] = typer.Option(None, "--effects-out", help="Also write the effect table (CSV, metafor-ready)."),
     profile_ci: bool = typer.Option(False, "--profile-ci", help="Multilevel: profile-likelihood CI of each sigma^2 (metafor confint)."),
+    emit_r: Optional[Path] = typer.Option(None, "--emit-r", help="Also write DIR/analysis.R (the same fit in R's metafor/clubSandwich), "
+                                          "DIR/effects.csv (the rows it used) and DIR/crev_results.json; needs no R."),
+    omnibus: str = typer.Option("HTZ", "--omnibus", help="CR2 test of several moderators: HTZ (clubSandwich, default) or naive-F "
+                                "(F(m, J - p), over-rejects with few clusters)."),
     opts=None,
 ):
     """Fit a model: over the database (filters as options) or over --input FILE.csv."""
+    if omnibus not in ("HTZ", "naive-F"):
+        _fail(f"--omnibus is HTZ or naive-F, not {omnibus!r}")
     if input_ is not None:
         # with --input, --study names the study column of the file
         study = opts.study[0] if opts.study else None  # the raw option: opts.filt would import the evidence store
-        _run_input(input_, yi, vi, random_text, study, cluster, mods, method, knha, test, robust_col, robust_kind, as_json, profile_ci)
+        _run_input(input_, yi, vi, random_text, study, cluster, mods, method, knha, test, robust_col, robust_kind, as_json, profile_ci, omnibus,
+                   emit_r)
         return
     from .analysis import AnalysisSpec, run_analysis
 
@@ -271,9 +382,11 @@ def run(
     else:
         levels = DEFAULT_RANDOM
     choice = _robust_choice(robust_col)
-    spec = AnalysisSpec(model=model, method=method, mods=mods, knha=knha, test=test, random=levels, profile_ci=profile_ci,
+    spec = AnalysisSpec(model=model, method=method, mods=mods, knha=knha, test=test, random=levels, profile_ci=profile_ci, omnibus=omnibus,
                         robust=robust_kind if choice not in (None, "auto") else choice, robust_cluster=choice if choice not in (None, "auto") else "study")
     an = run_analysis(table, spec)
+    if emit_r is not None:
+        _emit_analysis(emit_r, an, opts)
     if effects_out:
         table.to_csv(effects_out)
     if as_json:
@@ -284,13 +397,51 @@ def run(
 
 @app.command()
 @_db_options
+def methods(mods: Optional[str] = typer.Option(None, "--mods", help='Moderators, e.g. "family + sparsity".'),
+            method: str = typer.Option("REML", "--method"),
+            model: str = typer.Option("multilevel", "--model", help="multilevel (default), random, common."),
+            random_text: Optional[str] = typer.Option(None, "--random", help="Nested random effects, outer to inner (default study/cluster/es)."),
+            knha: bool = typer.Option(False, "--knha"),
+            robust_col: Optional[str] = typer.Option(None, "--robust", help="Cluster column, or 'none'; default CR2 by study."),
+            robust_kind: str = typer.Option("CR2", "--robust-kind"),
+            omnibus: str = typer.Option("HTZ", "--omnibus", help="HTZ (default) or naive-F."),
+            with_bias: bool = typer.Option(True, "--bias/--no-bias", help="Run the publication-bias methods and describe them."),
+            as_json: bool = typer.Option(False, "--json"), opts=None):
+    """The methods paragraph of the analysis `meta run` would fit with these options (data, model, inference,
+    estimability rules, bias analyses, software, references), generated from the objects that ran it."""
+    from .analysis import AnalysisSpec, run_analysis
+    from .methods import methods_text
+    from .rscript import command_for
+
+    choice = _robust_choice(robust_col)
+    spec = AnalysisSpec(model=model, method=method, mods=mods, knha=knha, random=parse_random(random_text) if random_text else DEFAULT_RANDOM,
+                        robust=robust_kind if choice not in (None, "auto") else choice,
+                        robust_cluster=choice if choice not in (None, "auto") else "study", omnibus=omnibus)
+    table = opts.table()
+    an = run_analysis(table, spec)
+    rep = None
+    if with_bias:
+        from .bias.pubbias import bias_report
+
+        rep = bias_report(table, method=method)
+    text = methods_text(an, _provenance(opts, command_for("run", spec, opts.filt, opts.settings, opts.release)), opts.settings, bias=rep)
+    typer.echo(json.dumps(text.to_dict(), indent=1) if as_json else text.text())
+
+
+@app.command()
+@_db_options
 def answer(as_json: bool = typer.Option(False, "--json"), question: list[str] = typer.Option([], "--question", help="Only this question (repeatable)."),
+           emit_r: Optional[Path] = typer.Option(None, "--emit-r", help="Also write DIR/<question>/<kind>/analysis.R for every pooled "
+                                                 "answer (metafor/clubSandwich) and DIR/index.md; needs no R."),
            opts=None):
     """The answer to each disputed question per evaluation kind (threat model x adversarial training x attack family):
     pooled effect with CI and prediction interval, studies, leave-one-study-out range and a verdict."""
     from .answers import answer as answer_questions
 
-    ans = answer_questions(opts.table(), questions=question or None)
+    table = opts.table()
+    ans = answer_questions(table, questions=question or None)
+    if emit_r is not None:
+        _emit_answers(emit_r, table, ans, opts, question)
     typer.echo(json.dumps({**ans.to_dict(), "evidence": opts.evidence_used()}, indent=1) if as_json
                else opts.evidence_line() + "\n" + ans.summary())
 
@@ -322,8 +473,11 @@ def report(out: Path = typer.Option(..., "--out", help="FILE.html (plots inline)
            with_multiverse: bool = typer.Option(False, "--multiverse", help="Add the specification curve (all filtered results)."),
            workers: int = typer.Option(2, "--workers", help="Parallel worker processes for the multiverse."),
            correction: str = typer.Option("holm", "--correction", help="holm or fdr_bh, over every test of the report."),
+           emit_r: Optional[Path] = typer.Option(None, "--emit-r", help="Also write DIR/analysis.R of the report's pooled model "
+                                                 "(metafor/clubSandwich) with its effect table; needs no R."),
            opts=None):
-    """The contradiction report with bias per question and what the evidence cannot tell yet (HTML, Markdown or JSON)."""
+    """The contradiction report with bias per question and what the evidence cannot tell yet (HTML, Markdown or JSON),
+    with the methods paragraph of its pooled model."""
     from .effects import compute_effects
     from .report import build_report
 
@@ -335,8 +489,10 @@ def report(out: Path = typer.Option(..., "--out", help="FILE.html (plots inline)
         from .multiverse import multiverse as run_multiverse
 
         mv = run_multiverse(snap.results, workers=workers)
-    doc = build_report(compute_effects(snap.results, opts.settings), snap.studies, snap.claims, correction=correction, multiverse=mv)
+    table = compute_effects(snap.results, opts.settings)
+    doc = build_report(table, snap.studies, snap.claims, correction=correction, multiverse=mv)
     text = doc.to_html() if out.suffix == ".html" else doc.to_json() if out.suffix == ".json" else doc.to_markdown()
+    text = _with_methods(text, out.suffix, table, opts, emit_r)
     # the document records the evidence it was built from (a pinned release and its hash, or the live database)
     if out.suffix == ".json":
         text = json.dumps({**json.loads(text), "evidence": opts.evidence_used()}, indent=1)
@@ -425,12 +581,18 @@ def plot(kind: str = typer.Argument(..., help="forest, funnel, bubble or dose"),
 @_db_options
 def bias(method: str = typer.Option("REML", "--method"),
          row_level: bool = typer.Option(False, "--row-level", help="Also the row-level Egger/Begg/trim-and-fill (assume independent rows)."),
-         as_json: bool = typer.Option(False, "--json"), opts=None):
+         as_json: bool = typer.Option(False, "--json"),
+         emit_r: Optional[Path] = typer.Option(None, "--emit-r", help="Also write DIR/selection_model/analysis.R (metafor selmodel) "
+                                               "where the selection model ran, and DIR/index.md; needs no R."),
+         opts=None):
     """Publication bias for dependent effects: multilevel Egger (CR2 by study), PET-PEESE and the 3-parameter selection model on
     study aggregates, Mathur-VanderWeele sensitivity; each answers "not assessable with N studies" below its minimum."""
     from .bias.pubbias import bias_report
 
-    rep = bias_report(opts.table(), row_level=row_level, method=method)
+    table = opts.table()
+    rep = bias_report(table, row_level=row_level, method=method)
+    if emit_r is not None:
+        _emit_bias(emit_r, table, rep, opts)
     typer.echo(json.dumps(rep.to_dict(), indent=1) if as_json else rep.summary())
 
 

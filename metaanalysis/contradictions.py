@@ -59,6 +59,7 @@ from evidence.vocab import Question
 from .analysis import AnalysisSpec, StudyEstimate, run_analysis, study_estimate
 from .effects import EffectTable
 from .models.results import MetaResult, clean
+from .scope import question_rows
 from .models.uni import MetaInputError
 
 __all__ = ["PairVerdict", "Candidate", "CANDIDATES", "CORRECTIONS", "NamedTest", "StudyEvidence", "ModeratorFit", "PairCheck", "PairReport",
@@ -233,18 +234,9 @@ class ContradictionReport:
 def question_scope(effects: pd.DataFrame, q: Question, *, baseline: bool = True) -> pd.DataFrame | None:
     """The effects that bear on question ``q`` (its scope in :class:`evidence.vocab.Question`);
     ``baseline=False`` leaves out the comparison results (white-box beside transfer)."""
-    sc = q.scope
-    if not sc.measurable:
+    if not q.scope.measurable:
         return None
-    m = pd.Series(True, index=effects.index)
-    if sc.families:
-        m &= effects["compression_family"].astype(str).isin([str(f) for f in sc.families])
-    if sc.adversarial_training:
-        m &= effects["adversarial_training"].astype(str).isin([str(a) for a in sc.adversarial_training])
-    threats = sc.result_threat_models() if baseline else sc.threat_models
-    if threats:
-        m &= effects["threat_model"].astype(str).isin([str(t) for t in threats])
-    return effects[m].reset_index(drop=True)
+    return question_rows(effects, q, baseline=baseline).reset_index(drop=True)
 
 
 def _known(x) -> str | None:

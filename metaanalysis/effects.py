@@ -35,6 +35,7 @@ from enum import Enum
 import numpy as np
 import pandas as pd
 
+from .models.uni import MetaInputError
 from .rigour import rigour_scores
 
 __all__ = ["EffectMeasure", "EffectSettings", "EffectTable", "compute_effects", "STANDARD_TEST_SIZES", "MODERATOR_COLUMNS", "N_CLASSES",
@@ -70,9 +71,9 @@ class EffectSettings:
     def __post_init__(self):
         object.__setattr__(self, "measure", EffectMeasure(self.measure))
         if not -1.0 < self.correlation < 1.0:
-            raise ValueError("the correlation of the two accuracies must lie in (-1, 1)")
+            raise MetaInputError("the correlation of the two accuracies must lie in (-1, 1)")
         if self.assume_n is not None and self.assume_n != "dataset" and (not isinstance(self.assume_n, int) or self.assume_n < 1):
-            raise ValueError("assume_n must be a positive integer, 'dataset', or None")
+            raise MetaInputError("assume_n must be a positive integer, 'dataset', or None")
 
     def describe(self) -> list[str]:
         notes = [f"effect: {self.measure.value}"]

@@ -19,6 +19,7 @@ from .analysis import Analysis
 from .bias.funnel import EggerResult
 from .dose import DoseResponse
 from .models.results import MetaResult
+from .models.uni import MetaInputError
 
 __all__ = ["forest_figure", "funnel_figure", "bubble_figure", "dose_figure", "change_by_study_figure", "evidence_map_figure", "save_figure",
            "StaticExportError"]
@@ -174,7 +175,7 @@ def save_figure(fig: go.Figure, path: str | Path) -> Path:
         fig.write_html(path, include_plotlyjs="cdn")
         return path
     if suffix not in (".png", ".svg", ".pdf"):
-        raise ValueError("the output must end in .png, .svg, .pdf or .html")
+        raise MetaInputError("the output must end in .png, .svg, .pdf or .html")
     import kaleido
     from kaleido.errors import ChromeNotFoundError
 

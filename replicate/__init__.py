@@ -22,6 +22,7 @@ from ._deps import require_torchattacks
 require_torchattacks()  # fail at import with the install command, not mid-job
 
 from .attacks import ATTACKS, AttackMethod, AttackName, AttackSpec, craft, evaluate_attack, input_gradient_stats, register_attack  # noqa: E402
+from .errors import ReplicateError  # noqa: E402
 from .checks import CHECKS, Check, CheckOutcome, Measurements, register_check, run_checks  # noqa: E402
 from .compress import (  # noqa: E402
     COMPRESSORS, Compressed, CompressionInfo, Compressor, CompressorKind, Granularity, Int8PTQ, Pruner, Quantizer, ScaleRule, build_compressor,
@@ -38,7 +39,7 @@ from .jobs import (  # noqa: E402
 )
 
 __all__ = [
-    "require_torchattacks", "ATTACKS", "AttackMethod", "AttackName", "AttackSpec", "craft", "evaluate_attack", "input_gradient_stats",
+    "ReplicateError", "require_torchattacks", "ATTACKS", "AttackMethod", "AttackName", "AttackSpec", "craft", "evaluate_attack", "input_gradient_stats",
     "register_attack", "CHECKS", "Check", "CheckOutcome", "Measurements", "register_check", "run_checks", "COMPRESSORS", "Compressed",
     "CompressionInfo", "Compressor", "CompressorKind", "Granularity", "Int8PTQ", "Pruner", "Quantizer", "ScaleRule", "build_compressor",
     "compressor_for", "distinct_weight_values", "measured_sparsity", "register_compressor", "zero_shares", "CODE_VERSION", "DATASETS", "MODELS",

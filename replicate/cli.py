@@ -8,12 +8,14 @@ from typing import Optional
 
 import typer
 
-from evidence import get_engine, upgrade_schema, whoami
+from evidence import EvidenceError, check_identity, get_engine, upgrade_schema, whoami
 
+from .errors import ReplicateError
 from .train.datasets import DatasetError
-from .jobs.store import get_job, job_table, request_cancel
+from .jobs.launch import cancel_job
+from .jobs.store import get_job, job_table
 from .jobs.runner import run_job
-from .jobs.spec import SpecError, catalogue, get_claim_spec, load_spec
+from .jobs.spec import catalogue, get_claim_spec, load_spec
 
 __all__ = ["app"]
 
@@ -94,7 +96,7 @@ def run(
                                     walltime=walltime, account=account)
         out = run_job(_engine(db), spec, executor=executor, scheduler=scheduler, workers=workers, by=whoami(by), show_progress=not as_json,
                       job_id=job_id, device=device, threads=threads, cluster=cluster)
-    except (SpecError, DatasetError, ValueError) as exc:
+    except (ReplicateError, EvidenceError) as exc:  # what the user can fix; any other exception is a bug: its traceback is shown
         _fail(str(exc))
     if as_json:
         typer.echo(json.dumps(out.to_dict(), indent=1, default=str))
@@ -152,11 +154,18 @@ def results(job: int, db: Optional[str] = DbOption, as_json: bool = typer.Option
 
 
 @app.command()
-def cancel(job: int, db: Optional[str] = DbOption):
-    """Ask a running job to stop after its current step (no results are written)."""
+def cancel(job: int, db: Optional[str] = DbOption,
+           by: Optional[str] = typer.Option(None, "--by", help="Who cancels (default $CREV_USER or the login name); only the job's launcher may.")):
+    """Ask a running job to stop after its current step (no results are written).
+
+    Only the person who launched the job may (the same identity in canonical form, as
+    :func:`replicate.jobs.launch.cancel_job` checks); a curator cancels from the app.
+    """
+    from evidence import EvidenceError, NotAuthorized
+
     try:
-        request_cancel(_engine(db), job)
-    except (LookupError, ValueError) as exc:
+        cancel_job(_engine(db), job, by=check_identity(whoami(by), "--by"))
+    except (LookupError, ValueError, NotAuthorized, EvidenceError) as exc:
         _fail(str(exc))
     typer.echo(f"job {job}: cancellation requested")
 

@@ -214,6 +214,14 @@ BAD_FILES: list[Case] = [
     # --- review and correction commands
     Case("approve a submission that does not exist", lambda d: ["approve", "999999", "--by", "carol"], ("999999",)),
     Case("approve one's own submission", lambda d: ["approve", "__OWN__", "--by", "alice"], ("cannot approve",)),
+    # issue 23 item 4: a look-alike of alice's name is alice (TR39 canonical form), an invisible name is no one
+    *(Case(f"approve one's own submission as {label}", lambda d, n=name: ["approve", "__OWN__", "--by", n], ("cannot approve",))
+      for label, name in (("ali\\u200bce (zero-width space)", "ali\u200bce"), ("Cyrillic а", "\u0430lice"),
+                          ("fullwidth ａｌｉｃｅ", "\uff41\uff4c\uff49\uff43\uff45"), ("ali\\u00adce (soft hyphen)", "ali\u00adce"),
+                          ("dotted İ", "al\u0130ce"), ("upper case ALİCE", "AL\u0130CE"))),
+    Case("approve as an invisible name", lambda d: ["approve", "__OWN__", "--by", "\u200b"], ("invisible",)),
+    Case("reject as an invisible name", lambda d: ["reject", "__OWN__", "--reason", "no", "--by", "\u2060\u00ad"], ("invisible",)),
+    Case("import under an invisible name", _csv(), ("invisible",), env={"CREV_USER": "\u200b\u200c"}),
     Case("reject without a reason", lambda d: ["reject", "__OWN__", "--reason", " ", "--by", "carol"], ("reason",)),
     Case("correct an unknown field", lambda d: ["correct", "result", "__UID__", "--set", "colour=red", "--by", "bob"], ("colour",)),
     Case("correct epsilon to 1e999", lambda d: ["correct", "result", "__UID__", "--set", "epsilon=1e999", "--by", "bob"], ("epsilon", "finite")),

@@ -207,3 +207,195 @@ def test_architecture_md_names_only_what_exists():
             missing.append(f"{name}: {exc}")
     missing += [f"{p}: no such path" for p in paths if not (ROOT / p).exists()]
     assert not missing, "\n".join(missing)
+
+
+# ---------------------------------------------------------------------------------------------- registries
+
+@dataclass(frozen=True)
+class Family:
+    """A plugin family: the enum its keys are spelled with in code (if any), the words a variable holding
+    one of its keys is named with, and each key's own module (where the member is defined)."""
+
+    name: str
+    enum: str | None
+    variable_words: tuple[str, ...]  # a string literal counts only when compared with such a variable
+    own: dict[str, str]  # key -> repository path of the module that defines its member
+
+
+def _path_of(obj) -> str:
+    import inspect
+
+    return str(Path(inspect.getsourcefile(obj)).resolve().relative_to(ROOT))
+
+
+def _families() -> list[Family]:
+    from metaanalysis.models import TAU2_ESTIMATORS
+    from replicate.attacks import ATTACKS
+    from replicate.checks import CHECKS
+    from replicate.compress import COMPRESSORS
+
+    return [
+        Family("compressor", "CompressorKind", ("kind",), {k.value: _path_of(c) for k, c in COMPRESSORS.items()}),
+        Family("attack", "AttackName", ("name", "attack"), {k.value: _path_of(type(m)) for k, m in ATTACKS.items()}),
+        Family("rigour check", None, ("",), {c.name: _path_of(type(c)) for c in CHECKS}),
+        Family("tau2 estimator", None, ("method", "estimator"), {k: _path_of(f) for k, f in TAU2_ESTIMATORS.items()}),
+    ]
+
+
+# (file, function) -> why a comparison with a registry key there is not a dispatch the registry should do
+DISPATCH_ALLOWED = {
+    ("replicate/jobs/cells.py", "_check_attacks"): "builds the rigour checks' attack set: the checks compare PGD with FGSM, "
+                                                   "transfer and Square by name (Carlini et al. 2019 §5)",
+    ("metaanalysis/models/multilevel.py", "rma_mv"): "rma.mv has its own two likelihoods (ML, REML), not the rma.uni estimators",
+    ("metaanalysis/models/results.py", "summary"): "prints the title metafor prints for a common-effect fit (FE/EE)",
+}
+
+
+def _literals(node: ast.AST):
+    """(enum or None, key) for each string constant or ``Enum.member`` in ``node`` (and in its tuple/list/set)."""
+    if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+        for e in node.elts:
+            yield from _literals(e)
+    elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+        yield None, node.value
+    elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+        yield node.value.id, node.attr
+
+
+def _compared(node: ast.Compare) -> list[tuple[ast.AST, ast.AST]]:
+    """(variable side, literal side) pairs of a comparison: ``x == k``, ``k != x``, ``x is K.k``, ``x in (k1, k2)``
+    (never ``"k" in text``: a substring test on text is not a dispatch)."""
+    out = []
+    left = node.left
+    for op, right in zip(node.ops, node.comparators):
+        if isinstance(op, (ast.Eq, ast.NotEq, ast.Is, ast.IsNot)):
+            out += [(left, right), (right, left)]
+        elif isinstance(op, (ast.In, ast.NotIn)):
+            out.append((left, right))
+        left = right
+    return out
+
+
+def registry_dispatches(path: Path, families: list[Family]) -> list[str]:
+    """Comparisons of a kind/name variable with a registry key outside the key's own module: an
+    if-chain beside the registry. ``match``/``case`` on a key counts too."""
+    rel = str(path.relative_to(ROOT))
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=rel)
+    bad = []
+
+    def visit(node, func: str):
+        for child in ast.iter_child_nodes(node):
+            name = child.name if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)) else func
+            pairs = []
+            if isinstance(child, ast.Compare):
+                pairs = _compared(child)
+            elif isinstance(child, ast.Match):
+                pairs = [(child.subject, c.pattern.value) for c in child.cases if isinstance(c.pattern, ast.MatchValue)]
+            for var, lit in pairs:
+                if list(_literals(var)) and not isinstance(var, ast.Attribute):
+                    continue  # both sides literal
+                var_text = ast.unparse(var).lower()
+                for enum, key in _literals(lit):
+                    for fam in families:
+                        string_hit = enum is None and any(w in var_text for w in fam.variable_words)
+                        if key in fam.own and (string_hit or enum == fam.enum) and fam.own[key] != rel and (rel, name) not in DISPATCH_ALLOWED:
+                            shown = f"{enum}.{key}" if enum else repr(key)
+                            bad.append(f"{rel}:{child.lineno}: {ast.unparse(var)} compared with {fam.name} {shown} in {name}() "
+                                       f"(only {fam.own[key]} may; elsewhere ask the registry's member)")
+            visit(child, name)
+
+    visit(tree, "<module>")
+    return bad
+
+
+def test_each_registry_is_the_only_dispatch_of_its_family():
+    families = _families()
+    assert all(len(f.own) >= 4 for f in families)
+    bad = [b for f in ALL for b in registry_dispatches(f, families)]
+    assert not bad, "\n".join(bad)
+
+
+def test_the_dispatch_checker_sees_a_planted_if_chain():
+    probe = ROOT / "replicate" / "jobs" / "_house_dispatch_probe_not_committed.py"
+    assert not probe.exists()
+    try:
+        probe.write_text(
+            "from ..attacks import AttackName\n"
+            "def f(c, spec, method, text, outcome):\n"
+            "    if c.kind == 'prune':\n        return 1\n"
+            "    if spec.name in (AttackName.fgsm, AttackName.pgd):\n        return 2\n"
+            "    if method != 'REML':\n        return 3\n"
+            "    if 'pgd' in text or outcome.name == 'iterative_beats_single_step':\n        return 4\n"
+            "    match c.kind:\n        case 'hydra':\n            return 5\n"
+            "    return spec.threat_model == 'transfer'\n", encoding="utf-8")
+        found = registry_dispatches(probe, _families())
+        lines = sorted(int(b.split(":")[1]) for b in found)
+        assert lines == [3, 5, 5, 7, 9, 11], "\n".join(found)  # not the substring test on text, nor the threat model
+        assert "c.kind compared with compressor 'prune' in f() (only replicate/compress/prune.py may" in found[0]
+    finally:
+        probe.unlink()
+
+
+WHERE_A_NEW = {  # ARCHITECTURE.md's "Where a new ... goes": each plugin kind, and what its entry must name
+    "Compressor": ("replicate/compress/", "replicate.compress.register_compressor"),
+    "Attack": ("replicate/attacks/standard.py", "replicate.attacks.register_attack"),
+    "Rigour check": ("replicate/checks/attack_strength.py", "replicate.checks.register_check"),
+    "Data set": ("replicate/train/datasets.py", "replicate.train.register_dataset"),
+    "Estimator": ("metaanalysis/models/uni.py", "metaanalysis.models.TAU2_ESTIMATORS"),
+    "Bias method": ("metaanalysis/bias/", "metaanalysis.bias.bias_report"),
+    "Importer": ("evidence/importers/", "evidence.importers.IMPORTERS"),
+    "Page": ("ui/state.py", "app.py"),
+}
+
+
+def test_architecture_md_says_where_each_new_plugin_goes():
+    import re
+
+    text = (ROOT / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    section = text.split("## Where a new ... goes", 1)[1].split("\n## ", 1)[0]
+    entries = dict(re.findall(r"^- \*\*([^*]+)\*\*[^:]*:(.*?)(?=^- \*\*|\Z)", section, flags=re.S | re.M))
+    missing = [k for k in WHERE_A_NEW if k not in entries]
+    assert not missing, f"ARCHITECTURE.md does not say where a new {', '.join(missing)} goes"
+    for kind, names in WHERE_A_NEW.items():
+        for name in names:
+            assert f"`{name}`" in entries[kind], f"the entry for a new {kind} does not name `{name}`"
+
+
+def _readme_layout() -> dict[str, set[str]]:
+    """README.md's Layout block: folder -> the names listed for it (continuation lines included)."""
+    import re
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = text.split("## Layout", 1)[1].split("```", 2)[1]
+    layout: dict[str, set[str]] = {}
+    folder = None
+    for line in block.splitlines():
+        head = re.match(r"^([\w./]+/)\s{2,}(.*)$", line)
+        if head and head.group(1).split("/")[0] in PACKAGES:
+            folder, rest = head.group(1), head.group(2)
+        elif folder and line.startswith(" "):
+            rest = line
+        else:
+            folder = None
+            continue
+        layout.setdefault(folder, set()).update(w.strip().split(" ")[0] for w in re.split(r"[,;:]", rest) if w.strip())
+    return layout
+
+
+def test_readme_layout_lists_every_module_and_only_what_exists():
+    layout = _readme_layout()
+    packages = sorted({str(p.parent.relative_to(ROOT)) + "/" for pkg in PACKAGES for p in (ROOT / pkg).rglob("__init__.py")
+                       if "migrations" not in p.parts and "data" not in p.parts})
+    missing_folders = [p for p in packages if p not in layout]
+    assert not missing_folders, f"README.md's Layout block has no line for {', '.join(missing_folders)}"
+    problems = []
+    for folder, names in layout.items():
+        modules = {p.stem for p in (ROOT / folder).glob("*.py") if p.stem != "__init__"}
+        problems += [f"{folder}{m}.py is not in README.md's Layout block" for m in sorted(modules - names)]
+        for name in sorted(names):
+            if name.endswith("/"):
+                if not (ROOT / folder / name).is_dir():
+                    problems.append(f"README.md's Layout names {folder}{name}, which does not exist")
+            elif name.isidentifier() and name not in modules and name not in {"the", "pages"}:
+                problems.append(f"README.md's Layout names {folder}{name}.py, which does not exist")
+    assert not problems, "\n".join(problems)

@@ -48,10 +48,12 @@ def test_split_is_stratified_seeded_and_recorded(digits):
     assert load_split("digits", seed=1, n_test=300).test_hash != digits.test_hash
 
 
+@pytest.mark.slow
 def test_trained_model_is_accurate(trained, digits):
     assert accuracy(trained, digits.x_test, digits.y_test) > 90
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["global_l1", "layer_l1", "random", "ln_structured"])
 def test_pruning_reaches_requested_sparsity(trained, digits, method):
     comp = Pruner(method=method, amount=0.6).compress(trained, digits, seed=0)
@@ -63,12 +65,14 @@ def test_pruning_reaches_requested_sparsity(trained, digits, method):
     assert comp.info.sparsity == measured_sparsity(comp.model) and comp.info.target_sparsity == 0.6
 
 
+@pytest.mark.slow
 def test_iterative_pruning_compounds_to_target(trained, digits):
     comp = Pruner(method="global_l1", amount=0.9, iterations=3, finetune="standard", finetune_epochs=1).compress(trained, digits, seed=0)
     assert comp.info.sparsity == pytest.approx(0.9, abs=0.01)
     assert "iterative (3 steps)" in comp.info.method
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bits", [1, 2, 4, 8])
 def test_per_tensor_k_bit_quantization_has_at_most_2k_values_per_tensor(trained, digits, bits):
     comp = Quantizer(bits=bits, granularity="per_tensor").compress(trained, digits, seed=0)
@@ -77,12 +81,14 @@ def test_per_tensor_k_bit_quantization_has_at_most_2k_values_per_tensor(trained,
     assert comp.info.family == ("binarization" if bits == 1 else "quantization")
 
 
+@pytest.mark.slow
 def test_quantized_model_keeps_gradients_through_ste(trained, digits):
     comp = Quantizer(bits=2, act_bits=4).compress(trained, digits, seed=0)
     g = input_gradient_stats(comp.attacked, digits.x_test[:64], digits.y_test[:64])
     assert g["grad_mean_abs"] > 0
 
 
+@pytest.mark.slow
 def test_pgd_at_large_epsilon_is_at_chance(trained, digits):
     acc = 100 * evaluate_attack(trained, AttackSpec("pgd", LARGE_EPS, 10), digits.x_test, digits.y_test, n_classes=10).float().mean()
     assert acc <= 100 / 10 + 5
@@ -136,6 +142,7 @@ def _count(engine, study="crev_replications"):
     return len(query_results(engine, ResultFilter(status="all", study_ids=[study], include_quick=True)))
 
 
+@pytest.mark.slow
 def test_killed_job_resumes_without_duplicates(tmp_path):
     url = f"sqlite:///{tmp_path / 'r.db'}"
     engine, _ = init_database(url)
@@ -174,6 +181,7 @@ def test_killed_job_resumes_without_duplicates(tmp_path):
         assert c.execute(sa.select(sa.func.count()).select_from(JobCell)).scalar_one() == 8
 
 
+@pytest.mark.slow
 def test_local_cluster_gives_the_same_numbers_as_local(tmp_path, monkeypatch):
     spec = load_spec(__import__("tomllib").loads(TINY))
     spec = spec.model_copy(update={"id": "tiny-dask"})
@@ -198,3 +206,28 @@ def test_local_cluster_gives_the_same_numbers_as_local(tmp_path, monkeypatch):
     assert a.n_results == b.n_results == 12
     assert da.equals(db)
     assert [v.verdict for v in a.verdicts] == [v.verdict for v in b.verdicts]
+
+
+@pytest.mark.slow
+def test_local_cluster_at_two_threads_gives_the_same_numbers_and_trains_each_model_once(tmp_path, monkeypatch):
+    spec = load_spec(__import__("tomllib").loads(TINY)).model_copy(update={"id": "tiny-dask-2"})
+    ea, eb = get_engine(f"sqlite:///{tmp_path / 'a.db'}"), get_engine(f"sqlite:///{tmp_path / 'b.db'}")
+    for e in (ea, eb):
+        init_database(str(e.url))
+    monkeypatch.setenv("CREV_CACHE", str(tmp_path / "cache-local"))
+    a = run_job(ea, spec, show_progress=False, threads=2)
+    monkeypatch.setenv("CREV_CACHE", str(tmp_path / "cache-dask"))
+    b = run_job(eb, spec, executor="dask", workers=2, threads=2, show_progress=False)
+    from replicate.jobs.store import get_job
+
+    def models(engine, job_id):
+        return sorted(ln.split(" model seed ", 1)[1].split(":")[0] + ln.split("(weights ", 1)[1]
+                      for ln in get_job(engine, job_id).log.splitlines() if " model seed " in ln)
+
+    assert len(models(eb, b.job_id)) == len(spec.seeds) == 2  # one dense model per seed, trained once for all its cells
+    assert models(ea, a.job_id) == models(eb, b.job_id)  # at 2 threads the workers' weights are the local ones, bit for bit
+    cols = ["source_location", "clean_acc_dense", "robust_acc_dense", "clean_acc_compressed", "robust_acc_compressed", "sparsity"]
+    da = query_results(ea, ResultFilter(status="all", study_ids=["crev_replications"]))[cols].sort_values(cols).reset_index(drop=True)
+    db = query_results(eb, ResultFilter(status="all", study_ids=["crev_replications"]))[cols].sort_values(cols).reset_index(drop=True)
+    assert a.n_results == b.n_results == 12
+    assert da.equals(db), da.compare(db) if da.shape == db.shape else (da.shape, db.shape)

@@ -53,6 +53,7 @@ def surrogate(digits):
 # ---------------------------------------------------------------------------------------- (1) quantization
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("qat_epochs", [0, 1])
 def test_two_bit_quantization_by_default_is_not_mostly_zeros(trained, digits, qat_epochs):
     comp = Quantizer(bits=2, act_bits=4, qat_epochs=qat_epochs).compress(trained, digits, seed=0)
@@ -61,12 +62,14 @@ def test_two_bit_quantization_by_default_is_not_mostly_zeros(trained, digits, qa
     assert max(comp.info.zero_share_per_layer) < 0.60, comp.info.zero_share_per_layer
 
 
+@pytest.mark.slow
 def test_per_tensor_max_scaling_option_shows_the_old_pruning_effect(trained, digits):
     comp = Quantizer(bits=2, granularity="per_tensor", rule="max").compress(trained, digits, seed=0)
     assert comp.info.granularity == Granularity.per_tensor and "per-tensor (max |w|)" in comp.info.method
     assert max(comp.info.zero_share_per_layer) > 0.60  # what the measured zero share exists to reveal
 
 
+@pytest.mark.slow
 def test_per_channel_quantization_has_at_most_2k_values_per_output_channel(trained, digits):
     comp = Quantizer(bits=3).compress(trained, digits, seed=0)
     for m in comp.model.modules():
@@ -106,6 +109,7 @@ print(json.dumps({"weights": rec.weights_hash, "clean": clean, "robust": int(vec
 """
 
 
+@pytest.mark.slow
 def test_two_fresh_processes_train_identical_weights_and_accuracies(tmp_path):
     spec = {"id": "repro", "model": "mlp", "claim": {"question_id": "q", "study": "s", "direction": "up"}, "data": {"name": "digits", "n_test": 100},
             "train": {"epochs": 2}, "compression": [{"kind": "prune", "levels": [0.5]}], "attacks": [{"name": "pgd", "eps": [0.1]}]}
@@ -119,6 +123,7 @@ def test_two_fresh_processes_train_identical_weights_and_accuracies(tmp_path):
     assert outs[0]["clean"] > 50
 
 
+@pytest.mark.slow
 def test_the_cpu_thread_count_is_part_of_a_trained_models_cache_key(tmp_path, monkeypatch):
     """On a CPU, 1 and 2 torch threads train different weights from the same seed; a model trained with
     one count must never be served from the cache for the other."""
@@ -139,6 +144,7 @@ def test_the_cpu_thread_count_is_part_of_a_trained_models_cache_key(tmp_path, mo
     assert keys[1] != keys[2]
 
 
+@pytest.mark.slow
 def test_a_jobs_dense_models_do_not_depend_on_the_calling_processs_threads(tmp_path, monkeypatch):
     """run_job trains the dense models with the cells' thread count (1), whatever the caller set."""
     from evidence import init_database
@@ -187,6 +193,7 @@ def test_autoattack_variants_are_labelled_with_the_settings_they_run():
     assert AttackSpec("square", 0.1, queries=800).real_queries == 800
 
 
+@pytest.mark.slow
 def test_autoattack_standard_builds_the_paper_components(trained):
     atk = AttackSpec("autoattack_standard", 0.1).method.build(trained, AttackSpec("autoattack_standard", 0.1), 10, 0)
     parts = {type(a).__name__: a for a in atk.attacks}
@@ -197,6 +204,7 @@ def test_autoattack_standard_builds_the_paper_components(trained):
 # ---------------------------------------------------------------------------------------- (5) int8
 
 
+@pytest.mark.slow
 def test_int8_model_is_attacked_through_its_twin_recorded_as_transfer(trained, digits):
     comp = Int8PTQ().compress(trained, digits, seed=0)
     assert comp.info.non_differentiable and comp.info.threat_model == ThreatModel.transfer
@@ -250,6 +258,7 @@ def _measure(model, digits, source) -> Measurements:
     return m
 
 
+@pytest.mark.slow
 def test_checks_do_not_flag_an_ordinary_model(trained, surrogate, digits):
     outs, masking = run_checks(_measure(trained, digits, surrogate))
     assert not masking, [o for o in outs if not o.passed and o.informative]
@@ -258,12 +267,14 @@ def test_checks_do_not_flag_an_ordinary_model(trained, surrogate, digits):
             "input_gradients_are_consistent", "query_attack_not_stronger_than_white_box"} <= names
 
 
+@pytest.mark.slow
 def test_checks_flag_a_gradient_masking_model(trained, surrogate, digits):
     outs, masking = run_checks(_measure(RoundsInput(trained), digits, surrogate))
     failed = {o.name for o in outs if o.informative and not o.passed}
     assert masking and {"no_vanishing_input_gradients", "transfer_not_stronger_than_white_box", "noise_not_stronger_than_white_box"} <= failed
 
 
+@pytest.mark.slow
 def test_checks_flag_a_shattered_gradient_model(trained, surrogate, digits):
     outs, masking = run_checks(_measure(Shattered(trained), digits, surrogate))
     failed = {o.name for o in outs if o.informative and not o.passed}

@@ -167,6 +167,7 @@ def test_the_heartbeat_survives_a_database_that_is_briefly_unavailable(engine, s
     assert sum("heartbeat not written (" in r.getMessage() and "could not connect" in r.getMessage() for r in caplog.records) == 3
 
 
+@pytest.mark.slow
 def test_a_job_run_in_this_process_beats_while_it_runs_and_stops_at_the_end(engine, spec, monkeypatch):
     monkeypatch.setenv(HEARTBEAT_ENV, "0.2")
     beats = []
@@ -194,6 +195,7 @@ def test_a_job_run_in_this_process_beats_while_it_runs_and_stops_at_the_end(engi
     assert len(beats) == n  # nothing beats after the end
 
 
+@pytest.mark.slow
 def test_the_head_process_of_a_slurm_job_beats_while_its_batch_jobs_wait_in_the_queue(sqlite_engine, spec, monkeypatch):
     """No scheduler here: the batch cluster is replaced by a pool whose workers sit in the queue for
     1.5 s (no task finishes, nothing is written but the heartbeat), then run the tasks in this process."""

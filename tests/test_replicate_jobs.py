@@ -43,6 +43,7 @@ def ran(tmp_path_factory):
     return engine, first, again, df
 
 
+@pytest.mark.slow
 def test_rows_store_counts_and_exact_percentages(ran):
     _, first, _, df = ran
     assert first.status == JobStatus.done and len(df) == first.n_results == 2 * 3 * 2
@@ -52,6 +53,7 @@ def test_rows_store_counts_and_exact_percentages(ran):
         assert r.n_robust_correct_dense - r.n_robust_correct_compressed == r.n_robust_dense_only - r.n_robust_compressed_only
 
 
+@pytest.mark.slow
 def test_int8_rows_are_transfer_and_square_rows_carry_their_queries(ran):
     df = ran[3]
     int8 = df[df["compression_level_text"] == "8-bit (int8)"]
@@ -62,6 +64,7 @@ def test_int8_rows_are_transfer_and_square_rows_carry_their_queries(ran):
     assert set(df[df["attack"] == "pgd"]["steps"]) == {5}
 
 
+@pytest.mark.slow
 def test_quantized_rows_record_the_measured_zero_share(ran):
     df = ran[3]
     q = df[df["compression_level_text"] == "2-bit"]
@@ -72,12 +75,14 @@ def test_quantized_rows_record_the_measured_zero_share(ran):
     assert prov["crev"] and prov["code_version"] and prov["torchattacks"]
 
 
+@pytest.mark.slow
 def test_rerun_of_a_finished_spec_writes_nothing_again(ran):
     engine, first, again, df = ran
     assert again.cells_run == 0 and again.n_skipped_existing == again.n_results == first.n_results
     assert again.submission_id is None and df["fingerprint"].is_unique and len(df) == first.n_results
 
 
+@pytest.mark.slow
 def test_verdicts_are_typed_and_read_back_through_one_model(ran):
     engine, first, _, _ = ran
     stored = job_verdicts(engine, first.job_id)

@@ -91,3 +91,20 @@ def test_replicate_commands_name_an_unusable_database_in_one_line(tmp_path):
         assert res.stderr.startswith("error: database ") and expect in res.stderr and len(res.stderr.strip().splitlines()) == 1
         assert "pw" not in res.stderr
     assert zero.stat().st_size == 0
+
+
+def test_replicate_cancel_command_checks_who_launched_the_job(engine, spec, monkeypatch):
+    """Issue 23 item 5: ``crev replicate cancel`` goes through cancel_job's owner check (look-alikes included)."""
+    from typer.testing import CliRunner
+
+    from replicate.cli import app
+
+    job = create_job(engine, spec, executor="local", by="ann")
+    url = engine.url.render_as_string(hide_password=False)
+    for stranger in ("mallory", "\u0430nn-not", "\u200b"):
+        res = CliRunner().invoke(app, ["cancel", str(job.id), "--db", url, "--by", stranger])
+        assert res.exit_code == 2 and res.stderr.startswith("error: ") and len(res.stderr.strip().splitlines()) == 1, res.output
+        assert not get_job(engine, job.id).cancel_requested
+    res = CliRunner().invoke(app, ["cancel", str(job.id), "--db", url, "--by", "\u0430nn"])  # Cyrillic а: ann herself
+    assert res.exit_code == 0, res.output
+    assert get_job(engine, job.id).cancel_requested

@@ -209,6 +209,7 @@ def cifar_like():
     return Split("cifar10", x[:64], y[:64], x[64:], y[64:], 10, 0, "synthetic")
 
 
+@pytest.mark.slow
 def test_channel_pruning_removes_half_the_channels_and_measures_the_cost(cifar_like):
     dense = preact_resnet18(width=8).eval()
     comp = ChannelPruner(0.5, finetune="none").compress(dense, cifar_like, seed=0)
@@ -229,6 +230,7 @@ def digits_mlp():
     return model, split
 
 
+@pytest.mark.slow
 def test_hydra_reaches_the_sparsity_with_a_mask_learned_not_copied_from_magnitudes(digits_mlp):
     dense, split = digits_mlp
     comp = HydraPruner(0.8, score_epochs=1, finetune_epochs=0, adv_eps=0.1, adv_steps=2).compress(dense, split, seed=0)
@@ -247,6 +249,7 @@ def test_hydra_reaches_the_sparsity_with_a_mask_learned_not_copied_from_magnitud
     assert abs(comp.info.sparsity - 0.8) < 0.01
 
 
+@pytest.mark.slow
 def test_int8_ptq_keeps_named_layers_in_float_and_reports_latency(digits_mlp):
     dense, split = digits_mlp
     comp = Int8PTQMeasured(granularity="per_channel", keep_float=("net.1",)).compress(dense, split, seed=0)
@@ -282,6 +285,7 @@ MASKED = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(MASKED))
 def test_adaptive_attack_beats_plain_pgd_on_the_model_that_masks_its_way(digits_mlp, name):
     dense, split = digits_mlp
@@ -352,6 +356,7 @@ def _tiny_cifar_spec(tmp_path, monkeypatch, claim="pruning_with_at", device="cpu
         "attacks": [spec.attacks[0].model_copy(update={"eps": [8 / 255]})]})
 
 
+@pytest.mark.slow
 def test_a_cell_finished_twice_on_workers_is_stored_once(tmp_path, monkeypatch):
     from dask.distributed import Client, LocalCluster
 

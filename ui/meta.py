@@ -10,7 +10,9 @@ import json
 import streamlit as st
 
 import metaanalysis as ma
+from metaanalysis.methods import methods_text
 from metaanalysis.plots import bubble_figure, dose_figure, forest_figure
+from metaanalysis.rscript import app_provenance, run_bundle
 from ui import labels, state
 from ui.figures import funnel_density_figure
 
@@ -91,8 +93,16 @@ for n in dict.fromkeys(an.notes):
 if not fit.intercept_only:
     coef = fit.to_frame().reset_index()
     st.dataframe(coef, hide_index=True, width="stretch")
-    st.caption(f"Test of the moderators: QM = {fit.qm:.2f} (df {fit.qm_df[0]}), {labels.pval(fit.qm_pval)}"
+    st.caption(f"Test of the moderators: {fit.omnibus_label()} = {fit.qm:.2f}, {labels.pval(fit.qm_pval)}"
                + (f"; R² = {fit.r2:.1f}%" if fit.r2 is not None else ""))
+
+# the same fit as runnable R (the files `crev meta run --emit-r` writes) and its methods paragraph (issue 25)
+prov = app_provenance("run", spec, f, settings)
+rcol = st.columns([1, 3])
+rcol[0].download_button("Download R script", lambda: run_bundle(an, prov), file_name="crev_analysis_R.zip", mime="application/zip",
+                        key="ma_rscript", help=f"analysis.R (metafor/clubSandwich), effects.csv and crev's numbers: what `{prov.command} --emit-r DIR` writes")
+with rcol[1].expander("Copy methods text"):
+    st.code(methods_text(an, prov, settings).text(), language=None, wrap_lines=True)
 
 VIEWS = ["Forest", "Funnel & Egger", "Bubble", "Dose-response", "Rigour sensitivity", "Downloads"]
 view = st.segmented_control("View", VIEWS, default="Forest", key="ma_view") or "Forest"

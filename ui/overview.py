@@ -4,8 +4,10 @@ import pandas as pd
 import streamlit as st
 
 import metaanalysis as ma
+from evidence import ResultFilter
 from metaanalysis.answers import MIN_STUDIES
 from metaanalysis.plots import evidence_map_figure
+from metaanalysis.rscript import answers_bundle, app_provenance
 from ui import answers as ans_ui
 from ui import labels, state
 
@@ -79,6 +81,11 @@ for qa in answers.questions if answers is not None else ():
         if len(ps):
             with st.expander(f"Per-study estimates where there is no pooled number ({len(ps)})"):
                 st.table(ps, hide_index=True)
+if answers is not None:  # every pooled answer as runnable R: the files `crev meta answer --emit-r DIR` writes (issue 25)
+    aprov = app_provenance("answer", None, ResultFilter(), settings)
+    st.download_button("Download R script", lambda: answers_bundle(state.effects(ResultFilter(), settings), answers, aprov),
+                       file_name="crev_answers_R.zip", mime="application/zip", key="ov_rscript",
+                       help=f"one analysis.R per pooled answer and an index: what `{aprov.command} --emit-r DIR` writes")
 if answers is not None and rep is None:
     err = state.contradictions_failed(settings)
     st.caption(f"What each answer depends on comes from the contradiction analysis, which could not be computed ({err})." if err else

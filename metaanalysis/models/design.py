@@ -16,7 +16,7 @@ import pandas as pd
 
 from .uni import MetaInputError
 
-__all__ = ["ALIASES", "Design", "design_matrix", "parse_formula"]
+__all__ = ["ALIASES", "Design", "TermCoding", "design_matrix", "parse_formula"]
 
 ALIASES = {
     "family": "compression_family",
@@ -29,6 +29,17 @@ ALIASES = {
 }
 
 
+@dataclass(frozen=True)
+class TermCoding:
+    """How one term entered the model matrix: a number as is, its square, or treatment dummies of a
+    factor against ``levels[0]`` (the levels in the order the columns were made)."""
+
+    term: str
+    column: str
+    kind: str  # "numeric" | "square" | "factor"
+    levels: tuple[str, ...] = ()
+
+
 @dataclass
 class Design:
     X: np.ndarray
@@ -36,6 +47,7 @@ class Design:
     rows: np.ndarray  # boolean mask of the rows used
     dropped_reason: str | None
     terms: list[str]
+    coding: tuple[TermCoding, ...] = ()  # one per term, as the columns of X were made (for the R script)
 
 
 def parse_formula(formula: str | None) -> list[str]:
@@ -63,6 +75,7 @@ def design_matrix(df: pd.DataFrame, formula: str | None, *, intercept: bool = Tr
     rows = np.ones(len(df), dtype=bool)
     missing_in = []
     parts = []
+    coding = []
     for t in terms:
         square = t.endswith("^2")
         col = _column(df, t[:-2] if square else t)
@@ -79,6 +92,7 @@ def design_matrix(df: pd.DataFrame, formula: str | None, *, intercept: bool = Tr
             x = s.astype(float).to_numpy()
             cols.append(x ** 2 if square else x)
             names.append(f"{col}^2" if square else col)
+            coding.append(TermCoding(t, col, "square" if square else "numeric"))
         else:
             if square:
                 raise MetaInputError(f"{col} is categorical: it cannot be squared")
@@ -88,10 +102,11 @@ def design_matrix(df: pd.DataFrame, formula: str | None, *, intercept: bool = Tr
             for lvl in levels[1:]:
                 cols.append((s.astype(str) == lvl).to_numpy().astype(float))
                 names.append(f"{col}[{lvl}]")
+            coding.append(TermCoding(t, col, "factor", tuple(levels)))
     n = int(rows.sum())
     if intercept:
         cols.insert(0, np.ones(n))
         names.insert(0, "intrcpt")
     X = np.column_stack(cols) if cols else np.ones((n, 0))
     reason = f"moderator missing ({', '.join(sorted(set(missing_in)))})" if missing_in else None
-    return Design(X, names, rows, reason, terms)
+    return Design(X, names, rows, reason, terms, tuple(coding))

@@ -92,6 +92,8 @@ class MetaResult:
     component_tests: list[ComponentTest] = field(default_factory=list)
     sigma2_ci: dict[str, tuple[float, float]] = field(default_factory=dict)  # profile-likelihood CI of each σ²
     covariance: Any = field(default=None, repr=False)  # the fitted marginal covariance (multilevel.NestedCovariance), for robust()
+    wald: Any = None  # the omnibus test of a robust fit as a typed wald.WaldTest (HTZ for CR2 by default)
+    cr2: Any = field(default=None, repr=False)  # a CR2 fit's wald.CR2Pieces, for wald_test() of any coefficients
 
     # ------------------------------------------------------------------ accessors
     @property
@@ -107,6 +109,16 @@ class MetaResult:
             if c.name == name:
                 return c
         raise KeyError(f"no coefficient {name!r} (have {', '.join(c.name for c in self.coefficients)})")
+
+    def omnibus_label(self) -> str:
+        """How QM is referred to its distribution: ``"HTZ F(2, 3.36)"``, ``"F(2, 18)"`` or ``"chi2(2)"``."""
+        if self.qm_df is None:
+            return "QM"
+        m, df2 = self.qm_df
+        if df2 is None:
+            return f"chi2({m:g})"
+        name = f"{self.wald.test.value} " if self.wald is not None and self.wald.test.value == "HTZ" else ""
+        return f"{name}F({m:g}, {df2:.3g})"
 
     @property
     def estimate(self) -> float:
@@ -152,6 +164,8 @@ class MetaResult:
             ]
             out["qm"], out["qm_pval"], out["r2"] = self.qm, self.qm_pval, self.r2
             out["qm_df"] = list(self.qm_df) if self.qm_df else None
+            if self.wald is not None:
+                out["qm_test"] = self.wald.test.value
         if self.n_clusters is not None:
             out["n_clusters"] = self.n_clusters
         if c0.df is not None:
@@ -182,7 +196,8 @@ class MetaResult:
             lines.append(f"Q({self.q_df}) = {self.q:.4f}, p = {self.q_pval:.4g}")
         if not self.intercept_only and self.qm is not None:
             df = self.qm_df
-            lines.append(f"QM (df = {df[0]:g}{'' if df[1] is None else f', {df[1]:.2f}'}) = {self.qm:.4f}, p = {self.qm_pval:.4g}"
+            name = f"{self.wald.test.value}; " if self.wald is not None else ""
+            lines.append(f"QM ({name}df = {df[0]:g}{'' if df[1] is None else f', {df[1]:.2f}'}) = {self.qm:.4f}, p = {self.qm_pval:.4g}"
                          + (f"; R^2 = {self.r2:.2f}%" if self.r2 is not None else ""))
         lines.append(self.to_frame().to_string(float_format=lambda x: f"{x:.4f}"))
         if self.pi_low is not None:

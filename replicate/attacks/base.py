@@ -120,6 +120,8 @@ class AttackMethod(ABC):
     norm: Norm = Norm.linf
     threat_model: ThreatModel = ThreatModel.white_box
     crafts_on_target: bool = False  # score-based / random: uses the evaluated model itself, never a twin
+    source_attack: AttackName | None = None  # transfer: examples crafted on a source model with this attack
+    iterative: bool = True  # False: single-step or query-based (a minimum number of steps does not apply)
 
     @abstractmethod
     def build(self, model: nn.Module, spec: AttackSpec, n_classes: int, seed: int) -> Crafter: ...
@@ -164,7 +166,7 @@ def correct(model, x, y, batch=512) -> torch.Tensor:
 def model_to_attack(spec: AttackSpec, target: nn.Module, attacked: nn.Module | None = None, source: nn.Module | None = None) -> nn.Module:
     """Which model an attack crafts its examples on: the source (transfer), the evaluated model itself
     (score-based and random attacks), or the differentiable twin of a non-differentiable target."""
-    if spec.name == AttackName.transfer:
+    if spec.method.source_attack is not None:
         if source is None:
             raise ValueError("a transfer attack needs a source model")
         return source

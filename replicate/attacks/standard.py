@@ -24,7 +24,7 @@ def _ta():
 
 
 class FGSM(AttackMethod):
-    name, vocab = AttackName.fgsm, Attack.fgsm
+    name, vocab, iterative = AttackName.fgsm, Attack.fgsm, False
 
     def build(self, model, spec, n_classes, seed):
         return _ta().FGSM(model, eps=spec.eps)
@@ -71,7 +71,7 @@ class Transfer(PGD):
     """PGD examples crafted on a source model (the dense model; for a dense model, an independently
     trained surrogate) and evaluated on the target."""
 
-    name, threat_model = AttackName.transfer, ThreatModel.transfer
+    name, threat_model, source_attack = AttackName.transfer, ThreatModel.transfer, AttackName.pgd
 
     def label(self, spec):
         return _pgd_text(spec, "Linf") + ", crafted on a source model and transferred"
@@ -140,7 +140,7 @@ class AutoAttackStandard(AttackMethod):
 class Square(AttackMethod):
     """Score-based black box (Andriushchenko et al. 2020); crafted on the evaluated model itself."""
 
-    name, vocab, threat_model, crafts_on_target = AttackName.square, Attack.square, ThreatModel.black_box_query, True
+    name, vocab, threat_model, crafts_on_target, iterative = AttackName.square, Attack.square, ThreatModel.black_box_query, True, False
 
     def build(self, model, spec, n_classes, seed):
         return _ta().Square(model, norm="Linf", eps=spec.eps, n_queries=spec.queries, n_restarts=1, seed=seed)

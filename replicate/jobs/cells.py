@@ -192,7 +192,7 @@ def _transfer_examples(spec: JobSpec, source, source_name: str, a: AttackSpec, x
     path = cache_dir() / f"transfer-{spec.spec_hash()}-{source_name}-s{seed}-{a.eps}-{a.steps}-{a.restarts}-{len(y)}.pt"
     if path.exists():
         return torch.load(path, weights_only=True, map_location=x.device)
-    x_adv = craft(source, AttackSpec(AttackName.pgd, a.eps, a.steps, a.restarts), x, y, n_classes=n_classes, seed=seed)
+    x_adv = craft(source, AttackSpec(a.method.source_attack, a.eps, a.steps, a.restarts), x, y, n_classes=n_classes, seed=seed)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     torch.save(x_adv, tmp)
     os.replace(tmp, path)
@@ -255,7 +255,7 @@ def run_cell(spec_json: str, cell: Cell, cancelled=None, threads: int = 1) -> Ce
         def measure(a: AttackSpec, xs, ys):
             if cancelled and cancelled():
                 raise InterruptedError("job cancelled")
-            if a.name == AttackName.transfer:
+            if a.method.source_attack is not None:
                 x_adv = _transfer_examples(spec, source, source_name, a, x, y, nc, cell.seed)[: len(ys)]
             else:
                 with attack_autocast(rt):

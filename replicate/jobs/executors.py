@@ -41,6 +41,7 @@ from tqdm import tqdm
 
 from evidence.vocab import Executor
 
+from ..errors import ReplicateError
 from ..train.device import configure
 from ..train.training import torch_threads
 from .cells import Cell, CellResult, dense_model, run_cell, surrogate_model
@@ -54,7 +55,7 @@ class JobCancelled(Exception):
     """The job was cancelled; finished cells are kept, no results were written."""
 
 
-class ClusterError(ValueError):
+class ClusterError(ReplicateError, ValueError):
     """A cluster setting that cannot work (no queue, a bad walltime)."""
 
 

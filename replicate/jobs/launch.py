@@ -34,7 +34,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from evidence import Job, Submission
+from evidence import Job, Submission, same_identity
 from evidence.errors import NotAuthorized
 from evidence.models import utcnow
 from evidence.vocab import JobStatus
@@ -163,13 +163,14 @@ def _watch(engine: Engine, job_id: int, proc: subprocess.Popen, log_path: Path) 
 
 
 def cancel_job(engine: Engine, job_id: int, *, by: str, curator: bool = False) -> Job:
-    """Ask a job to stop; only its launcher (``by`` equal to the job's ``created_by``) or a curator may."""
+    """Ask a job to stop; only its launcher (``by`` the same identity as the job's ``created_by``, compared
+    by :func:`evidence.same_identity`) or a curator may."""
     with Session(engine) as s:
         job = s.get(Job, job_id)
         if job is None:
             raise LookupError(f"no job {job_id}")
         owner = job.created_by
-    if not curator and by != owner:
+    if not curator and not same_identity(by, owner):  # canonical form (TR39): a look-alike name is someone else
         raise NotAuthorized(f"job {job_id} was launched by {owner}; only they or a curator can cancel it")
     return request_cancel(engine, job_id)
 

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..attacks import AttackName
+from evidence.vocab import Norm
+
+from ..attacks import ATTACKS
 from ..train.models import ModelName
 from ..train.recipes import Recipe
 from .spec import JobSpec
@@ -28,7 +30,6 @@ from .spec import JobSpec
 __all__ = ["DatasetProfile", "PROFILES", "adapt_spec", "CIFAR_ARCHS"]
 
 CIFAR_ARCHS = (ModelName.preact_resnet18, ModelName.wrn_28_10, ModelName.wrn_34_10)
-_L2 = (AttackName.pgdl2, AttackName.cw, AttackName.noise_l2)
 
 
 @dataclass(frozen=True)
@@ -62,8 +63,9 @@ def adapt_spec(spec: JobSpec, dataset: str, *, model: ModelName | str | None = N
         "recipe": Recipe.pgd_at if adversarial else Recipe.sgd})
     attacks = []
     for a in spec.attacks:
-        eps = list(p.l2_eps if a.name in _L2 else p.linf_eps) if a.eps else []
-        steps = max(a.steps, p.min_attack_steps) if a.name not in (AttackName.fgsm, AttackName.square) else a.steps
+        method = ATTACKS[a.name]
+        eps = list(p.l2_eps if method.norm is Norm.l2 else p.linf_eps) if a.eps else []
+        steps = max(a.steps, p.min_attack_steps) if method.iterative else a.steps
         attacks.append(a.model_copy(update={"eps": eps, "steps": steps}))
     comp = [c.model_copy(update={"finetune_lr": p.finetune_lr}) if c.finetune != "none" or c.qat_epochs else c for c in spec.compression]
     data = spec.data.model_copy(update={"name": dataset, "n_train": None, "n_test": None})

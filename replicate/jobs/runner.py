@@ -27,7 +27,7 @@ from evidence.vocab import Executor, JobStatus
 
 from ..train.device import configure
 from .cells import CellResult, plan
-from .executors import ClusterConfig, JobCancelled, TrainedModel, open_pool, run_grid
+from .executors import ClusterConfig, ClusterError, JobCancelled, TrainedModel, open_pool, run_grid
 from .heartbeat import Heartbeat
 from .store import ( assemble, cancel_requested, create_job, finished_cells, heartbeat_interval, store_cell, update_job, verdicts,
                    write_results)
@@ -77,9 +77,9 @@ def run_job(engine: Engine, spec: JobSpec, *, executor: Executor | str = Executo
     try:
         executor = Executor(executor)
     except ValueError:
-        raise ValueError(f"executor must be one of {', '.join(e.value for e in Executor)}") from None
+        raise ClusterError(f"executor must be one of {', '.join(e.value for e in Executor)}") from None
     if executor in (Executor.slurm, Executor.pbs) and cluster is None:
-        raise ValueError(f"executor {executor.value} needs a replicate.jobs.executors.ClusterConfig (queue, jobs, GPUs per job)")
+        raise ClusterError(f"executor {executor.value} needs a replicate.jobs.executors.ClusterConfig (queue, jobs, GPUs per job)")
     if device is not None:  # where it runs is not part of the spec's hash: finished cells are reused across devices
         spec = spec.model_copy(update={"device": device})
     if threads is not None and spec.threads is None:

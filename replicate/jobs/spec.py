@@ -17,9 +17,10 @@ from typing import Literal
 import pydantic
 from pydantic import BaseModel, Field, field_validator
 
-from evidence.vocab import Direction
+from evidence.vocab import Direction, Norm
 
-from ..attacks import AttackName
+from ..attacks import ATTACKS, AttackName
+from ..errors import ReplicateError
 from ..compress import DEFAULT_FINETUNE_LR, CompressorKind, Granularity, ScaleRule, compressor_class
 from ..train.models import ModelName
 from ..train.recipes import Recipe
@@ -30,7 +31,7 @@ __all__ = ["DataSpec", "TrainSpec", "CompressionSpec", "AttackGrid", "ClaimRef",
 _RUNTIME_FIELDS = {"device", "threads"}
 
 
-class SpecError(ValueError):
+class SpecError(ReplicateError, ValueError):
     """A spec that does not validate: the message names the file, field and reason."""
 
 
@@ -97,7 +98,8 @@ class AttackGrid(_Strict):
     @field_validator("eps")
     @classmethod
     def _eps(cls, v, info):
-        l2 = info.data.get("name") in (AttackName.pgdl2, AttackName.cw, AttackName.noise_l2)
+        name = info.data.get("name")
+        l2 = name in ATTACKS and ATTACKS[name].norm is Norm.l2
         for e in v:
             if e < 0 or (not l2 and e > 1):
                 raise ValueError(f"epsilon {e} is outside [0, 1] (Linf on the pixel scale)" if not l2 else f"epsilon {e} is negative")

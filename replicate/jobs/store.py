@@ -37,14 +37,13 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from evidence import Job, JobCell, Result, Study, list_claims, session_scope
+from evidence import (Job, JobCell, ResultCreate, Study, StudyCreate, SubmissionCreate, list_claims, session_scope, stored_duplicates,
+                      submit)
 from evidence.db import writer
-from evidence.models import ResultCreate, StudyCreate, utcnow
-from evidence.rows import fingerprint
-from evidence.submit import SubmissionCreate, submit
+from evidence.models import utcnow
 from evidence.vocab import AdvTraining, CompressionFamily, Direction, Executor, JobStatus, Provenance, ReviewStatus, SourceKind, SubmissionKind
 
-from ..attacks import AttackName
+from ..attacks import ATTACKS
 from .cells import AttackOutcome, CellResult
 from .spec import JobSpec
 from ..train.training import CODE_VERSION, package_version
@@ -295,7 +294,7 @@ def _strength(info, level) -> float:
 def _baseline(spec: JobSpec, dense: CellResult, o: AttackOutcome) -> AttackOutcome | None:
     """The dense model's outcome paired with a compressed outcome: the same attack, or for a transfer
     attack the dense model's own PGD at the same setting (the very examples that are transferred)."""
-    name = AttackName.pgd if o.attack == AttackName.transfer else o.attack
+    name = ATTACKS[o.attack].source_attack or o.attack
     return next((d for d in dense.outcomes if d.attack == name and d.eps == o.eps and d.steps == o.steps and d.restarts == o.restarts), None)
 
 
@@ -404,20 +403,6 @@ def _replication_study(engine: Engine) -> list[StudyCreate]:
                         source_of_info="measured by crev replicate; every row carries its spec hash, seed and library versions")]
 
 
-def _existing_fingerprints(engine: Engine, fps: list[str]) -> set[str]:
-    t = Result.__table__
-    found: set[str] = set()
-    with engine.connect() as c:
-        for i in range(0, len(fps), 500):
-            found |= set(c.execute(sa.select(t.c.fingerprint).where(t.c.fingerprint.in_(fps[i: i + 500]),
-                                                                   t.c.review_status != ReviewStatus.rejected.value)).scalars())
-    return found
-
-
-def _fingerprint(r: ResultCreate) -> str:
-    return fingerprint(r.model_dump(exclude={"uid"}))
-
-
 def write_results(engine: Engine, job_id: int, spec: JobSpec, assembled: Assembled, verdict_list: list[ReplicationVerdict], by: str,
                   *, release: str = "", approved: bool = False, reviewed_by: str | None = None) -> tuple[int | None, int]:
     """Submit the job's results through :func:`evidence.submit` (one transaction), skipping rows an
@@ -425,8 +410,9 @@ def write_results(engine: Engine, job_id: int, spec: JobSpec, assembled: Assembl
     main = verdict_list[0].verdict.value if verdict_list else None
     claim_uid = _claim_uid(engine, spec)
     rows = [r.model_copy(update={"claim_uid": claim_uid, "verdict": main}) for r in assembled.results]
-    seen = _existing_fingerprints(engine, [_fingerprint(r) for r in rows])
-    new = [r for r in rows if _fingerprint(r) not in seen]
+    with engine.connect() as conn:
+        seen = stored_duplicates(conn, rows)  # evidence's own duplicate rule (a row an earlier run of the spec stored)
+    new = [r for i, r in enumerate(rows) if i not in seen]
     sub_id = None
     if new:
         summary = JobSummary(job=job_id, spec_id=spec.id, spec_hash=spec.spec_hash(), verdicts=verdict_list, skipped_existing=len(rows) - len(new))

@@ -18,10 +18,12 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..errors import ReplicateError
+
 __all__ = ["Split", "load_split", "register_dataset", "DATASETS", "DatasetError"]
 
 
-class DatasetError(ValueError):
+class DatasetError(ReplicateError, ValueError):
     """A dataset that cannot be loaded (missing folder, wrong arrays)."""
 
 

@@ -24,6 +24,8 @@ from enum import StrEnum
 
 import torch
 
+from ..errors import ReplicateError
+
 __all__ = ["DeviceKind", "DeviceError", "Runtime", "resolve_device", "configure", "attack_autocast", "move_split", "OnCPU"]
 
 
@@ -34,7 +36,7 @@ class DeviceKind(StrEnum):
     mps = "mps"
 
 
-class DeviceError(ValueError):
+class DeviceError(ReplicateError, ValueError):
     """A device that does not exist on this machine, or a malformed device string."""
 
 
