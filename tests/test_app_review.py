@@ -188,3 +188,13 @@ def test_a_correction_from_add_evidence_reaches_the_queue_with_its_diff(seeded_u
     diff = t.dataframe[1].value  # the queue, then the changes
     row = diff[diff["field"] == "venue"].iloc[0]
     assert row["proposed"] == "NeurIPS 2020 (corrected)" and row["current"] != row["proposed"]
+
+
+def test_a_rejection_is_confirmed_in_words_spelled_right(seeded_url, monkeypatch, alices_import, client):
+    engine, sub_id = alices_import
+    t = _review(seeded_url, monkeypatch)
+    _sign_in(t, "bob", "bøb-sécret ✓")
+    _decide(t, sub_id, "numbers not in the paper", approve=False)
+    flash = [s.value for s in t.success if f"Submission #{sub_id}" in s.value]
+    assert flash and f"Submission #{sub_id} rejected by bob" in flash[0] and "rejectd" not in flash[0]
+    assert pending_submissions(engine, status=None).set_index("id").loc[sub_id, "status"] == "rejected"

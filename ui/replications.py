@@ -23,7 +23,12 @@ with st.expander("Build the job"):
     dataset = c[0].selectbox("Dataset", ["(as in the spec: " + spec.data.name + ")", "digits", "mnist5k"], key="rep_dataset")
     models = [m.value for m in type(spec.model)]
     model = c[1].selectbox("Model", models, index=models.index(spec.model.value), key="rep_model")
-    seeds = c[2].number_input("Seeds", 1, 5, len(spec.seeds), key="rep_seeds")
+    if quick:  # a quick run uses the spec's first seed only: the box says so instead of a count it ignores
+        c[2].number_input("Seeds (number of)", 1, 5, 1, key="rep_seeds_quick", disabled=True,
+                          help="A quick run uses one seed; turn Quick run off to choose how many.")
+        seeds = len(spec.seeds)
+    else:
+        seeds = c[2].number_input("Seeds (number of)", 1, 5, len(spec.seeds), key="rep_seeds")
     update = {"model": type(spec.model)(model), "seeds": list(range(int(seeds)))}
     if not dataset.startswith("("):
         update["data"] = spec.data.model_copy(update={"name": dataset, "n_test": None if dataset == "digits" else spec.data.n_test})
@@ -38,7 +43,7 @@ with st.expander("Build the job"):
           for i, c in enumerate(d["compression"])],
         *[(f"attack {i + 1}", f"{a['name']}, eps {', '.join(labels.epsilon(e) for e in a['eps'])}, {a['steps']} steps")
           for i, a in enumerate(d.get("attacks") or [])],
-        ("seeds (as used)", ", ".join(str(x) for x in d["seeds"])),
+        ("seeds (as used)", f"{len(d['seeds'])}: " + ", ".join(f"seed {x}" for x in d["seeds"])),
     ], columns=["part", "setting"]), hide_index=True, width="stretch")
     with st.expander("The full spec (JSON)"):
         st.json(d, expanded=False)

@@ -117,6 +117,7 @@ with st.form(f"decide_{sub_id}"):
     reject = c[1].form_submit_button(f"Reject #{sub_id}")
 if approve or reject:
     verb = "approve" if approve else "reject"
+    done = "approved" if approve else "rejected"
     if not reason.strip():
         st.error(f"To {verb} a submission, give a reason: it is recorded with the decision.")
     elif not checked:
@@ -128,10 +129,10 @@ if approve or reject:
             else:
                 ev.reject(eng, int(sub_id), reason.strip(), by=curator)
         except ev.EvidenceError as exc:  # the four-eyes refusal, or a submission decided meanwhile
-            st.error(f"Not {verb}d: {exc}")
+            st.error(f"Not {done}: {exc}")
         else:
             st.session_state["review_flash"] = (
-                f"Submission #{sub_id} {verb}d by {curator}: “{reason.strip()}”. "
+                f"Submission #{sub_id} {done} by {curator}: “{reason.strip()}”. "
                 + ("It counts in analyses now." if approve else "It stays visible with the reason.")
                 + " Choose the next submission yourself: nothing is selected automatically.")
             st.session_state.pop("review_sub", None)
