@@ -11,7 +11,14 @@ st.title("Replications")
 st.caption("Controlled re-runs of the literature's claims (PyTorch pruning and quantization, torchattacks attacks, rigour checks). "
            "Results enter the database as replication evidence, pending review.")
 cat = rp.catalogue()
-cid = st.selectbox("Claim", list(cat), format_func=lambda k: f"{k}: {cat[k].title}", key="rep_claim")
+# The chosen claim outlives the page: a widget's own state is dropped when another page runs, so the
+# choice is also kept under a plain session key and restored (the selector reset to the first claim).
+_ids = list(cat)
+_kept = st.session_state.get("rep_claim_kept")
+if "rep_claim" not in st.session_state and _kept in cat:
+    st.session_state["rep_claim"] = _kept
+cid = st.selectbox("Claim", _ids, format_func=lambda k: f"{k}: {cat[k].title}", key="rep_claim")
+st.session_state["rep_claim_kept"] = cid
 spec = cat[cid]
 st.markdown(f"Checks **{spec.claim.study}** ({labels.label(str(spec.claim.direction))}): “{spec.claim.statement}”"
             + (f"; also speaks to {', '.join(spec.claim.compare)}." if spec.claim.compare else "."))
@@ -94,21 +101,33 @@ def progress():
 
 progress()
 jid = st.selectbox("Job", jobs["id"].tolist(), index=0, key="rep_view")
-job = rp.get_job(state.engine(), int(jid))
-st.markdown(f"Job {job.id} — **{job.status}**" + (f": {job.error}" if job.error else ""))
-verdicts = rp.job_verdicts(state.engine(), int(jid))
-if verdicts:
-    st.subheader("Compared with the claims")
-    st.dataframe([v.summary_row() for v in verdicts], hide_index=True, width="stretch")
-    st.dataframe(verdicts[0].to_frame(), hide_index=True, width="stretch")
-res = rp.job_results(state.engine(), int(jid))
-if len(res):
-    st.dataframe(res[["compression_level_text", "attack", "attack_text", "threat_model", "steps", "attack_queries", "epsilon", "clean_acc_dense", "robust_acc_dense", "clean_acc_compressed",
-                      "robust_acc_compressed", "gradient_masking", "review_status", "quick"]], hide_index=True, width="stretch")
-    st.caption("These rows appear in Explore once approved (set the sidebar's review status to 'pending' or 'all' to see them now).")
+ACTIVE = {str(rp.JobStatus.queued), str(rp.JobStatus.running)}
+
+
+def job_view(job_id: int, was_active: bool) -> None:
+    """The chosen job's headline, verdict and rows; while the job runs this part re-runs every 2 s, so
+    the headline turns to done and the verdict appears without leaving the page."""
+    job = rp.get_job(state.engine(), job_id)
+    st.markdown(f"Job {job.id} — **{job.status}**" + (f": {job.error}" if job.error else ""))
+    verdicts = rp.job_verdicts(state.engine(), job_id)
+    if verdicts:
+        st.subheader("Compared with the claims")
+        st.dataframe([v.summary_row() for v in verdicts], hide_index=True, width="stretch")
+        st.dataframe(verdicts[0].to_frame(), hide_index=True, width="stretch")
+    res = rp.job_results(state.engine(), job_id)
+    if len(res):
+        st.dataframe(res[["compression_level_text", "attack", "attack_text", "threat_model", "steps", "attack_queries", "epsilon", "clean_acc_dense", "robust_acc_dense", "clean_acc_compressed",
+                          "robust_acc_compressed", "gradient_masking", "review_status", "quick"]], hide_index=True, width="stretch")
+        st.caption("These rows appear in Explore once approved (set the sidebar's review status to 'pending' or 'all' to see them now).")
+    if was_active and str(job.status) not in ACTIVE:
+        st.rerun()  # the job ended: redraw the whole page once (the job table, and no more polling)
+
+
+_active = str(rp.get_job(state.engine(), int(jid)).status) in ACTIVE
+st.fragment(run_every=2.0 if _active else None)(job_view)(int(jid), _active)
 _me = identity.current()
 if _me is not None and _me.curator:
     with st.expander("Log (curators only: it names server paths and the process id)"):
-        st.code(job.log or "(empty)")
+        st.code(rp.get_job(state.engine(), int(jid)).log or "(empty)")
 else:
     st.caption("The job's log (server paths, process id) is shown to curators only.")
