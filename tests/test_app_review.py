@@ -198,3 +198,15 @@ def test_a_rejection_is_confirmed_in_words_spelled_right(seeded_url, monkeypatch
     flash = [s.value for s in t.success if f"Submission #{sub_id}" in s.value]
     assert flash and f"Submission #{sub_id} rejected by bob" in flash[0] and "rejectd" not in flash[0]
     assert pending_submissions(engine, status=None).set_index("id").loc[sub_id, "status"] == "rejected"
+
+
+def test_the_reviewer_sees_the_submitters_reason_for_a_correction(seeded_url, monkeypatch, client):
+    from evidence import propose_correction
+
+    engine = get_engine(seeded_url)
+    sub = propose_correction(engine, "study", "sehwag_2020_hydra", {"venue": "NeurIPS 2020"}, by="carol",
+                             reason="the proceedings page says NeurIPS 2020")
+    assert pending_submissions(engine).set_index("id").loc[sub.id, "submitter_reason"] == "the proceedings page says NeurIPS 2020"
+    t = _review(seeded_url, monkeypatch)
+    t.selectbox(key="review_sub").select(sub.id).run()
+    assert any("The submitter's reason: “the proceedings page says NeurIPS 2020”" in i.value for i in t.info), [i.value for i in t.info]

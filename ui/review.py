@@ -79,6 +79,8 @@ for b in blockers:
 st.subheader(f"Submission #{sub_id}: what it changes")
 if sub["kind"] == "correction":
     st.caption("A correction: each row shows the current approved value and the proposed one.")
+    st.info(f"The submitter's reason: “{sub['submitter_reason']}”" if sub.get("submitter_reason")
+            else "The submitter gave no reason for this correction.")
 for entity in ("study", "claim", "result"):
     d = diff[diff["entity"] == entity]
     if d.empty:
