@@ -16,6 +16,7 @@ becomes :class:`~evidence.errors.Conflict`.
 from __future__ import annotations
 
 import os
+import stat
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -55,7 +56,8 @@ def default_url() -> str:
     from platformdirs import user_data_dir
 
     folder = Path(user_data_dir("crev", appauthor=False))
-    folder.mkdir(parents=True, exist_ok=True)
+    if not folder.exists():
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # owner only (docs/SECURITY.md)
     return f"sqlite:///{folder / 'evidence.db'}"
 
 
@@ -129,10 +131,27 @@ def database_error(exc: BaseException, target) -> DatabaseError:
     return DatabaseError(f"database {describe(target)}: {reason}")
 
 
+def _owner_only_if_new(database: str | None) -> None:
+    """Make a database file SQLite has just created (still 0 bytes) readable and writable by its owner only.
+
+    Done before the first write (the WAL pragma), so the ``-wal`` and ``-shm`` files SQLite creates
+    next take the same 600 mode (SQLite gives them the database file's permissions).
+    """
+    if database in (None, "", ":memory:") or str(database).startswith("file:"):
+        return
+    try:
+        st = os.stat(database)
+        if st.st_size == 0 and stat.S_ISREG(st.st_mode) and st.st_mode & 0o077:
+            os.chmod(database, 0o600)
+    except OSError:  # not ours to change (another user's file): SQLite reports what matters
+        pass
+
+
 def _sqlite_setup(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record):  # pragma: no cover - exercised through every test
         dbapi_conn.isolation_level = None  # let SQLAlchemy's BEGIN below drive transactions
+        _owner_only_if_new(engine.url.database)
         cur = dbapi_conn.cursor()
         if engine.url.database not in (None, "", ":memory:"):
             cur.execute("PRAGMA journal_mode=WAL")
@@ -217,7 +236,8 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         raise database_error(exc, engine) from exc
     except sa.exc.ProgrammingError as exc:
         session.rollback()
-        if "permission denied" in str(exc.orig).lower():
+        # 42501 insufficient_privilege: a missing GRANT, or a review trigger of migration 0005 refusing
+        if getattr(exc.orig, "sqlstate", None) == "42501" or "permission denied" in str(exc.orig).lower():
             user = engine.url.username or "this role"
             raise NotAuthorized(f"database {describe(engine)}: {user} may not make this change ({str(exc.orig).splitlines()[0]})") from exc
         raise
@@ -259,10 +279,21 @@ def upgrade_schema(engine: Engine) -> str:
     from alembic import command
     from alembic.runtime.migration import MigrationContext
 
+    from alembic.script import ScriptDirectory
+
     head = head_revision()
-    if schema_revision(engine) == head:
+    current = schema_revision(engine)
+    if current == head:
         return head
     cfg = _alembic_config(engine)
+    if current is not None:
+        try:
+            ScriptDirectory.from_config(cfg).get_revision(current)
+        except Exception:  # alembic's CommandError / ResolutionError: a revision this code has never seen
+            raise DatabaseError(
+                f"database {describe(engine)}: its schema is at revision {current!r}, newer than this crev knows "
+                f"(newest {head}); upgrade crev (it will not write to a database it does not understand)"
+            ) from None
     try:
         with writer(engine).begin() as conn:
             if conn.dialect.name == "postgresql":
@@ -318,7 +349,7 @@ def init_lock(engine: Engine) -> Iterator[None]:
     if not db or db == ":memory:" or fcntl is None:
         yield
         return
-    with open(f"{db}.init-lock", "a+b") as fh:
+    with open(os.open(f"{db}.init-lock", os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600), "a+b") as fh:  # owner only, like the database
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield

@@ -28,7 +28,7 @@ import unicodedata
 
 from .errors import EvidenceError
 
-__all__ = ["canonical_identity", "same_identity", "check_identity", "MAX_IDENTITY_LENGTH"]
+__all__ = ["canonical_identity", "same_identity", "check_identity", "normal_text", "MAX_IDENTITY_LENGTH"]
 
 MAX_IDENTITY_LENGTH = 120
 
@@ -62,6 +62,16 @@ def _ignorable(ch: str) -> bool:
         return True
     cp = ord(ch)
     return any(lo <= cp <= hi for lo, hi in _IGNORABLE_RANGES)
+
+
+def normal_text(text: str) -> str:
+    """``text`` in NFKC with default-ignorable and format characters removed (steps 1-2 above).
+
+    What two texts are compared by when they must mean the same thing to a reader: a result's
+    dataset or method typed with a zero-width space, a soft hyphen or in NFD is the same value
+    (used by :func:`evidence.rows.fingerprint`, so such a re-import is a duplicate).
+    """
+    return "".join(ch for ch in unicodedata.normalize("NFKC", text) if not _ignorable(ch))
 
 
 def canonical_identity(name: str | None) -> str:

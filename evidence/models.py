@@ -117,6 +117,8 @@ class Submission(SQLModel, table=True):
     # PostgreSQL: the database roles that submitted and reviewed (session_user; set by the database, migration 0003)
     submitted_db_user: Optional[str] = Field(default=None, max_length=120)
     reviewed_db_user: Optional[str] = Field(default=None, max_length=120)
+    # approved by its own submitter under CREV_ALLOW_SELF_APPROVAL (single-user SQLite only; migration 0005)
+    self_approved: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
     reviewed_at: Optional[datetime] = None
     reason: Optional[str] = None
     summary: str = Field(default="", sa_type=sa.Text)
@@ -345,6 +347,8 @@ class Job(SQLModel, table=True):
     error: Optional[str] = Field(default=None, sa_type=sa.Text)
     cancel_requested: bool = False
     created_by: str = "unknown"
+    # PostgreSQL: the role that launched the job (session_user, set by the database; migration 0005)
+    created_db_user: Optional[str] = Field(default=None, max_length=120)
     created_at: datetime = Field(default_factory=utcnow)
     started_at: Optional[datetime] = None
     finished_at: Optional[datetime] = None

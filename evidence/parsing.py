@@ -55,6 +55,13 @@ def _finite(value: float, what: str, text: str) -> float:
     return value
 
 
+def _no_underflow(value: float, literal: str, text: str) -> None:
+    """``ValueError`` when a non-zero literal (``1e-400``) became 0.0: stored, it would claim epsilon 0."""
+    mantissa = re.split(r"[eE]", literal, maxsplit=1)[0]
+    if value == 0.0 and re.search(r"[1-9]", mantissa):
+        raise ValueError(f"epsilon {text!r} is too small to store (it would become 0)")
+
+
 # A leading value followed by a curator's annotation: "8/255 (as printed)", "20 (x10 restarts)",
 # "yes (secondhand copy)", "0.005; standardized input". The annotation must be set off by a bracket,
 # a semicolon or a comma: "8/255abc" or "0.03 0.05" are not annotations, and neither is a unit
@@ -133,6 +140,7 @@ def parse_epsilon(text: str | None) -> float | None:
     m = _FRACTION.match(s)
     if m:
         num, den = _finite(float(m.group(1)), "epsilon", whole), _finite(float(m.group(2)), "epsilon", whole)
+        _no_underflow(num, m.group(1), whole)
         if den == 0:
             raise ValueError(f"epsilon {whole!r} divides by zero")
         value = _finite(num / den, "epsilon", whole)
@@ -141,6 +149,7 @@ def parse_epsilon(text: str | None) -> float | None:
         if not m:
             raise ValueError(f"epsilon {whole!r} is not a number or a fraction such as 8/255")
         value = _finite(float(m.group(1)), "epsilon", whole)
+        _no_underflow(value, m.group(1), whole)
     if value < 0:
         raise ValueError(f"epsilon {whole!r} is negative")
     return value

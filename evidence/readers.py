@@ -21,9 +21,11 @@ from pathlib import Path
 from typing import IO
 
 from .errors import Problem, ValidationFailed
+from .identity import normal_text
+from .files import MAX_FILE_BYTES, MAX_SMALL_FILE_BYTES, FileRefused, read_regular_file
 from .rows import OPTIONAL_COLUMNS, RESULT_COLUMNS
 
-__all__ = ["read_text_file", "read_results_csv", "parse_results_csv", "read_study_file", "check_study_payload", "MAX_NESTING"]
+__all__ = ["read_text_file", "read_results_csv", "parse_results_csv", "read_study_file", "check_study_payload", "MAX_NESTING", "MAX_IDENTIFIER_LENGTH"]
 
 MAX_NESTING = 20  # a study file is two levels deep; anything far deeper is not a study file
 
@@ -42,22 +44,17 @@ def _fail(name: str, reason: str, row: int | None = None, column: str | None = N
     return ValidationFailed([Problem(name, row, column, reason)])
 
 
-def read_text_file(path: str | Path, *, kind: str) -> str:
-    """The UTF-8 text of ``path`` (a byte-order mark is dropped); every failure names the file."""
-    path = Path(path)
+def read_text_file(path: str | Path, *, kind: str, limit: int = MAX_FILE_BYTES) -> str:
+    """The UTF-8 text of ``path`` (a byte-order mark is dropped); every failure names the file.
+
+    Read by :func:`evidence.files.read_regular_file`: a FIFO, device or socket is refused without
+    blocking, and a file over ``limit`` bytes is refused after ``limit + 1`` bytes.
+    """
     name = str(path)
     try:
-        if path.is_dir():
-            raise _fail(name, f"is a directory, not a {kind} file")
-        if path.exists() and not path.is_file():  # a device, FIFO or socket: reading could never end
-            raise _fail(name, f"is not a regular file, not a {kind} file")
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise _fail(name, "no such file") from None
-    except PermissionError:
-        raise _fail(name, "permission denied (the file cannot be read)") from None
-    except OSError as exc:
-        raise _fail(name, f"cannot be read: {exc.strerror or exc}") from None
+        data = read_regular_file(path, limit=limit, what=f"{kind} file")
+    except FileRefused as exc:
+        raise _fail(name, str(exc).removeprefix(f"{name}: ")) from None
     return decode_text(data, name, kind=kind)
 
 
@@ -173,6 +170,23 @@ def _depth(value, limit: int, level: int = 0) -> int:
     return level
 
 
+MAX_IDENTIFIER_LENGTH = 2048  # a DOI, arXiv id or URL; 10,000 characters is not one
+
+
+class _RepeatedKey(ValueError):
+    pass
+
+
+def _no_repeated_keys(pairs: list[tuple[str, object]]) -> dict:
+    """A JSON object, refusing a key given twice (``json`` would silently keep the last; TOML refuses it too)."""
+    out: dict = {}
+    for key, value in pairs:
+        if key in out:
+            raise _RepeatedKey(key)
+        out[key] = value
+    return out
+
+
 def read_study_file(path: str | Path) -> dict:
     """A study with its claims from a JSON or TOML file (``{"study": {...}, "claims": [...]}``), checked."""
     path = Path(path)
@@ -180,12 +194,14 @@ def read_study_file(path: str | Path) -> dict:
     suffix = path.suffix.lower()
     if suffix not in (".json", ".toml") and not path.is_dir():
         raise _fail(name, "a study file must end in .json or .toml")
-    text = read_text_file(path, kind="study")
+    text = read_text_file(path, kind="study", limit=MAX_SMALL_FILE_BYTES)
     kind = "JSON" if suffix == ".json" else "TOML"
     if not text.strip():
         raise _fail(name, "the file is empty")
     try:
-        data = json.loads(text) if suffix == ".json" else tomllib.loads(text)
+        data = json.loads(text, object_pairs_hook=_no_repeated_keys) if suffix == ".json" else tomllib.loads(text)
+    except _RepeatedKey as exc:
+        raise _fail(name, f"key {exc.args[0]!r} appears twice in one object: cannot tell which value is meant") from None
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
         raise _fail(name, f"not valid {kind}: {exc}") from None
     except RecursionError:
@@ -220,12 +236,17 @@ def check_study_payload(payload, *, file: str = "input") -> None:
             problems.append(Problem(file, None, f"study.{key}", f"must be text or a number, not {_kind(value)}"))
         elif isinstance(value, float) and not math.isfinite(value):
             problems.append(Problem(file, None, f"study.{key}", f"{value} is not a finite number"))
+        elif isinstance(value, str) and "\x00" in value:  # SQLite would store it, PostgreSQL refuse it
+            problems.append(Problem(file, None, f"study.{key}", "contains a NUL character (\\x00)"))
+        elif key == "identifier" and isinstance(value, str) and len(value) > MAX_IDENTIFIER_LENGTH:
+            problems.append(Problem(file, None, "study.identifier", f"is {len(value):,} characters long; a DOI or URL is at most {MAX_IDENTIFIER_LENGTH}"))
     sid = study.get("study_id")
     if claims is None:
         claims = []
     if not isinstance(claims, list):
         problems.append(Problem(file, None, "claims", f"must be a list of tables, not {_kind(claims)}"))
         claims = []
+    seen_claims: dict[str, int] = {}
     for i, claim in enumerate(claims, start=1):
         if not isinstance(claim, dict):
             problems.append(Problem(file, i, "claims", f"each claim must be a table of fields, not {_kind(claim)}"))
@@ -235,6 +256,12 @@ def check_study_payload(payload, *, file: str = "input") -> None:
                 problems.append(Problem(file, i, f"claims.{key}", f"must be text or a number, not {_kind(value)}"))
             elif isinstance(value, float) and not math.isfinite(value):
                 problems.append(Problem(file, i, f"claims.{key}", f"{value} is not a finite number"))
+            elif isinstance(value, str) and "\x00" in value:
+                problems.append(Problem(file, i, f"claims.{key}", "contains a NUL character (\\x00)"))
+        same = json.dumps({k: normal_text(str(v)).strip().lower() for k, v in sorted(claim.items()) if v not in (None, "")})
+        if same in seen_claims:
+            problems.append(Problem(file, i, "claims", f"the same claim as claim {seen_claims[same]} (stored twice it would count twice)"))
+        seen_claims.setdefault(same, i)
         own = claim.get("study_id")
         if own not in (None, "") and str(own).strip() != str(sid or "").strip():
             problems.append(Problem(

@@ -35,6 +35,7 @@ from .db import upgrade_schema
 from .errors import EvidenceError, NotFound, Problem, ValidationFailed
 from .models import Claim, ClaimCreate, Result, ResultCreate, Study, StudyCreate, Submission
 from .rows import pydantic_problems
+from .files import MAX_FILE_BYTES, MAX_SMALL_FILE_BYTES, FileRefused, read_regular_file
 from .submit import SubmissionCreate, submit, whoami
 from .vocab import ReviewStatus, SubmissionKind
 
@@ -202,27 +203,62 @@ def _content_hash(files: dict[str, bytes]) -> str:
     return "sha256:" + h.hexdigest()
 
 
-def read_package(ref: str | Path) -> ReleasePackage:
-    """Read a release; ``EvidenceError`` if a file is missing or differs from the hash it records."""
-    path = find_release(ref)
+def _descriptor(path: Path) -> dict:
+    """``datapackage.json``, read safely and checked in shape before anything else is read."""
+    where = path / "datapackage.json"
     try:
-        descriptor = json.loads((path / "datapackage.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise EvidenceError(f"{path / 'datapackage.json'}: not a readable data package ({exc})") from None
-    files, tables = {}, {}
-    for res in descriptor.get("resources", []):
-        name = res["name"]
-        data = (path / res["path"]).read_bytes()
-        digest = "sha256:" + hashlib.sha256(data).hexdigest()
-        if res.get("hash") != digest:
-            raise EvidenceError(f"{path / res['path']}: its SHA-256 differs from the one datapackage.json records (the file was changed)")
-        files[name] = data
-        tables[name] = list(csv.DictReader(io.StringIO(data.decode("utf-8"))))
+        descriptor = json.loads(read_regular_file(where, limit=MAX_SMALL_FILE_BYTES, what="datapackage.json").decode("utf-8"))
+    except FileRefused as exc:
+        raise EvidenceError(str(exc)) from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise EvidenceError(f"{where}: not a readable data package ({type(exc).__name__}: {str(exc)[:200]})") from None
+    if not isinstance(descriptor, dict) or not isinstance(descriptor.get("resources"), list) or not isinstance(descriptor.get("crev"), dict):
+        raise EvidenceError(f"{where}: not a crev data package (expected an object with a 'resources' list and a 'crev' object)")
+    for i, res in enumerate(descriptor["resources"]):
+        if not isinstance(res, dict) or not all(isinstance(res.get(k), str) and res.get(k) for k in ("name", "path", "hash")):
+            raise EvidenceError(f"{where}: resource {i + 1} needs a text 'name', 'path' and 'hash'")
+    return descriptor
+
+
+def _resource_bytes(path: Path, res: dict) -> bytes:
+    """A resource's bytes: its path confined to the release folder, a regular capped file, matching its hash."""
+    root = path.resolve()
+    target = (path / res["path"]).resolve()
+    if Path(res["path"]).is_absolute() or not target.is_relative_to(root):
+        raise EvidenceError(f"{path / 'datapackage.json'}: resource {res['name']!r} points outside the release folder ({res['path']!r}): refused")
+    try:
+        data = read_regular_file(target, limit=MAX_FILE_BYTES, what="release table")
+    except FileRefused as exc:
+        raise EvidenceError(str(exc)) from None
+    if res["hash"] != "sha256:" + hashlib.sha256(data).hexdigest():
+        raise EvidenceError(f"{path / res['path']}: its SHA-256 differs from the one datapackage.json records (the file was changed)")
+    return data
+
+
+def read_package(ref: str | Path) -> ReleasePackage:
+    """Read a release; ``EvidenceError`` if a file is missing or differs from the hash it records.
+
+    Every table is verified against its hash, and the set against the content hash, before any is
+    parsed; resource paths must stay inside the release folder; every file is read by
+    :func:`evidence.files.read_regular_file` (regular files only, capped).
+    """
+    path = find_release(ref)
+    descriptor = _descriptor(path)
+    files = {res["name"]: _resource_bytes(path, res) for res in descriptor["resources"]}
     missing = [n for n, _, _, _ in TABLES if n not in files]
     if missing:
         raise EvidenceError(f"{path}: the release lacks {', '.join(missing)}")
-    if _content_hash(files) != descriptor.get("crev", {}).get("content_hash"):
+    if _content_hash(files) != descriptor["crev"].get("content_hash"):
         raise EvidenceError(f"{path}: the content hash differs from the one datapackage.json records")
+    tables = {}
+    for name, data in files.items():
+        try:
+            tables[name] = list(csv.DictReader(io.StringIO(data.decode("utf-8"))))
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise EvidenceError(f"{path}: table {name} is not a UTF-8 CSV ({exc})") from None
+        for i, row in enumerate(tables[name], start=2):
+            if None in row or any(v is None for v in row.values()):
+                raise EvidenceError(f"{path}: table {name} row {i}: {'extra' if None in row else 'missing'} cells (the row does not match the header)")
     return ReleasePackage(path, descriptor, tables)
 
 
@@ -410,6 +446,16 @@ def _previous_package(previous: str | Path | None, exclude: Path) -> ReleasePack
     return max(found, key=lambda t: t[0])[1] if found else None
 
 
+def _number(kind, text: str, table: str, column: str):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise EvidenceError(f"release table {table}, column {column}: {text[:20]!r} is not a number") from None
+    if kind is float and value != value or value in (float("inf"), float("-inf")):
+        raise EvidenceError(f"release table {table}, column {column}: {text[:20]!r} is not a finite number")
+    return value
+
+
 def _typed_row(name: str, row: dict[str, str]) -> dict:
     _, table, _, _ = next(t for t in TABLES if t[0] == name)
     out = {}
@@ -419,10 +465,12 @@ def _typed_row(name: str, row: dict[str, str]) -> dict:
         if text == "":
             out[col.name] = None if col.nullable else ("" if ftype == "string" else None)
         elif ftype == "integer":
-            out[col.name] = int(text)
+            out[col.name] = _number(int, text, name, col.name)
         elif ftype == "number":
-            out[col.name] = float(text)
+            out[col.name] = _number(float, text, name, col.name)
         elif ftype == "boolean":
+            if text not in ("true", "false"):  # the descriptor's trueValues/falseValues; "TRUE" is not read as false
+                raise EvidenceError(f"release table {name}, column {col.name}: {text[:20]!r} is not true or false")
             out[col.name] = text == "true"
         else:
             out[col.name] = text

@@ -102,23 +102,25 @@ def approve(
     compared in canonical form (:func:`~evidence.identity.same_identity`: NFKC, case-folded, format
     characters removed, TR39 confusable skeleton), and
     on PostgreSQL by database role (``session_user``, unless a superuser, who can bypass any rule
-    anyway) — unless :func:`self_approval_allowed`. The reviewer's name, the reason and, on
-    PostgreSQL, ``session_user`` are recorded with the decision.
+    anyway) — unless :func:`self_approval_allowed` on a SQLite file (one person curating alone; the
+    approval is then recorded as ``self_approved``). On PostgreSQL the switch is refused, and the
+    database's own trigger (migration 0005) refuses a role approving what it submitted. The reviewer's
+    name, the reason and, on PostgreSQL, ``session_user`` are recorded with the decision.
     """
     by = _reviewer(by)
     with session_scope(engine) as session:
         sub, db_user, superuser = _begin_review(session, submission_id)
-        if not self_approval_allowed(allow_self_approval):
-            if same_identity(by, sub.submitted_by):  # TR39 canonical form: no look-alike of the submitter
-                raise NotAuthorized(
-                    f"{by} submitted submission {submission_id} and cannot approve it: another curator must "
-                    f"(or set {SELF_APPROVAL_ENV}=1 where one person curates alone)"
-                )
-            if db_user is not None and not superuser and db_user == sub.submitted_db_user:
-                raise NotAuthorized(
-                    f"database role {db_user} submitted submission {submission_id} and cannot approve it: "
-                    "another curator's role must"
-                )
+        own = same_identity(by, sub.submitted_by)  # TR39 canonical form: no look-alike of the submitter
+        if db_user is not None and not superuser and db_user == sub.submitted_db_user:
+            raise NotAuthorized(
+                f"database role {db_user} submitted submission {submission_id} and cannot approve it: "
+                "another curator's role must"
+            )
+        if own and (db_user is not None or not self_approval_allowed(allow_self_approval)):
+            hint = ("the self-approval switch is for a single-user SQLite file only" if db_user is not None
+                    else f"or set {SELF_APPROVAL_ENV}=1 where one person curates alone")
+            raise NotAuthorized(f"{by} submitted submission {submission_id} and cannot approve it: another curator must ({hint})")
+        sub.self_approved = own  # recorded: approved by its own submitter under the switch (SQLite only)
         for table, key in ENTITY_TABLES.values():
             key_col = getattr(table, key)
             keys = sa.select(key_col).where(table.submission_id == submission_id).scalar_subquery()

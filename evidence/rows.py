@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import pydantic
 
 from .errors import FieldError, Problem
+from .identity import normal_text
 from .models import ResultBase, max_lengths
 from .models import COUNT_COLUMNS, ResultCreate
 from .parsing import (
@@ -95,7 +96,9 @@ def fingerprint(record: dict) -> str:
     """Hash of a result's study, setting and numbers: two rows with the same one are duplicates.
 
     A replication row's cell and seed (its ``cluster`` and ``source_location``) are part of its
-    identity: two seeds of one cell may measure the same numbers and are still two results.
+    identity: two seeds of one cell may measure the same numbers and are still two results. Text is
+    compared by :func:`~evidence.identity.normal_text` (NFKC, format characters removed), so
+    ``CIFAR-10\u200b`` or an NFD spelling is the same value, not a second result.
     """
     rec = record
     kind = record.get("source_kind")
@@ -106,7 +109,7 @@ def fingerprint(record: dict) -> str:
         v = rec.get(name)
         if isinstance(v, float):
             v = repr(round(v, 6))
-        key.append("" if v is None else str(v).strip().lower())
+        key.append("" if v is None else normal_text(str(v)).strip().lower())  # NFKC, no zero-width/format characters
     return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:40]
 
 

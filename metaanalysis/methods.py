@@ -30,7 +30,6 @@ from .analysis import Analysis
 from .bias import pubbias
 from .effects import EffectMeasure, EffectSettings
 from .models.robust import CHOLESKY_CR2_MAX, LOW_DF_WARNING
-from .models.uni import COMMON_EFFECT_METHODS
 from .rscript.recipe import Provenance, crev_version
 
 __all__ = ["MethodsText", "REFERENCES", "methods_text"]
@@ -123,7 +122,7 @@ def _model(an: Analysis, refs: list[str]) -> str:
         counts = ", ".join(f"{name} ({fit.n_levels.get(name, '?'):,} groups)" for name in levels)
         text = (f"Effects were pooled with a {len(levels) + 1}-level random-effects model (metafor rma.mv, random = ~ 1 | "
                 f"{'/'.join(fit.extra.get('random_columns', levels))}) with variance components for {counts}, estimated by {fit.method}.")
-    elif fit.method in COMMON_EFFECT_METHODS:
+    elif spec.model == "common":
         text = "Effects were pooled with a common-effect model (metafor rma.uni, inverse-variance weights)."
     else:
         text = f"Effects were pooled with a random-effects model (metafor rma.uni) with τ² estimated by {fit.method}."

@@ -123,7 +123,48 @@ def _duplicated_header() -> str:
     return header + ",epsilon\n" + row + ",0.5\n"
 
 
+_RB_ENTRY = {"link": "https://arxiv.org/abs/2002.10509", "name": "HYDRA: Pruning Adversarially Robust Neural Networks",
+             "authors": "Sehwag et al.", "dataset": "cifar10", "venue": "NeurIPS 2020", "architecture": "WideResNet-28-10",
+             "eps": "8/255", "clean_acc": "88.98", "reported": "62.24", "autoattack_acc": "57.14"}
+
+
+def _rb(write: Callable[[Path], None]) -> Callable[[Path], list[str]]:
+    """A RobustBench model_info folder holding one ``cifar10/Linf/x.json`` made by ``write``."""
+    def make(d: Path) -> list[str]:
+        folder = d / "model_info" / "cifar10" / "Linf"
+        folder.mkdir(parents=True)
+        write(folder / "x.json")
+        return ["import-robustbench", str(d / "model_info")]
+
+    return make
+
+
+def _fifo(name: str, command: str) -> Callable[[Path], list[str]]:
+    def make(d: Path) -> list[str]:
+        os.mkfifo(d / name)  # no writer ever opens it: a blocking read would wait forever
+        return [command, str(d / name)]
+
+    return make
+
+
 BAD_FILES: list[Case] = [
+    # --- issue 23: files that hung, exhausted memory or crashed
+    Case("study file that is a FIFO", _fifo("study.json", "add-study"), ("study.json", "fifo")),
+    Case("csv that is a FIFO", _fifo("in.csv", "import"), ("in.csv", "fifo")),
+    Case("BibTeX file that is a FIFO", _fifo("refs.bib", "import-bibtex"), ("refs.bib", "fifo")),
+    Case("RobustBench x.json that is a FIFO", _rb(lambda p: os.mkfifo(p)), ("x.json", "fifo")),
+    Case("RobustBench x.json linked to /dev/zero", _rb(lambda p: p.symlink_to("/dev/zero")), ("x.json", "character device")),
+    Case("RobustBench number of 400 digits", _rb(lambda p: p.write_text(json.dumps(_RB_ENTRY)[:-1] + ', "n": ' + "9" * 400 + "}")), ("x.json", "400 digits")),
+    Case("RobustBench JSON 100,000 deep", _rb(lambda p: p.write_text("[" * 100_000 + "]" * 100_000)), ("x.json", "nested too deeply")),
+    Case("study JSON 100,000 deep", _study(None, raw="[" * 100_000 + "]" * 100_000), ("study.json", "nested")),
+    # issue 23: stored wrongly without a word
+    Case("study JSON with title twice", _study(None, raw='{"study": {"study_id": "dup_2026_keys", "title": "A", "title": "B"}}'), ("title", "twice")),
+    Case("NUL in a study title", _study(_good_study(title="A\x00B")), ("study.title", "nul")),
+    Case("the same claim twice", _study(_with_claims([{"question_id": "quantization", "direction": "down", "position": "4-bit hurts"}] * 2)), ("same claim",)),
+    Case("a 10,012-character DOI", _study(_good_study(identifier="10.1/" + "x" * 10_007)), ("identifier", "10,012")),
+    Case("epsilon 1e-400 (would be stored as 0)", _csv(epsilon="1e-400"), ("epsilon", "too small")),
+    Case("RobustBench accuracy 8_8.98", _rb(lambda p: p.write_text(json.dumps({**_RB_ENTRY, "clean_acc": "8_8.98", "reported": "6_2.24", "autoattack_acc": "5_7.14"}))), ("8_8.98", "separators")),
+    Case("RobustBench accuracy as a fraction 0.811", _rb(lambda p: p.write_text(json.dumps({**_RB_ENTRY, "clean_acc": "0.811", "reported": "0.62", "autoattack_acc": "0.57"}))), ("0.811", "fraction")),
     # --- CSV structure
     Case("csv unclosed quote swallows next row", _raw_csv(_unclosed_quote_rows()), ("unclosed quote",)),
     Case("csv unclosed quote at end of file", _raw_csv(_csv_text([result_row()]) + 'x,"open\n'), ("unclosed quote",)),
@@ -179,6 +220,10 @@ BAD_FILES: list[Case] = [
     Case("required field empty", _csv(url_or_path=""), ("url_or_path", "required")),
     Case("verbatim_check not yes/no", _csv(verbatim_check="perhaps"), ("verbatim_check",)),
     Case("duplicate rows within the file", _csv([result_row(), result_row()]), ("duplicate",)),
+    # issue 23: the same row again after normalisation (NFKC, format characters removed) is a duplicate
+    Case("duplicate after normalisation: zero-width space", _csv([result_row(), result_row(dataset="CIFAR-10\u200b")]), ("duplicate",)),
+    Case("duplicate after normalisation: fullwidth, soft hyphen", _csv([result_row(), result_row(dataset="\uff23IFAR-10", architecture="VGG\u00ad-16")]), ("duplicate",)),
+    Case("duplicate after normalisation: NFD method", _csv([result_row(compression_method="pruning (Hoefler é)"), result_row(compression_method="pruning (Hoefler e\u0301)")]), ("duplicate",)),
     Case("25,000 bad rows (output capped)", _csv([result_row(source_location=f"r{i}", epsilon="1e999") for i in range(25_000)]), ("by column", "epsilon")),
     # --- study files
     Case("study slug with spaces and punctuation", _study(_good_study(study_id="Doe 2026 Bad Slug!")), ("study.study_id", "pattern")),
@@ -374,7 +419,16 @@ def _db_cases(tmp_path: Path, seeded_template: Path) -> list[tuple[str, str, str
     header_only.write_bytes(data[:100])
     folder = tmp_path / "folder.db"
     folder.mkdir()
+    newer = tmp_path / "newer.db"
+    newer.write_bytes(data)
+    import sqlite3
+
+    con = sqlite3.connect(newer)  # a database a later crev wrote; closed, so nothing is left in its WAL
+    con.execute("UPDATE alembic_version SET version_num = '0999'")
+    con.commit()
+    con.close()
     return [
+        ("database from a newer schema", f"sqlite:///{newer}", "newer than this crev knows"),
         ("zero-byte SQLite file", f"sqlite:///{zero}", "0-byte"),
         ("random bytes as SQLite file", f"sqlite:///{junk}", "not an sqlite database"),
         ("truncated SQLite file", f"sqlite:///{truncated}", "damaged"),
@@ -388,7 +442,7 @@ def _db_cases(tmp_path: Path, seeded_template: Path) -> list[tuple[str, str, str
 
 
 # Run as real ``crev`` processes (start-up is what is tested); the other cases run in-process.
-_IN_SUBPROCESS = ("zero-byte SQLite file", "truncated SQLite file", "unknown URL scheme")
+_IN_SUBPROCESS = ("zero-byte SQLite file", "truncated SQLite file", "unknown URL scheme", "database from a newer schema")
 
 
 def test_damaged_or_unreachable_databases_give_one_line_errors(seeded_template, tmp_path):
@@ -427,3 +481,90 @@ def test_spreadsheet_export_escapes_formula_cells_and_plain_export_keeps_them(se
     plain = runner.invoke(app, ["export", "--study", SEEDED_STUDY, "--db", seeded_url]).stdout
     assert "'=HYPERLINK" in sheet and "'+1 formula" in sheet
     assert '"=HYPERLINK' in plain and "'=HYPERLINK" not in plain
+
+
+# --------------------------------------------------------------------------- tampered releases (issue 23)
+
+
+def _retamper(folder: Path, edit: Callable[[dict, Path], None], *, rehash: bool = True) -> None:
+    """Edit a release's datapackage.json (and files) and, like a careful forger, re-record the hashes."""
+    import hashlib
+
+    desc_path = folder / "datapackage.json"
+    desc = json.loads(desc_path.read_text(encoding="utf-8"))
+    edit(desc, folder)
+    if rehash and isinstance(desc, dict):
+        for res in desc.get("resources") or []:
+            target = (folder / res.get("path", "")) if isinstance(res, dict) else None
+            if target is not None and target.is_file():
+                res["hash"] = "sha256:" + hashlib.sha256(target.read_bytes()).hexdigest()
+    desc_path.write_text(json.dumps(desc), encoding="utf-8")
+
+
+def _drop_cell(desc: dict, folder: Path) -> None:
+    path = folder / desc["resources"][2]["path"]
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    lines[1] = lines[1].rstrip("\r\n").rsplit(",", 1)[0] + "\r\n"  # the first data row loses its last cell
+    path.write_text("".join(lines), encoding="utf-8")
+
+
+def _outside(desc: dict, folder: Path) -> None:
+    (folder.parent / "hostname").write_text("not a table\n", encoding="utf-8")
+    desc["resources"][0]["path"] = "../hostname"
+
+
+def _to_zero(desc: dict, folder: Path) -> None:
+    (folder / "zero.csv").symlink_to("/dev/zero")
+    desc["resources"][0]["path"] = "zero.csv"
+
+
+def _to_fifo(desc: dict, folder: Path) -> None:
+    os.mkfifo(folder / "pipe.csv")
+    desc["resources"][0]["path"] = "pipe.csv"
+
+
+RELEASE_CASES: list[tuple[str, Callable[[dict, Path], None], tuple[str, ...]]] = [
+    ("resources not a list", lambda desc, f: desc.__setitem__("resources", None), ("resources",)),
+    ("resource without a name", lambda desc, f: desc["resources"][0].pop("name"), ("resource 1", "name")),
+    ("resource path outside the release (../hostname, hash matching)", _outside, ("outside the release folder",)),
+    ("resource linked to /dev/zero", _to_zero, ("outside the release folder",)),  # the link leaves the folder
+    ("resource that is a FIFO", _to_fifo, ("fifo",)),
+    ("a row with a missing cell (hashes re-recorded, content hash not)", _drop_cell, ("content hash",)),
+]
+
+
+def test_tampered_releases_are_refused_in_one_line_before_anything_is_parsed(seeded, tmp_path, capsys):
+    import shutil
+
+    from evidence.releases import write_release
+
+    good = write_release(seeded, "2026.11", tmp_path / "good", curator="ann").path
+    runner = CliRunner()
+    tried = clear = tracebacks = 0
+    failures = []
+    for i, (name, edit, expect) in enumerate(RELEASE_CASES):
+        folder = tmp_path / f"t{i}" / "release"
+        shutil.copytree(good, folder)
+        _retamper(folder, edit)
+        res = runner.invoke(app, ["diff-release", str(good), str(folder)])
+        tried += 1
+        crashed = res.exception is not None and not isinstance(res.exception, SystemExit)
+        tracebacks += crashed
+        err = (res.stderr or "").strip()
+        if res.exit_code == 2 and not crashed and err.startswith("error: ") and len(err.splitlines()) == 1 and all(e in err.lower() for e in expect):
+            clear += 1
+        else:
+            failures.append(f"{name}: exit {res.exit_code}, {res.exception!r}, stderr {err[:300]!r}")
+    # the whole list in place of the object
+    folder = tmp_path / "list" / "release"
+    shutil.copytree(good, folder)
+    (folder / "datapackage.json").write_text("[1, 2]", encoding="utf-8")
+    res = runner.invoke(app, ["diff-release", str(good), str(folder)])
+    tried += 1
+    if res.exit_code == 2 and "not a crev data package" in (res.stderr or ""):
+        clear += 1
+    else:
+        failures.append(f"datapackage.json a JSON list: exit {res.exit_code}, {res.exception!r}")
+    with capsys.disabled():
+        print(f"\ntampered releases: {tried} tried, {clear} one-line errors, {tracebacks} tracebacks")
+    assert not failures, "\n".join(failures)

@@ -6,6 +6,7 @@ test), then act as a submitter and as curators through their own database roles.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -42,15 +43,24 @@ def test_self_approval_is_refused_and_allowed_only_when_configured(seeded, tmp_p
     with pytest.raises(NotAuthorized):
         approve(seeded, rep.submission_id, by=" Alice ")  # the same person, however the name is typed
     monkeypatch.setenv("CREV_ALLOW_SELF_APPROVAL", "1")
+    if seeded.dialect.name == "postgresql":  # a team database: the switch is for a single-user SQLite file only
+        with pytest.raises(NotAuthorized, match="single-user SQLite"):
+            approve(seeded, rep.submission_id, by="alice")
+        return
     sub = approve(seeded, rep.submission_id, by="alice", reason="I curate this file alone")
-    assert (sub.status.value, sub.reviewed_by, sub.reason) == ("approved", "alice", "I curate this file alone")
+    assert (sub.status.value, sub.reviewed_by, sub.reason, sub.self_approved) == ("approved", "alice", "I curate this file alone", True)
 
 
 def test_explicit_argument_allows_self_approval_and_reject_records_the_reviewer(seeded, tmp_path, monkeypatch):
     monkeypatch.delenv("CREV_ALLOW_SELF_APPROVAL", raising=False)
     a = import_results(seeded, write_rows(tmp_path / "a.csv", [result_row(robust_acc_compressed="22.5")]), by="bob")
     b = import_results(seeded, write_rows(tmp_path / "b.csv", [result_row(robust_acc_compressed="23.5")]), by="bob")
-    assert approve(seeded, a.submission_id, by="bob", allow_self_approval=True).status.value == "approved"
+    if seeded.dialect.name == "postgresql":
+        with pytest.raises(NotAuthorized, match="single-user SQLite"):
+            approve(seeded, a.submission_id, by="bob", allow_self_approval=True)
+        assert not approve(seeded, a.submission_id, by="carol").self_approved
+    else:
+        assert approve(seeded, a.submission_id, by="bob", allow_self_approval=True).self_approved
     withdrawn = reject(seeded, b.submission_id, reason="withdrawn: wrong table", by="bob")  # withdrawing one's own is allowed
     assert (withdrawn.status.value, withdrawn.reviewed_by) == ("rejected", "bob")
     with pytest.raises(EvidenceError, match="is rejected, not pending"):
@@ -134,3 +144,25 @@ def test_curator_approval_records_session_user_and_own_role_is_refused(pg_roles,
         approve(eng["carol"], own.submission_id, by="a-different-name")  # the role gives her away
     approve(eng["erin"], own.submission_id, by="erin")
     assert _sub(owner, own.submission_id).reviewed_db_user == f"{PREFIX}erin"
+
+
+def test_a_new_sqlite_database_and_its_companions_are_owner_only(tmp_path, monkeypatch):
+    """Issue 23 item 7: created 600 (the file, its -wal/-shm and lock file) and the default folder 700."""
+    import stat
+
+    old = os.umask(0o022)  # the usual umask, under which SQLite alone would create 644 files
+    try:
+        db = tmp_path / "new.db"
+        engine, _ = init_database(f"sqlite:///{db}", load=False)
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT count(*) FROM submission")
+            for path in [db, *(p for p in (tmp_path / "new.db-wal", tmp_path / "new.db-shm", tmp_path / "new.db.init-lock") if p.exists())]:
+                assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+        engine.dispose()
+        monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+        from evidence.db import default_url
+
+        url = default_url()
+        assert stat.S_IMODE((tmp_path / "xdg" / "crev").stat().st_mode) == 0o700 and url.endswith("crev/evidence.db")
+    finally:
+        os.umask(old)

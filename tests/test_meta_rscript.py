@@ -66,6 +66,7 @@ def unseen_data(seed: int = 7) -> pd.DataFrame:
 CSV_CASES = {
     # name: (csv under tests/data/metafor/data or None for the unseen data, options)
     "uni_reml_knha": ("bcg_rr.csv", ["--knha"]),
+    "uni_dl_z": ("normand1999_md.csv", ["--method", "DL"]),
     "uni_reml_knha_mods": ("bcg_rr.csv", ["--knha", "--mods", "ablat + year"]),
     "three_level_mods_contain": ("assink2016_deltype.csv", ["--random", "study/esid", "--mods", "deltype + year", "--robust", "none"]),
     "three_level_profile_pi": ("konstantopoulos2011.csv", ["--random", "district/school", "--robust", "none", "--profile-ci"]),

@@ -108,3 +108,21 @@ def test_replicate_cancel_command_checks_who_launched_the_job(engine, spec, monk
     res = CliRunner().invoke(app, ["cancel", str(job.id), "--db", url, "--by", "\u0430nn"])  # Cyrillic а: ann herself
     assert res.exit_code == 0, res.output
     assert get_job(engine, job.id).cancel_requested
+
+
+def test_a_spec_or_cifar_batch_that_is_a_fifo_or_device_is_refused_without_blocking(tmp_path):
+    """Issue 23: a FIFO named spec.toml blocked ``crev replicate run`` forever; /dev/zero as a batch ran out of memory."""
+    import os
+
+    from typer.testing import CliRunner
+
+    from replicate.cli import app
+    from replicate.train.datasets import DatasetError
+    from replicate.train.local_data import read_cifar_batch
+
+    os.mkfifo(tmp_path / "spec.toml")
+    res = CliRunner().invoke(app, ["run", str(tmp_path / "spec.toml"), "--db", f"sqlite:///{tmp_path / 'j.db'}"])
+    assert res.exit_code == 2 and "FIFO" in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.output
+    (tmp_path / "data_batch_1").symlink_to("/dev/zero")
+    with pytest.raises(DatasetError, match="character device"):
+        read_cifar_batch(tmp_path / "data_batch_1")

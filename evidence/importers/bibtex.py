@@ -21,6 +21,8 @@ from sqlalchemy.engine import Connection
 from ..models import StudyCreate
 from ..parsing import parse_year
 from ..rows import pydantic_problems
+from ..files import MAX_SMALL_FILE_BYTES
+from ..readers import read_text_file
 from ..submit import ImportReport, SubmissionCreate, known_study_ids, normalise_identifier, study_identifiers, whoami
 from ..vocab import SubmissionKind
 from .base import Importer
@@ -52,7 +54,7 @@ class BibtexImporter(Importer):
 
     def read(self, conn: Connection, source: Path, by: str | None = None) -> tuple[SubmissionCreate, ImportReport]:
         report = ImportReport(source=str(source))
-        text = source.read_text(encoding="utf-8")
+        text = read_text_file(source, kind="BibTeX or DOI list", limit=MAX_SMALL_FILE_BYTES)  # regular file, capped, UTF-8
         refs = self._dois(text, report) if source.suffix.lower() in (".txt", ".lst", ".dois") else self._bibtex(text, report)
         known = known_study_ids(conn)
         by_identifier = study_identifiers(conn)

@@ -34,6 +34,7 @@ import pydantic
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from ..files import MAX_SMALL_FILE_BYTES, FileRefused, read_regular_file
 from ..models import Result, ResultCreate, StudyCreate
 from ..parsing import parse_epsilon
 from ..rows import pydantic_problems
@@ -78,16 +79,31 @@ def _pairs_hook(repeated: list[str]):
     return hook
 
 
+_MAX_INT_DIGITS = 30  # no accuracy, epsilon or count in a model_info file has more digits
+
+
+def _bounded_int(text: str) -> int:
+    """A JSON integer, refused beyond 30 digits (a 400-digit number overflows every float it meets)."""
+    if len(text.lstrip("-")) > _MAX_INT_DIGITS:
+        raise MalformedEntry(f"a number of {len(text.lstrip('-'))} digits ({text[:12]}...): not a measurement")
+    return int(text)
+
+
 def read_entry(path: Path, repeated: list[str] | None = None) -> dict:
     """One ``model_info`` file as a dict; ``MalformedEntry`` for bad JSON or a conflicting duplicated
     key. Keys repeated with the same value are appended to ``repeated`` (harmless, but reported)."""
     repeated = [] if repeated is None else repeated
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_pairs_hook(repeated))
+    try:  # a regular file of at most 16 MiB (a FIFO or a link to /dev/zero is refused, not read)
+        raw = read_regular_file(path, limit=MAX_SMALL_FILE_BYTES, what="model_info file")
+        data = json.loads(raw.decode("utf-8"), object_pairs_hook=_pairs_hook(repeated), parse_int=_bounded_int)
+    except FileRefused as exc:
+        raise MalformedEntry(str(exc).removeprefix(f"{path}: ")) from None
     except UnicodeDecodeError:
         raise MalformedEntry("not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise MalformedEntry(f"not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except RecursionError:
+        raise MalformedEntry("JSON nested too deeply to be a model_info file") from None
     if not isinstance(data, dict):
         raise MalformedEntry("the file does not hold one JSON object")
     return data
@@ -112,6 +128,8 @@ def _accuracy(entry: dict, key: str) -> tuple[float | None, str | None]:
     raw = entry[key]
     if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
         return None, f"{key} {raw!r} is not a number"
+    if isinstance(raw, str) and "_" in raw:  # float() would read "8_8.98" as 88.98; the CSV path refuses it too
+        return None, f"{key} {raw!r} is not a number (digit separators '_' are not accepted)"
     try:
         value = float(raw)
     except ValueError:
@@ -119,6 +137,8 @@ def _accuracy(entry: dict, key: str) -> tuple[float | None, str | None]:
         return None, f"{key} {raw!r} is {what}"
     if value != value or not 0.0 <= value <= 100.0:
         return None, f"{key} {raw!r} is outside [0, 100] (percent)"
+    if key == "clean_acc" and 0.0 < value <= 1.0:  # no model in the leaderboard has a clean accuracy under 1 %
+        return None, f"{key} {raw!r} looks like a fraction, not percent (RobustBench gives 88.98, not 0.8898)"
     return value, None
 
 
@@ -226,6 +246,8 @@ class RobustBenchImporter(Importer):
         except ValueError as exc:
             return [], [str(exc)]
         clean, why = _accuracy(entry, "clean_acc")
+        if why and "fraction" in why:  # the whole file is on the 0-1 scale: its robust accuracies would be stored 100x too small
+            return [], [why + ": the entry is skipped"]
         if why:
             reasons.append(why + " (rows written without a clean accuracy)")
         values = {}

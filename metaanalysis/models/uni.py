@@ -32,7 +32,7 @@ from scipy import optimize, stats
 from .inference import coefficient_tests, omnibus_test, residual_heterogeneity, trace_p, typical_variance, wls
 from .results import MetaResult
 
-__all__ = ["METHODS", "TAU2_ESTIMATORS", "COMMON_EFFECT_METHODS", "ITERATIVE_METHODS", "DEFAULT_METHOD", "rma_uni", "tau2_estimate", "q_profile_ci", "TauCI", "check_inputs", "MetaInputError"]
+__all__ = ["METHODS", "TAU2_ESTIMATORS", "rma_uni", "tau2_estimate", "q_profile_ci", "TauCI", "check_inputs", "MetaInputError"]
 
 _TOL = 1e-12
 
@@ -174,10 +174,6 @@ def _tau2_pmm(y, v, X) -> float:
 TAU2_ESTIMATORS = {"FE": _tau2_fixed, "EE": _tau2_fixed, "DL": _tau2_dl, "HE": _tau2_he, "SJ": _tau2_sj, "ML": _tau2_likelihood(False),
                    "REML": _tau2_likelihood(True), "PM": _tau2_pm, "EB": _tau2_pm, "PMM": _tau2_pmm}
 METHODS = tuple(TAU2_ESTIMATORS)
-# what the registry's members are, for code that describes a fit (methods text, the emitted R script)
-COMMON_EFFECT_METHODS = frozenset({"FE", "EE"})  # no heterogeneity estimated
-ITERATIVE_METHODS = frozenset({"ML", "REML", "PM", "EB", "PMM"})  # solved iteratively (an R script needs metafor's tight tolerances)
-DEFAULT_METHOD = "REML"
 
 
 def tau2_estimate(y, v, X, method: str) -> float:

@@ -57,7 +57,7 @@ def emit_answers_r(table, answers, provenance: Provenance, out_dir: str | Path, 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     spec = (spec or AnalysisSpec()).replace(component_tests=False, mods=None)
-    lines = [f"# R scripts of `crev meta answer`", "", *(f"- {x}" for x in provenance.lines()), ""]
+    lines = ["# R scripts of `crev meta answer`", "", *(f"- {x}" for x in provenance.lines()), ""]
     for qa in answers.questions:
         lines.append(f"## {qa.question.value}: {qa.text}")
         if not qa.kinds:

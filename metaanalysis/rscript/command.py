@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import shlex
 
+from ..analysis import AnalysisSpec
 from ..models.structure import DEFAULT_RANDOM
-from ..models.uni import DEFAULT_METHOD
 
 __all__ = ["FILTER_OPTIONS", "command_for", "describe_filters", "filter_args"]
 
@@ -15,6 +15,7 @@ __all__ = ["FILTER_OPTIONS", "command_for", "describe_filters", "filter_args"]
 FILTER_OPTIONS = {"study_ids": "--study", "datasets": "--dataset", "families": "--family", "threat_models": "--threat",
                   "adversarial_training": "--adv", "attacks": "--attack", "eps_min": "--eps-min", "eps_max": "--eps-max",
                   "sparsity_min": "--sparsity-min", "sparsity_max": "--sparsity-max", "bits_min": "--bits-min", "bits_max": "--bits-max"}
+_DEFAULT_SPEC = AnalysisSpec()
 _APP_ONLY = ("source_kinds", "releases", "include_quick", "status")
 _APP_ONLY_DEFAULTS = {"include_quick": False, "status": "approved"}
 
@@ -66,7 +67,7 @@ def _spec_args(spec) -> list[str]:
     out = []
     if spec.model != "multilevel":
         out += ["--model", spec.model]
-    if spec.method.upper() != DEFAULT_METHOD:
+    if spec.method.upper() != _DEFAULT_SPEC.method.upper():
         out += ["--method", spec.method]
     if spec.mods:
         out += ["--mods", spec.mods]

@@ -22,7 +22,6 @@ from pathlib import Path
 
 from ..models.results import clean
 from ..models.robust import CHOLESKY_CR2_MAX
-from ..models.uni import ITERATIVE_METHODS
 from .recipe import FitRecipe, Provenance
 
 __all__ = ["EmittedScript", "R_RESULT_FIELDS", "crev_r_fields", "emit_r", "render_r", "script_files"]
@@ -97,8 +96,8 @@ def _fit_call(r: FitRecipe) -> list[str]:
         return [f"ctrl <- {_CTRL}  # tight convergence: the REML/ML optimum, not metafor's default stopping point",
                 f"fit <- rma.mv({', '.join(args)})"]
     args += ["data = dat", f"method = {_s(r.method)}", f"test = {_s(test)}", "level = level"]
-    if r.method in ITERATIVE_METHODS:  # iterative tau^2: metafor's default stops about 1e-6 short of the root
-        args.append("control = list(threshold = 1e-12, tol = 1e-12, maxiter = 10000)")
+    # iterative tau^2 estimators: metafor's default stops about 1e-6 short of the root (the others ignore it)
+    args.append("control = list(threshold = 1e-12, tol = 1e-12, maxiter = 10000)")
     return [f"fit <- rma({', '.join(args)})"]
 
 

@@ -18,6 +18,17 @@ Attacks: as in the parent class, gradient attacks are crafted on an 8-bit fake-q
 granularity) and evaluated on the int8 model (a transfer attack, threat model ``transfer``); the
 twin's agreement with the int8 model is measured. On a GPU run the int8 model is evaluated on the
 CPU through :class:`replicate.train.device.OnCPU` (inputs moved there and outputs back).
+
+Why FX graph mode and not torchao's pt2e flow (measured 2026-12 with torch 2.13.0+cpu and torchao
+0.18.0, the release built for it, installed with ``--no-deps``; LeNet on digits, 2 threads, batch 128):
+``torch.export`` + ``prepare_pt2e``/``convert_pt2e`` with ``X86InductorQuantizer`` works and gives the
+same test accuracy (96.0 %) and the same prediction on every test image as the FX model, but the
+converted model is a graph of quantize/dequantize ops around float convolutions: in eager mode it
+runs 161 ms per batch against 18 ms for float32 and 17 ms for the FX int8 kernels. Integer kernels
+come only from ``torch.compile`` (Inductor and a C++ compiler): 81 s of compilation per model and
+no faster here. The ``int8_ptq`` rows record int8 latency, so the move would replace measured int8
+kernels with a simulation or add minutes to every cell; FX stays until pt2e runs integer kernels
+without compilation (the FX API still exists in torch 2.13 and warns that it is deprecated).
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from typing import Literal
 import pydantic
 from pydantic import BaseModel, Field, field_validator
 
+from evidence.files import MAX_SMALL_FILE_BYTES, FileRefused, read_regular_file
 from evidence.vocab import Direction, Norm
 
 from ..attacks import ATTACKS, AttackName
@@ -170,9 +171,14 @@ def load_spec(source: str | Path | dict, *, name: str | None = None) -> JobSpec:
         data, name = source, name or "spec"
     else:
         path = Path(source)
-        if not path.exists():
-            raise SpecError(f"{path}: no such spec file")
-        data, name = _parse(path.read_text(encoding="utf-8"), str(path)), str(path)
+        try:  # a regular file of at most 16 MiB: a FIFO named spec.toml is refused, not waited on
+            raw = read_regular_file(path, limit=MAX_SMALL_FILE_BYTES, what="spec file")
+            text = raw.decode("utf-8")
+        except FileRefused as exc:
+            raise SpecError(str(exc)) from None
+        except UnicodeDecodeError as exc:
+            raise SpecError(f"{path}: not UTF-8 text (byte at offset {exc.start})") from None
+        data, name = _parse(text, str(path)), str(path)
     try:
         return JobSpec.model_validate(data)
     except pydantic.ValidationError as exc:

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from evidence.files import MAX_FILE_BYTES, FileRefused, read_regular_file
+
 from .datasets import DatasetError
 
 __all__ = ["LocalArrays", "CifarUnpickler", "read_cifar_batch", "load_cifar10", "load_svhn", "LOCAL_DATASETS", "registry_path",
@@ -86,7 +88,10 @@ class CifarUnpickler(pickle.Unpickler):
 def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """One CIFAR-10 batch file: images (N, 3, 32, 32) uint8 and labels (N,), checked."""
     path = Path(path)
-    raw = path.read_bytes()
+    try:  # a regular file of at most 256 MiB (a batch is 31 MB): /dev/zero or a FIFO is refused, not read
+        raw = read_regular_file(path, limit=MAX_FILE_BYTES, what="CIFAR-10 batch")
+    except FileRefused as exc:
+        raise DatasetError(f"cifar10: {exc}") from None
     try:
         d = CifarUnpickler(io.BytesIO(raw), encoding="bytes").load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as exc:
@@ -122,8 +127,10 @@ def load_cifar10(folder: Path) -> LocalArrays:
 def _read_svhn(path: Path) -> tuple[np.ndarray, np.ndarray]:
     from scipy.io import loadmat
 
-    try:
-        m = loadmat(path)
+    try:  # a regular file of at most 256 MiB (train_32x32.mat is 182 MB): a FIFO or /dev/zero is refused, not read
+        m = loadmat(io.BytesIO(read_regular_file(path, limit=MAX_FILE_BYTES, what="SVHN .mat file")))
+    except FileRefused as exc:
+        raise DatasetError(f"svhn: {exc}") from None
     except (ValueError, OSError, NotImplementedError) as exc:
         raise DatasetError(f"svhn: {path}: not a MATLAB v5 file: {exc}") from None
     x, y = m.get("X"), m.get("y")
