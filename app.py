@@ -11,21 +11,25 @@ log = logging.getLogger("crev.app")
 
 st.set_page_config(page_title="crev: compression vs adversarial robustness", layout="wide")
 
+# Every page shows the page menu (st.navigation, in the sidebar) and who the user is; the scope says
+# which of the shared filters the page uses (the others keep their values, see ui.state.sidebar).
+Scope = state.SidebarScope
 PAGES = [
-    st.Page("ui/overview.py", title="Overview", default=True),
-    st.Page("ui/explore.py", title="Explore"),
-    st.Page("ui/add.py", title="Add evidence"),
-    st.Page("ui/review.py", title="Review"),
-    st.Page("ui/meta.py", title="Meta-analysis"),
-    st.Page("ui/contradictions.py", title="Contradictions"),
-    st.Page("ui/replications.py", title="Replications"),
+    (st.Page("ui/overview.py", title="Overview", default=True), Scope.filters),
+    (st.Page("ui/explore.py", title="Explore"), Scope.filters),
+    (st.Page("ui/add.py", title="Add evidence"), Scope.none),
+    (st.Page("ui/review.py", title="Review"), Scope.none),
+    (st.Page("ui/meta.py", title="Meta-analysis"), Scope.filters),
+    (st.Page("ui/contradictions.py", title="Contradictions"), Scope.effect),
+    (st.Page("ui/replications.py", title="Replications"), Scope.none),
 ]
-page = st.navigation(PAGES)
+SCOPES = {p.url_path: scope for p, scope in PAGES}
+page = st.navigation([p for p, _ in PAGES])
 # Streamlit's control flow (st.rerun, st.stop, st.switch_page) raises subclasses of BaseException,
 # which `except Exception` never catches. FragmentHandledException is an Exception that says a
 # fragment's error has already been shown: it passes through untouched.
 try:
-    state.sidebar()
+    state.sidebar(SCOPES.get(page.url_path, Scope.filters))
     page.run()
 except FragmentHandledException:
     raise

@@ -171,7 +171,21 @@ def pending_submissions(engine: Engine, status: ReviewStatus | None = ReviewStat
     with Session(engine) as session:
         subs = session.exec(stmt).all()
     cols = ["id", "kind", "submitted_by", "submitted_at", "status", "n_studies", "n_claims", "n_results", "reviewed_by", "reason", "source_file"]
-    return pd.DataFrame([{c: _plain(getattr(s, c)) for c in cols} for s in subs], columns=cols)
+    return pd.DataFrame([{**{c: _plain(getattr(s, c)) for c in cols}, "submitter_reason": submitter_reason(s)} for s in subs],
+                        columns=[*cols, "submitter_reason"])
+
+
+def submitter_reason(sub: Submission) -> str | None:
+    """Why the submitter proposed a correction (the ``reason`` given to :func:`propose_correction`,
+    kept in the submission's summary), so reviewers see it; ``None`` for other kinds or none given."""
+    if sub.kind != SubmissionKind.correction or not sub.summary:
+        return None
+    try:
+        got = json.loads(sub.summary)
+    except ValueError:
+        return None
+    reason = got.get("reason") if isinstance(got, dict) else None
+    return str(reason).strip() or None if reason else None
 
 
 def _plain(v):

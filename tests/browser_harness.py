@@ -204,3 +204,50 @@ def type_into(drv, label: str, value: str, *, area: bool = False) -> None:
     el.send_keys(Keys.CONTROL, "a")
     el.send_keys(value)
     el.send_keys(Keys.TAB) if not area else el.send_keys(Keys.CONTROL, Keys.ENTER)
+
+
+def _open_sign_in(drv) -> None:
+    """Open the sidebar's 'Sign in' box (an expander, closed by default)."""
+    from selenium.webdriver.common.by import By
+
+    box = "//details[summary[.//*[normalize-space()='Sign in']]]"
+    if not drv.find_elements(By.XPATH, box + "[@open]"):
+        _clickable(drv, box + "/summary").click()
+        import time as _t
+
+        _t.sleep(0.8)  # the expander's opening animation: a click during it lands on the form
+
+
+def _type_focused(drv, label: str, value: str) -> None:
+    """Type into a sidebar form field focused by script: a click there can land on the form's
+    'Press Enter to submit' hint or the password field's eye."""
+    from selenium.webdriver.common.keys import Keys
+
+    el = _clickable(drv, f"//input[@aria-label=\"{label}\"]")
+    drv.execute_script("arguments[0].focus();", el)
+    el.send_keys(Keys.CONTROL, "a")
+    el.send_keys(value)
+
+
+def sign_in(drv, name: str, secret: str) -> None:
+    """Sign in with a local account in the sidebar (set once for the browser session)."""
+    _open_sign_in(drv)
+    _type_focused(drv, "Account name", name)
+    _type_focused(drv, "Account secret", secret)
+    click_button(drv, "Sign in")
+    wait_text(drv, f"Signed in as")
+    wait_text(drv, name)
+
+
+def declare_name(drv, name: str) -> None:
+    """Give a name (recorded, not proven) in the sidebar."""
+    _open_sign_in(drv)
+    _type_focused(drv, "Your name", name)
+    click_button(drv, "Use this name")
+    wait_text(drv, f"Signed in as submitter {name}")
+
+
+def goto(drv, title: str) -> None:
+    """Change page through the sidebar's page menu (the session, and who is signed in, stay)."""
+    _clickable(drv, f"//a[@data-testid='stSidebarNavLink'][.//*[normalize-space()=\"{title}\"]]").click()
+    wait_rendered(drv, started=True)

@@ -45,7 +45,7 @@ def test_a_page_that_raises_fails_its_test_and_is_logged(at, monkeypatch, caplog
     """app.py must not turn a page's exception into a message only: AppTest sees it, the log has it."""
     from ui import state
 
-    def broken_sidebar():
+    def broken_sidebar(*_):
         raise RuntimeError("boom in the sidebar")
 
     monkeypatch.setattr(state, "sidebar", broken_sidebar)
@@ -188,7 +188,8 @@ def test_explore_says_when_a_study_has_no_numbers(at):
 def test_add_form_rejects_bad_input_with_the_right_message(at, seeded_url):
     _page(at, "ui/add.py")
     at.text_input(key="user_name").input("Jane Doe")
-    at.text_input[1].input("Bad Slug!")  # study id
+    at.button(key="FormSubmitter:declare_name-Use this name").click().run()
+    at.main.text_input[0].input("Bad Slug!")  # study id
     at.button(key="FormSubmitter:add_study-Submit the study for review").click().run()
     assert not at.exception
     assert any("problem(s); nothing was written" in e.value for e in at.error)
@@ -198,9 +199,10 @@ def test_add_form_rejects_bad_input_with_the_right_message(at, seeded_url):
 def test_add_form_accepts_good_input_into_the_review_queue(at, seeded_url):
     _page(at, "ui/add.py")
     at.text_input(key="user_name").input("Jane Doe")
-    at.text_input[1].input("doe_2026_formstudy")
-    at.text_input[2].input("A study from the form")
-    at.text_input[4].input("2026")
+    at.button(key="FormSubmitter:declare_name-Use this name").click().run()
+    at.main.text_input[0].input("doe_2026_formstudy")
+    at.main.text_input[1].input("A study from the form")
+    at.main.text_input[3].input("2026")
     at.button(key="FormSubmitter:add_study-Submit the study for review").click().run()
     assert not at.exception
     assert any("are in the review queue" in s.value for s in at.success), [e.value for e in at.error]
@@ -210,10 +212,10 @@ def test_add_form_accepts_good_input_into_the_review_queue(at, seeded_url):
 
 def test_add_form_needs_the_submitters_name_not_the_servers_login(at, seeded_url):
     _page(at, "ui/add.py")
-    at.text_input[1].input("doe_2026_formstudy")
-    at.text_input[2].input("A study from the form")
+    at.main.text_input[0].input("doe_2026_formstudy")
+    at.main.text_input[1].input("A study from the form")
     at.button(key="FormSubmitter:add_study-Submit the study for review").click().run()
-    assert any("Type your name" in e.value for e in at.error)
+    assert any("Sign in or give your name in the sidebar" in e.value for e in at.error)
     assert pending_submissions(get_engine(seeded_url)).empty
 
 

@@ -64,16 +64,59 @@ def test_read_only_without_curator_accounts(seeded_url, monkeypatch):
     assert any("Read-only: no curator account is configured" in w.value for w in t.warning)
 
 
-def test_wrong_secrets_are_refused_and_rate_limited(seeded_url, monkeypatch):
+@pytest.fixture
+def client(monkeypatch):
+    """Each test's own client address and an empty limiter (the limiter is shared by the server process)."""
+    from ui import identity
+
+    identity.limiter.clear()
+    where = {"ip": "ip:192.0.2.1"}
+    monkeypatch.setattr(identity, "client_id", lambda: where["ip"])
+    return where
+
+
+def test_wrong_secrets_are_limited_per_client_across_names(seeded_url, monkeypatch, client):
     t = _review(seeded_url, monkeypatch)
-    name = f"alice-{os.getpid()}-{id(t)}"  # the limiter is per server process and per name
-    t.secrets["curators"] = {**ACCOUNTS, name: hash_secret("right")}
-    for _ in range(5):
-        _sign_in(t, name, "wrong")
-    assert any("do not match a curator account" in e.value for e in t.error)
-    _sign_in(t, name, "right")  # the sixth try, even with the right secret, waits
-    assert any("Too many wrong secrets" in e.value for e in t.error)
+    for k in range(5):  # five names, one wrong secret each: the old per-name limit never blocked this
+        _sign_in(t, f"guess-{k}", "wrong")
+        assert any("do not match an account" in e.value for e in t.error)
+    _sign_in(t, "alice", "alice-secret")  # the sixth try from this client waits, whatever the name
+    assert any("Too many wrong secrets from this connection" in e.value for e in t.error)
     assert not any("Signed in as curator" in i.value for i in t.info)
+
+
+def test_a_stranger_cannot_lock_the_curator_out(seeded_url, monkeypatch, client):
+    t = _review(seeded_url, monkeypatch)
+    for _ in range(6):  # a stranger types alice's name with wrong secrets (5 used to lock her out for 300 s)
+        _sign_in(t, "alice", "wrong")
+    assert any("Too many wrong secrets" in e.value for e in t.error)
+    client["ip"] = "ip:198.51.100.7"  # alice, from her own connection
+    t2 = _review(seeded_url, monkeypatch)
+    _sign_in(t2, "alice", "alice-secret")
+    assert any("Signed in as curator **alice**" in i.value for i in t2.info), [e.value for e in t2.error]
+
+
+def test_the_limiter_backs_off_per_client_and_throttles_a_server_wide_flood():
+    from ui.accounts import SignInLimiter
+
+    now = [0.0]
+    lim = SignInLimiter(free=3, base_s=2.0, cap_s=60.0, window_s=900.0, global_free=10, global_cap_s=8.0, clock=lambda: now[0])
+    for _ in range(3):
+        assert lim.wait_for("a") == 0.0
+        lim.failed("a")
+    assert lim.wait_for("a") == 2.0  # 2 * 2**0 after the third wrong try
+    now[0] += 2.0
+    lim.failed("a")
+    assert lim.wait_for("a") == 4.0  # doubles
+    for k in range(40):  # a flood from 40 clients, one wrong try each
+        lim.failed(f"bot-{k}")
+    assert lim.wait_for("bot-1") == 8.0  # past the server's budget a failing client waits (capped)
+    assert lim.wait_for("curator") == 0.0  # a client with no wrong try of its own is always checked
+    now[0] += 901.0
+    assert lim.wait_for("a") == 0.0 and lim.wait_for("bot-1") == 0.0  # the window forgets
+    lim.failed("b")
+    lim.succeeded("b")
+    assert lim.wait_for("b") == 0.0
 
 
 def test_four_eyes_a_curator_cannot_approve_their_own_submission(seeded_url, monkeypatch, alices_import):
@@ -127,6 +170,7 @@ def test_a_correction_from_add_evidence_reaches_the_queue_with_its_diff(seeded_u
     t.switch_page("ui/add.py")
     t.run()
     t.text_input(key="user_name").input("Jane Doe")
+    t.button(key="FormSubmitter:declare_name-Use this name").click().run()
     t.selectbox(key="corr_entity").select("study").run()
     t.text_input(key="corr_key").input("sehwag_2020_hydra")
     t.selectbox(key="corr_field_study").select("venue")
@@ -144,3 +188,25 @@ def test_a_correction_from_add_evidence_reaches_the_queue_with_its_diff(seeded_u
     diff = t.dataframe[1].value  # the queue, then the changes
     row = diff[diff["field"] == "venue"].iloc[0]
     assert row["proposed"] == "NeurIPS 2020 (corrected)" and row["current"] != row["proposed"]
+
+
+def test_a_rejection_is_confirmed_in_words_spelled_right(seeded_url, monkeypatch, alices_import, client):
+    engine, sub_id = alices_import
+    t = _review(seeded_url, monkeypatch)
+    _sign_in(t, "bob", "bøb-sécret ✓")
+    _decide(t, sub_id, "numbers not in the paper", approve=False)
+    flash = [s.value for s in t.success if f"Submission #{sub_id}" in s.value]
+    assert flash and f"Submission #{sub_id} rejected by bob" in flash[0] and "rejectd" not in flash[0]
+    assert pending_submissions(engine, status=None).set_index("id").loc[sub_id, "status"] == "rejected"
+
+
+def test_the_reviewer_sees_the_submitters_reason_for_a_correction(seeded_url, monkeypatch, client):
+    from evidence import propose_correction
+
+    engine = get_engine(seeded_url)
+    sub = propose_correction(engine, "study", "sehwag_2020_hydra", {"venue": "NeurIPS 2020"}, by="carol",
+                             reason="the proceedings page says NeurIPS 2020")
+    assert pending_submissions(engine).set_index("id").loc[sub.id, "submitter_reason"] == "the proceedings page says NeurIPS 2020"
+    t = _review(seeded_url, monkeypatch)
+    t.selectbox(key="review_sub").select(sub.id).run()
+    assert any("The submitter's reason: “the proceedings page says NeurIPS 2020”" in i.value for i in t.info), [i.value for i in t.info]

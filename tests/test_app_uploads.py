@@ -133,7 +133,8 @@ def test_an_upload_previews_then_submits_read_from_disk_in_chunks(add_page, tmp_
     assert {m.label: m.value for m in t.metric}["Rows read"] == "2"
     assert pending_submissions(engine).empty and not list(spool_dir.iterdir())  # the preview wrote nothing and left nothing
     assert reads and all(0 < n <= CHUNK_BYTES for n in reads) and not whole, whole  # streamed, never copied whole
-    t.text_input(key="user_name").input("Jane Doe").run()
+    t.text_input(key="user_name").input("Jane Doe")
+    t.button(key="FormSubmitter:declare_name-Use this name").click().run()
     t.button(key="import_btn").click().run()
     assert not t.exception, t.exception
     assert "results are in the review queue" in _text(t), _text(t)

@@ -34,9 +34,7 @@ def _open(drv, url):
 
 
 def _sign_in(drv, name):
-    bh.type_into(drv, "Curator name", name)
-    bh.type_into(drv, "Curator secret", "e2e-sécret")
-    bh.click_button(drv, "Sign in")
+    bh.sign_in(drv, name, "e2e-sécret")
     bh.wait_text(drv, f"Signed in as curator {name}")
 
 
@@ -112,13 +110,29 @@ def test_explore_sorts_across_pages_and_keeps_8_255(app):
     bh.shot(drv, "explore-eps-8-255")
 
 
+PAGE_TITLES = ["Overview", "Explore", "Add evidence", "Review", "Meta-analysis", "Contradictions", "Replications"]
+
+
+def test_the_page_menu_is_on_every_page_and_the_sign_in_stays(app):
+    from selenium.webdriver.common.by import By
+
+    base, url, drv, _ = app
+    _open(drv, f"{base}/add")
+    bh.declare_name(drv, "Jane Doe")
+    for title in PAGE_TITLES[::-1]:  # through the menu only: each page must show it, or the next click fails
+        bh.goto(drv, title)
+        links = [a for a in drv.find_elements(By.XPATH, "//a[@data-testid='stSidebarNavLink']") if a.is_displayed()]
+        assert len(links) == len(PAGE_TITLES), f"the page menu is not shown on {title}"
+        bh.wait_text(drv, "Signed in as submitter Jane Doe")
+
+
 def test_curator_flow_preview_four_eyes_approve_with_reason_and_correction(app):
     base, url, drv, d = app
     engine = get_engine(url)
     csv = write_rows(d / "two.csv", [result_row(), result_row(compression_level="0.90", robust_acc_compressed="45.0",
                                                                 threat_model="common corruptions")])
     _open(drv, f"{base}/add")
-    bh.type_into(drv, "Your name (recorded with what you submit)", "alice")
+    bh.declare_name(drv, "alice")
     bh.wait_rendered(drv)
     from selenium.webdriver.common.by import By
 
@@ -148,8 +162,11 @@ def test_curator_flow_preview_four_eyes_approve_with_reason_and_correction(app):
     assert count_results(engine) > base_count
     assert pending_submissions(engine, status=None).set_index("id").loc[sub_id, "reason"] == "numbers match Table 9"
 
-    _open(drv, f"{base}/add")
-    bh.type_into(drv, "Your name (recorded with what you submit)", "alice")
+    bh.click_button(drv, "Sign out")  # bob signs out; alice, signed in once, corrects an entry
+    bh.wait_rendered(drv, started=True)
+    _sign_in(drv, "alice")
+    bh.goto(drv, "Add evidence")
+    bh.wait_text(drv, "Submitting as alice")
     bh.type_into(drv, "Its id (study slug, claim or result id)", "sehwag_2020_hydra")
     bh.type_into(drv, "Corrected value", "NeurIPS 2020")
     bh.type_into(drv, "Why (e.g. 'Table 3 says 47.1, not 41.7')", "the proceedings say so")

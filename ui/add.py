@@ -11,18 +11,21 @@ import streamlit as st
 import evidence as ev
 from ui import labels, state, uploads
 
-state.hide_sidebar()
 st.title("Add evidence")
 st.caption("Additions are checked completely first: nothing is written unless every field and row passes. "
            "What is written waits in the review queue until a curator approves it.")
-st.text_input("Your name (recorded with what you submit)", key="user_name", placeholder="e.g. Jane Doe")
+_me = state.user_name()
+if _me:
+    st.info(f"Submitting as **{_me}** (who you are is set once, in the sidebar; sign out there to change it).")
+else:
+    st.warning("Sign in or give your name in the sidebar ('Sign in') first: it is recorded with what you submit.")
 TEMPLATE = "results-template.csv"
 
 
 def who() -> str | None:
     name = state.user_name()
     if not name:
-        st.error("Type your name at the top of the page first: it is recorded with the submission.")
+        st.error("Sign in or give your name in the sidebar ('Sign in') first: it is recorded with the submission.")
     return name or None
 
 

@@ -9,7 +9,6 @@ import streamlit as st
 
 from ui import labels, state
 
-state.hide_sidebar()
 st.title("Contradictions")
 st.caption("Pairs of studies whose claims on the same question point opposite ways, each candidate explanation "
            "tested with a three-level meta-regression on the approved results under that question. The sidebar's filters do not "

@@ -13,41 +13,26 @@ import pandas as pd
 import streamlit as st
 
 import evidence as ev
-from ui import labels, state
+from ui import identity, labels, state
 
-state.hide_sidebar()
 st.title("Review queue")
 eng = state.engine()
 flash = st.session_state.pop("review_flash", None)
 if flash:
     st.success(flash)
 
-accounts = state.curator_accounts()
-curator = st.session_state.get("curator")
-if not accounts:
+me = identity.current()
+curator = me.name if me is not None and me.curator else None
+if not identity.curator_accounts() and not identity.oidc_providers():
     st.warning("Read-only: no curator account is configured. Add per-user accounts under `[curators]` in .streamlit/secrets.toml "
-               "(`alice = \"<hash>\"`, the hash from `python -m ui.accounts`), or a shared `curator_secret` / CREV_CURATOR_SECRET.")
+               "(`alice = \"<hash>\"`, the hash from `python -m ui.accounts`), a shared `curator_secret` / CREV_CURATOR_SECRET, "
+               "or an identity provider (`[auth]` and `oidc_curators`, docs/SECURITY.md).")
 elif curator:
-    c = st.columns([4, 1])
-    c[0].info(f"Signed in as curator **{curator}**. Decisions are recorded under this name.")
-    if c[1].button("Sign out", key="curator_signout"):
-        st.session_state.pop("curator", None)
-        st.rerun()
+    st.info(f"Signed in as curator **{curator}**. Decisions are recorded under this name.")
+elif me is not None:
+    st.info(f"Signed in as **{me.name}** ({me.describe()}): only curators approve or reject; anyone may read the queue.")
 else:
-    with st.form("curator_login"):
-        st.markdown("**Curator sign-in** (to approve or reject; anyone may read the queue)")
-        lc = st.columns(2)
-        name = lc[0].text_input("Curator name", key="curator_name")
-        secret = lc[1].text_input("Curator secret", type="password", key="curator_input")
-        if st.form_submit_button("Sign in"):
-            ok, msg = state.check_curator(name, secret)
-            if ok:
-                st.session_state["curator"] = name.strip()
-                st.rerun()
-            st.error(msg)
-    if "*" in accounts:
-        st.caption("This server uses one shared curator secret: the name you type is recorded, but not proven. "
-                   "Per-user accounts (`[curators]` in secrets.toml) prove it.")
+    st.caption("Curators sign in in the sidebar ('Sign in') to approve or reject; anyone may read the queue.")
 
 show = st.radio("Show", ["pending", "all submissions"], horizontal=True, key="review_show")
 queue = ev.pending_submissions(eng, status=ev.ReviewStatus.pending if show == "pending" else None)
@@ -94,6 +79,8 @@ for b in blockers:
 st.subheader(f"Submission #{sub_id}: what it changes")
 if sub["kind"] == "correction":
     st.caption("A correction: each row shows the current approved value and the proposed one.")
+    st.info(f"The submitter's reason: “{sub['submitter_reason']}”" if sub.get("submitter_reason")
+            else "The submitter gave no reason for this correction.")
 for entity in ("study", "claim", "result"):
     d = diff[diff["entity"] == entity]
     if d.empty:
@@ -132,6 +119,7 @@ with st.form(f"decide_{sub_id}"):
     reject = c[1].form_submit_button(f"Reject #{sub_id}")
 if approve or reject:
     verb = "approve" if approve else "reject"
+    done = "approved" if approve else "rejected"
     if not reason.strip():
         st.error(f"To {verb} a submission, give a reason: it is recorded with the decision.")
     elif not checked:
@@ -143,10 +131,10 @@ if approve or reject:
             else:
                 ev.reject(eng, int(sub_id), reason.strip(), by=curator)
         except ev.EvidenceError as exc:  # the four-eyes refusal, or a submission decided meanwhile
-            st.error(f"Not {verb}d: {exc}")
+            st.error(f"Not {done}: {exc}")
         else:
             st.session_state["review_flash"] = (
-                f"Submission #{sub_id} {verb}d by {curator}: “{reason.strip()}”. "
+                f"Submission #{sub_id} {done} by {curator}: “{reason.strip()}”. "
                 + ("It counts in analyses now." if approve else "It stays visible with the reason.")
                 + " Choose the next submission yourself: nothing is selected automatically.")
             st.session_state.pop("review_sub", None)

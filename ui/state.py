@@ -14,6 +14,7 @@ Two kinds of cache, both shared by every browser session of the server process:
 
 from __future__ import annotations
 
+import enum
 import logging
 import os
 import threading
@@ -27,14 +28,14 @@ import streamlit as st
 
 import evidence as ev
 import metaanalysis as ma
-from ui import accounts, labels
+from ui import identity, labels
 
 __all__ = ["db_url", "engine", "version", "evidence_version", "distinct", "results", "stats", "studies", "claims", "current_filter",
            "filter_key", "effect_settings", "settings_key", "effects", "memo", "report", "prewarm", "answers", "contradictions", "contradictions_failed", "report_error", "sidebar",
-           "hide_sidebar", "unit", "PRECOMPUTE", "curator_accounts", "check_curator", "user_name", "EPS_STEPS"]
+           "SidebarScope", "unit", "PRECOMPUTE", "user_name", "EPS_STEPS", "FILTER_KEYS", "EFFECT_KEYS"]
 
-FILTER_KEYS = ("f_dataset", "f_family", "f_adv", "f_threat", "f_attack", "f_source", "f_sparsity", "f_bits", "f_eps", "f_status",
-               "f_effect", "f_assume_n")
+FILTER_KEYS = ("f_dataset", "f_family", "f_adv", "f_threat", "f_attack", "f_source", "f_sparsity", "f_bits", "f_eps", "f_status")
+EFFECT_KEYS = ("f_effect", "f_assume_n")
 # Epsilon (Linf, [0, 1] pixel scale) in the steps papers use: k/255, so that 8/255 = 0.0313... is kept
 # exactly by an "up to 8/255" filter (a slider on 0.001 steps dropped it).
 # Heavy reports start in the background on a data change unless CREV_APP_PRECOMPUTE=0 (the headless
@@ -237,9 +238,43 @@ def _eps_label(v: float) -> str:
     return labels.epsilon(v)
 
 
-def sidebar() -> None:
-    """The shared filters; their values live in session state and persist across pages."""
+class SidebarScope(str, enum.Enum):
+    """What of the shared sidebar a page uses (app.py declares it per page)."""
+    filters = "filters"  # the result filters and the effect settings (Overview, Explore, Meta-analysis)
+    effect = "effect"    # the effect settings only (Contradictions: its report has its own question scopes)
+    none = "none"        # neither (Add evidence, Review, Replications)
+
+
+def _keep(keys: tuple[str, ...]) -> None:
+    """Keep the values of widgets a page does not draw: Streamlit drops a widget's state on a run
+    that does not draw it, and re-assigning the value makes it session state of its own
+    (https://docs.streamlit.io/develop/concepts/architecture/widget-behavior#widget-life-cycle)."""
+    for k in keys:
+        if k in st.session_state:
+            st.session_state[k] = st.session_state[k]
+
+
+def sidebar(scope: SidebarScope = SidebarScope.filters) -> None:
+    """The page menu (Streamlit's navigation, drawn above), who the user is (:func:`ui.identity.sidebar`),
+    and the shared filters a page uses; their values live in session state and persist across pages,
+    including the pages that do not draw them."""
+    identity.sidebar()
     sb = st.sidebar
+    if scope is not SidebarScope.filters:
+        _keep(FILTER_KEYS)
+        if scope is SidebarScope.none:
+            _keep(EFFECT_KEYS)
+            sb.caption("The filters and effect settings (Overview, Explore, Meta-analysis) do not apply on this page; they keep their values.")
+        else:
+            sb.caption("The result filters (Overview, Explore, Meta-analysis) do not apply on this page; they keep their values.")
+    if scope is SidebarScope.filters:
+        _filters(sb)
+    if scope is not SidebarScope.none:
+        _effect_settings(sb)
+    prewarm()
+
+
+def _filters(sb) -> None:
     sb.header("Filters")
     sb.multiselect("Dataset", distinct("dataset"), key="f_dataset")
     sb.multiselect("Compression family", [f.value for f in ev.CompressionFamily], key="f_family", format_func=labels.label)
@@ -257,18 +292,15 @@ def sidebar() -> None:
                           "Narrowing it keeps only results with a stated epsilon.")
     sb.radio("Review status", ["approved", "pending", "all"], key="f_status", horizontal=True,
              help="Analyses count approved entries; pending and rejected ones are shown for review.")
+
+
+def _effect_settings(sb) -> None:
     sb.header("Effect sizes")
     sb.selectbox("Effect", [m.value for m in ma.EffectMeasure], key="f_effect", format_func=labels.label)
     sb.selectbox("Missing n_test", ["dataset (standard test-set size, flagged)", "none (exclude the row)"], key="f_assume_n",
                  help="A variance needs a sample size. Some studies do not state how many test images they used: by default the "
                       "dataset's standard test-set size is assumed for them, and every effect that uses it is flagged. "
                       "Choose 'none' to exclude them.")
-    prewarm()
-
-
-def hide_sidebar() -> None:
-    """For pages the filters do not apply to: say so rather than show filters that do nothing."""
-    st.html("<style>[data-testid='stSidebar'], [data-testid='stSidebarCollapsedControl'] {display: none;}</style>")
 
 
 def _range_or_none(key: str, full: tuple):
@@ -295,54 +327,11 @@ def unit() -> str:
     return "log odds ratio" if st.session_state.get("f_effect") == "log_odds_ratio" else "percentage points"
 
 
-# --- curators ---------------------------------------------------------------------------------------------------------
-
-
-def _secrets() -> dict:
-    try:
-        return st.secrets.to_dict()
-    except FileNotFoundError:
-        return {}
-    except Exception as exc:  # st.secrets raises its own parse error type for a malformed secrets.toml
-        st.warning(f"Could not read the app's secrets (.streamlit/secrets.toml): {exc}")
-        return {}
-
-
-def curator_accounts() -> dict[str, str]:
-    """Curator name -> secret. Per-user accounts from ``[curators]`` in .streamlit/secrets.toml
-    (``alice = "her secret"``); the older single ``curator_secret`` (or ``CREV_CURATOR_SECRET``) is
-    one account whose name the curator types."""
-    sec = _secrets()
-    accounts = {str(k): str(v) for k, v in (sec.get("curators") or {}).items() if str(v)}
-    single = sec.get("curator_secret") or os.environ.get("CREV_CURATOR_SECRET")
-    if single:
-        accounts.setdefault("*", str(single))
-    return accounts
-
-
-@st.cache_resource(show_spinner=False)
-def _limiter() -> accounts.AttemptLimiter:
-    return accounts.AttemptLimiter(max_attempts=5, window_s=300.0)
-
-
-def check_curator(name: str, secret: str) -> tuple[bool, str]:
-    """Whether ``secret`` opens the account ``name`` (see :mod:`ui.accounts`); at most 5 wrong tries per
-    name in 5 minutes, for the whole server."""
-    name = name.strip()
-    if not name:
-        return False, "Type your curator name."
-    wait = _limiter().blocked_for(name)
-    if wait:
-        return False, f"Too many wrong secrets for {name}: try again in {int(wait) + 1} s."
-    accs = curator_accounts()
-    expected = accs.get(name, accs.get("*"))
-    if expected is None or not accounts.secret_matches(secret, expected):
-        _limiter().failed(name)
-        return False, "That name and secret do not match a curator account: the page stays read-only."
-    return True, ""
+# --- who acts ---------------------------------------------------------------------------------------------------------
 
 
 def user_name() -> str:
-    """Who acts in this browser session: the name typed on Add evidence or the curator's login.
-    Never the server's login (that is whoever started the app)."""
-    return (st.session_state.get("curator") or st.session_state.get("user_name") or "").strip()
+    """Who acts in this browser session (:func:`ui.identity.current`), or ``""``. Never the server's
+    login (that is whoever started the app)."""
+    ident = identity.current()
+    return ident.name if ident is not None else ""
