@@ -75,7 +75,7 @@ if st.button("Launch", type="primary", key="rep_launch"):
     else:
         try:
             jid = rp.launch_background(state.engine(), job_spec, by=state.user_name())
-        except (ev.EvidenceError, ValueError) as exc:  # the quota refusal (NotAuthorized) or a spec the machine cannot run
+        except (ev.EvidenceError, rp.ReplicateError) as exc:  # the quota refusal (NotAuthorized) or a spec the machine cannot run
             st.error(f"Not launched: {exc}")
         else:
             st.session_state["rep_view"] = jid  # the selector below follows the new job

@@ -67,7 +67,7 @@ if len(res_rows):
     if missing:
         blockers.append(f"These results belong to {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not approved yet: "
                         "approve the study's submission first (a study is approved before, or with, its results).")
-if sub["status"] == "pending" and curator and str(sub["submitted_by"]).strip().lower() == curator.strip().lower():
+if sub["status"] == "pending" and curator and ev.same_identity(str(sub["submitted_by"]), curator):
     flags.append(f"You ({curator}) submitted this: another curator must approve it, unless self-approval is configured "
                  "(CREV_ALLOW_SELF_APPROVAL=1).")
 for f in flags:
