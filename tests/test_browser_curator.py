@@ -68,8 +68,11 @@ def test_overview_shows_the_answer_to_each_question(app):
     for qa in ans.questions:
         if qa.kinds:
             assert qa.high_risk_text in " ".join(lines), qa.high_risk_text  # the caption may wrap
-    pooled = next(k for qa in ans.questions for k in qa.kinds if k.estimable)
-    assert pooled.verdict in body and f"{pooled.estimate:+.1f} pp" in body
+    pooled = [k for qa in ans.questions for k in qa.kinds if k.estimable]
+    for k in pooled:  # the shipped evidence has none at CR2 df >= 4 (issue 21); every kind's own verdict is on the page
+        assert k.verdict in body and f"{k.estimate:+.1f} pp" in body
+    for k in (k for qa in ans.questions for k in qa.kinds):
+        assert k.verdict in body, k.verdict
     assert "evaluation kind" in body and "leave-one-study-out" in body and "come from one study" in body
     assert "None" not in body and "p = 0\n" not in body
     bh.shot(drv, "overview-answers")
