@@ -23,13 +23,15 @@ PAGES = [
     (st.Page("ui/contradictions.py", title="Contradictions"), Scope.effect),
     (st.Page("ui/replications.py", title="Replications"), Scope.none),
 ]
-SCOPES = {p.url_path: scope for p, scope in PAGES}
 page = st.navigation([p for p, _ in PAGES])
+# the chosen page's scope, found by the page itself (its url_path exists only inside a running app, and
+# this module is also run bare, e.g. as a spawned process's __main__ after an AppTest)
+scope = next((sc for p, sc in PAGES if p is page or getattr(p, "_title", None) == getattr(page, "_title", "")), Scope.filters)
 # Streamlit's control flow (st.rerun, st.stop, st.switch_page) raises subclasses of BaseException,
 # which `except Exception` never catches. FragmentHandledException is an Exception that says a
 # fragment's error has already been shown: it passes through untouched.
 try:
-    state.sidebar(SCOPES.get(page.url_path, Scope.filters))
+    state.sidebar(scope)
     page.run()
 except FragmentHandledException:
     raise
